@@ -1,0 +1,72 @@
+# Two commands on a fresh machine: `make demo` and `make test`. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VERSION ?= v1.0.0
+ENVIRONMENT ?= sandbox
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := python3 -m uv
+UV_VERSION := 0.13.9
+STAMP := .make
+SANDBOX := PYTHONPATH=plugins $(PY) -m varai_deploy.sandbox
+AIRFLOW_HOME ?= .airflow
+
+.PHONY: help setup demo test lint airflow sandbox-up sandbox-down sandbox-status lock bench clean
+
+help:
+	@echo "make demo [VERSION=v1.0.1]  set everything up, release VERSION to the sandbox through Airflow"
+	@echo "make test                   set everything up, run ruff and the tests"
+	@echo "make airflow                airflow standalone on http://127.0.0.1:8080 (admin/admin)"
+	@echo "make sandbox-up | sandbox-down | sandbox-status"
+	@echo "make bench                  run the benchmarks in benchmarks/"
+
+setup: $(STAMP)/venv $(STAMP)/airflow-db
+
+$(STAMP)/venv: requirements.txt
+	@mkdir -p $(STAMP)
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	@test -x $(PY) || $(UV) venv --quiet --python "$$(command -v python3)" $(VENV)
+	@echo "Installing the pinned requirements into $(VENV) ..."
+	@$(UV) pip sync --quiet --python $(PY) --compile-bytecode requirements.txt
+	@touch $@
+
+$(STAMP)/airflow-db: $(STAMP)/venv
+	@echo "Migrating the Airflow metadata DB in $(AIRFLOW_HOME)/ ..."
+	@./airflow.sh db migrate > $(STAMP)/db-migrate.log 2>&1 || { tail -20 $(STAMP)/db-migrate.log; exit 1; }
+	@touch $@
+
+demo: setup
+	@$(SANDBOX) up > /dev/null
+	@echo "Releasing $(VERSION) to $(ENVIRONMENT) through Airflow (log: $(STAMP)/demo-$(VERSION).log) ..."
+	@PYTHONPATH=plugins $(PY) -m varai_deploy.release_cli --version '$(VERSION)' --environment '$(ENVIRONMENT)' \
+		--log $(STAMP)/demo-$(VERSION).log
+	@$(SANDBOX) status
+
+test: setup
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/pytest
+
+lint: $(STAMP)/venv
+	@$(VENV)/bin/ruff check .
+
+airflow: setup
+	@echo "Airflow UI on http://127.0.0.1:8080 - log in as admin / admin. Ctrl-C stops it."
+	@./airflow.sh standalone
+
+sandbox-up: $(STAMP)/venv
+	@$(SANDBOX) up
+sandbox-down: $(STAMP)/venv
+	@$(SANDBOX) down
+sandbox-status: $(STAMP)/venv
+	@$(SANDBOX) status
+
+bench: setup
+	@PYTHONPATH=plugins:. $(PY) benchmarks/release_wall.py
+
+lock:
+	$(UV) pip compile requirements.in -o requirements.txt --python-version 3.11 --no-header
+
+clean:
+	-@$(SANDBOX) down --purge 2>/dev/null
+	rm -rf $(STAMP) $(AIRFLOW_HOME)

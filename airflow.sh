@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The project's Airflow CLI: its venv, its AIRFLOW_HOME (.airflow/), its dags/ and plugins/.
+#   ./airflow.sh dags list
+#   ./airflow.sh dags test ai_discovery_release -c '{"version": "v1.0.0"}'
+# VARAI_AIRFLOW_HOME moves the metadata DB and logs (the tests use a scratch one).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+export AIRFLOW_HOME="${VARAI_AIRFLOW_HOME:-$ROOT/.airflow}"
+export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
+export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__EXECUTOR="${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}"
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin}"
+export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
+export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
+# New or changed DAG files show up within 30 s instead of 5 min.
+export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-30}"
+# The library under plugins/ must import in every Airflow process: scheduler, workers, triggerer.
+export PYTHONPATH="$ROOT/plugins${PYTHONPATH:+:$PYTHONPATH}"
+# The sandbox gateway, as the Airflow HTTP connection a release checks through (no secret in it).
+# Production defines varai_gateway in its secrets backend instead.
+if [[ -z "${AIRFLOW_CONN_VARAI_GATEWAY:-}" ]]; then
+  export AIRFLOW_CONN_VARAI_GATEWAY="{\"conn_type\": \"http\", \"host\": \"127.0.0.1\", \"port\": ${VARAI_SANDBOX_GATEWAY_PORT:-18080}, \"schema\": \"http\"}"
+fi
+
+if [[ ! -x "$ROOT/.venv/bin/airflow" ]]; then
+  echo "airflow.sh: $ROOT/.venv is not set up; run 'make setup' first" >&2
+  exit 1
+fi
+exec "$ROOT/.venv/bin/airflow" "$@"

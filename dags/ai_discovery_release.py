@@ -1,0 +1,134 @@
+"""Release the AI Discovery platform: the deployment guide's phases as one DAG.
+
+validate -> infrastructure (Terraform) -> backend (blue-green per service, mapped) -> post_deploy.
+
+Trigger it from the UI form, from CI through the REST API
+(``POST /api/v2/dags/ai_discovery_release/dagRuns`` with ``{"conf": {"version": "v1.4.2", ...}}``),
+or ``./airflow.sh dags test ai_discovery_release -c '{"version": "v1.4.2"}'``.
+Traffic only moves to a candidate that passed its health streak; a candidate that never gets
+healthy fails the run and the live revision keeps serving.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Param, TaskGroup, dag, task, task_group
+
+from varai_deploy.config import ENVIRONMENTS, VERSION_PATTERN
+from varai_deploy.operators.blue_green import (
+    DeployCandidateOperator,
+    RetireRevisionOperator,
+    SwitchTrafficOperator,
+    VerifyGatewayOperator,
+)
+from varai_deploy.operators.terraform import (
+    TerraformApplyOperator,
+    TerraformOutputOperator,
+    TerraformPlanOperator,
+)
+from varai_deploy.sensors.health import HealthStreakSensor
+from varai_deploy.services import SERVICE_NAMES
+
+FAIL_FAST = {"retries": 0}
+
+
+@dag(
+    dag_id="ai_discovery_release",
+    schedule=None,
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["varai", "release"],
+    doc_md=__doc__,
+    default_args={"owner": "platform", "retries": 1, "retry_delay": timedelta(seconds=10)},
+    params={
+        "version": Param(
+            type="string",
+            pattern=VERSION_PATTERN,
+            title="Version",
+            description="The release tag to deploy, e.g. v1.4.2 or v1.5.0-rc.1",
+        ),
+        "environment": Param(
+            "sandbox", type="string", enum=list(ENVIRONMENTS), title="Environment",
+            description="Where to release: the local sandbox, staging or production",
+        ),
+        "services": Param(
+            list(SERVICE_NAMES),
+            type="array",
+            items={"type": "string", "enum": list(SERVICE_NAMES)},
+            minItems=1,
+            uniqueItems=True,
+            title="Services",
+            description="Which backend services to release (default: all five)",
+        ),
+    },
+)
+def ai_discovery_release():
+    with TaskGroup("validate", tooltip="Phase 1: fail fast, before anything is changed") as validate:
+
+        @task(**FAIL_FAST)
+        def request(params=None) -> list[str]:
+            """Checks version, environment and services again at run time; returns the services to release."""
+            from varai_deploy.validation import check_request
+
+            return check_request(params["version"], params["environment"], params["services"])["services"]
+
+        @task(**FAIL_FAST)
+        def prerequisites(params=None) -> dict:
+            from varai_deploy.config import load_environment
+            from varai_deploy.validation import check_prerequisites
+
+            return check_prerequisites(load_environment(params["environment"]))
+
+        @task(**FAIL_FAST)
+        def credentials(params=None) -> dict:
+            from varai_deploy.config import load_environment
+            from varai_deploy.validation import check_credentials
+
+            return check_credentials(load_environment(params["environment"]))
+
+        @task(**FAIL_FAST)
+        def resources(services: list[str], params=None) -> dict:
+            from varai_deploy.config import load_environment
+            from varai_deploy.validation import check_resources
+
+            return check_resources(load_environment(params["environment"]), services)
+
+        checked = request()
+        checked >> [prerequisites(), credentials(), resources(checked)]
+
+    with TaskGroup("infrastructure", tooltip="Phase 2: Terraform plan, apply when changed, outputs") as infra:
+        plan = TerraformPlanOperator(task_id="plan")
+        apply = TerraformApplyOperator(task_id="apply", plan=plan.output)
+        outputs = TerraformOutputOperator(task_id="outputs", trigger_rule="none_failed")
+        apply >> outputs
+
+    @task_group(group_id="backend", tooltip="Phase 3: blue-green, one mapped group per service")
+    def backend(service: str, infra: dict):
+        candidate = DeployCandidateOperator(task_id="deploy_candidate", service=service, infra=infra)
+        healthy = HealthStreakSensor(task_id="wait_healthy", candidate=candidate.output)
+        switch = SwitchTrafficOperator(task_id="switch_traffic", candidate=candidate.output)
+        verify = VerifyGatewayOperator(task_id="verify_gateway", switch=switch.output)
+        retire = RetireRevisionOperator(task_id="retire_previous", switch=switch.output)
+        healthy >> switch >> verify >> retire
+
+    with TaskGroup("post_deploy", tooltip="Phase 5: end-to-end checks through the gateway") as post_deploy:
+
+        @task(trigger_rule="none_failed")
+        def health_checks(released: list[str], params=None) -> dict:
+            from varai_deploy.config import load_environment
+            from varai_deploy.post_deploy import check_gateway, format_summary
+
+            report = check_gateway(load_environment(params["environment"]), params["version"], released)
+            print(f"Release {params['version']} on {params['environment']}:\n{format_summary(report)}")
+            return report
+
+        health_checks(checked)
+
+    deployed = backend.partial(infra=outputs.output).expand(service=checked)
+    validate >> infra
+    deployed >> post_deploy
+
+
+ai_discovery_release()

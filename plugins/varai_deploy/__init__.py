@@ -1,0 +1,1 @@
+"""varai-deploy: the library behind the VarAI release and operations DAGs."""

@@ -1,0 +1,162 @@
+"""Typed, validated environment configuration loaded from ``include/environments/<env>.yaml``.
+
+Every threshold a release obeys lives in these files, so the same DAG drives the sandbox,
+staging and production; a DAG never carries a literal threshold.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from varai_deploy.services import SERVICE_NAMES
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ENVIRONMENTS_DIR = REPO_ROOT / "include" / "environments"
+ENVIRONMENTS: tuple[str, ...] = ("sandbox", "staging", "production")
+PLATFORMS: tuple[str, ...] = ("local", "cloudrun")
+
+#: Semantic version tag, as the guide tags releases: v1.0.0, v1.0.0-rc.1.
+# Valid in both Python and ECMA regex (JSON schema); "(?!\n)$" stops Python's "$" accepting "v1.0.0\n".
+VERSION_PATTERN = r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(?!\n)$"
+_VERSION_RE = re.compile(VERSION_PATTERN)
+
+
+class ConfigError(ValueError):
+    """The environment config (or a param checked against it) is unusable; the message says how to fix it."""
+
+
+def check_version(version: Any) -> str:
+    if not isinstance(version, str) or not _VERSION_RE.fullmatch(version):
+        raise ConfigError(
+            f"version {version!r} is not a release tag: use a semver tag such as v1.4.2 or v1.5.0-rc.1"
+        )
+    return version
+
+
+def check_environment(environment: Any) -> str:
+    if environment not in ENVIRONMENTS:
+        raise ConfigError(f"unknown environment {environment!r}: choose one of {', '.join(ENVIRONMENTS)}")
+    return environment
+
+
+def check_services(services: Any, allowed: tuple[str, ...] = SERVICE_NAMES) -> tuple[str, ...]:
+    if not isinstance(services, list | tuple) or not services:
+        raise ConfigError(f"services must be a non-empty list drawn from {', '.join(allowed)}")
+    unknown = [s for s in services if s not in allowed]
+    if unknown:
+        raise ConfigError(f"unknown service(s) {', '.join(map(repr, unknown))}: choose from {', '.join(allowed)}")
+    # Keep the catalogue order (dependencies first, gateway last) and drop duplicates.
+    return tuple(s for s in allowed if s in services)
+
+
+@dataclass(frozen=True)
+class ReleasePolicy:
+    health_streak: int = 3
+    health_interval_seconds: float = 5.0
+    health_timeout_seconds: float = 600.0
+    gateway_checks: int = 5
+    bake_seconds: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.health_streak < 1:
+            raise ConfigError("release.health_streak must be at least 1")
+        if self.health_interval_seconds <= 0 or self.health_timeout_seconds <= 0:
+            raise ConfigError("release.health_interval_seconds and health_timeout_seconds must be positive")
+        if self.health_timeout_seconds < self.health_streak * self.health_interval_seconds:
+            raise ConfigError(
+                "release.health_timeout_seconds is shorter than health_streak * health_interval_seconds: "
+                "no candidate could ever pass"
+            )
+        if self.gateway_checks < 1 or self.bake_seconds < 0:
+            raise ConfigError("release.gateway_checks must be >= 1 and release.bake_seconds >= 0")
+
+
+@dataclass(frozen=True)
+class TerraformConfig:
+    module: Path
+    backend: str = "local"
+    #: For a gcs backend: the bucket and prefix that hold the state.
+    state_bucket: str | None = None
+    state_prefix: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("local", "gcs"):
+            raise ConfigError(f"terraform.backend {self.backend!r} is not supported: use local or gcs")
+        if self.backend == "gcs" and not self.state_bucket:
+            raise ConfigError("terraform.backend gcs needs terraform.state_bucket")
+
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
+    name: str
+    platform: str
+    services: tuple[str, ...]
+    connections: dict[str, str]
+    terraform: TerraformConfig
+    release: ReleasePolicy
+    prerequisites: dict[str, str] = field(default_factory=dict)
+    gcp: dict[str, str] = field(default_factory=dict)
+    requires_approval: bool = False
+
+    @property
+    def gateway_conn_id(self) -> str:
+        return self.connections["gateway"]
+
+
+def _section(raw: dict, key: str, path: Path) -> dict:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {key} must be a mapping")
+    return value
+
+
+def _build(cls, values: dict, where: str):
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def load_environment(name: str, directory: Path = ENVIRONMENTS_DIR) -> EnvironmentConfig:
+    """Load and validate one environment's config; raises ConfigError saying what to fix."""
+    import yaml
+
+    check_environment(name)
+    path = directory / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"no config for environment {name!r}: expected {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if raw.get("name") != name:
+        raise ConfigError(f"{path}: name is {raw.get('name')!r}, expected {name!r}")
+    platform = raw.get("platform")
+    if platform not in PLATFORMS:
+        raise ConfigError(f"{path}: platform {platform!r} must be one of {', '.join(PLATFORMS)}")
+    services = check_services(raw.get("services") or list(SERVICE_NAMES))
+    connections = _section(raw, "connections", path)
+    if "gateway" not in connections:
+        raise ConfigError(f"{path}: connections.gateway (the Airflow HTTP connection to the gateway) is required")
+    tf = _section(raw, "terraform", path)
+    if "module" not in tf:
+        raise ConfigError(f"{path}: terraform.module is required")
+    module = Path(tf.pop("module"))
+    tf_config = _build(TerraformConfig, {"module": module if module.is_absolute() else REPO_ROOT / module, **tf},
+                       f"{path}: terraform")
+    if not tf_config.module.is_dir():
+        raise ConfigError(f"{path}: terraform.module {tf_config.module} does not exist")
+    return EnvironmentConfig(
+        name=name,
+        platform=platform,
+        services=services,
+        connections={str(k): str(v) for k, v in connections.items()},
+        terraform=tf_config,
+        release=_build(ReleasePolicy, _section(raw, "release", path), f"{path}: release"),
+        prerequisites={str(k): str(v) for k, v in _section(raw, "prerequisites", path).items()},
+        gcp={str(k): str(v) for k, v in _section(raw, "gcp", path).items()},
+        requires_approval=bool(raw.get("requires_approval", False)),
+    )

@@ -1,0 +1,1 @@
+"""One client per external system; a hook knows its protocol, not the release."""

@@ -1,0 +1,1 @@
+"""Reusable release steps, one class each."""

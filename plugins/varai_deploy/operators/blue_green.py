@@ -1,0 +1,133 @@
+"""Blue-green steps for one service: deploy a candidate, switch traffic, verify, retire the old revision."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from varai_deploy.operators.base import EnvironmentOperator
+from varai_deploy.services import SERVICES
+
+
+class DeployCandidateOperator(EnvironmentOperator):
+    """Starts ``version`` of a service beside the live revision with no traffic.
+
+    Skips (and so skips the rest of this service's steps) when the version already serves
+    all traffic: re-running a release is a quick no-op.
+    """
+
+    template_fields = ("environment", "service", "version", "infra")
+
+    def __init__(self, *, service: Any, infra: Any, version: str = "{{ params.version }}", **kwargs):
+        super().__init__(**kwargs)
+        self.service = service
+        self.version = version
+        self.infra = infra
+
+    def execute(self, context) -> dict:
+        live = self.platform.current_revision(self.service)
+        if live and live["version"] == self.version:
+            raise AirflowSkipException(f"{self.service} already serves {self.version} ({live['name']}): nothing to do")
+        image = (self.infra.get("images") or {}).get(self.service)
+        if not image:
+            raise AirflowFailException(f"terraform outputs name no image for {self.service}: is it in the module?")
+        candidate = self.platform.deploy_candidate(self.service, self.version, image)
+        self.log.info(
+            "%s %s started as %s at %s with no traffic (live: %s)",
+            self.service, self.version, candidate["name"], candidate["url"], live and live["version"],
+        )
+        return dict(candidate)
+
+
+class SwitchTrafficOperator(EnvironmentOperator):
+    """Moves all of a service's traffic to the candidate that passed its health streak."""
+
+    template_fields = ("environment", "candidate")
+
+    def __init__(self, *, candidate: Any, **kwargs):
+        super().__init__(**kwargs)
+        self.candidate = candidate
+
+    def _still_healthy(self) -> str | None:
+        import requests
+
+        url = self.candidate["url"].rstrip("/") + "/health"
+        try:
+            resp = requests.get(url, timeout=5)
+        except requests.RequestException as exc:
+            return f"{url}: {type(exc).__name__}"
+        return None if resp.ok else f"{url}: HTTP {resp.status_code}"
+
+    def execute(self, context) -> dict:
+        service, version = self.candidate["service"], self.candidate["version"]
+        problem = self._still_healthy()
+        if problem:
+            # It passed its streak but is not healthy now: traffic must not move.
+            raise AirflowFailException(f"{service}: candidate {version} stopped answering healthy ({problem}); "
+                                       "traffic stays where it was")
+        previous = self.platform.switch_traffic(service, self.candidate)
+        switched_at = datetime.now(UTC).isoformat()
+        self.log.info("%s: traffic now on %s (%s); previous %s", service, version, self.candidate["name"],
+                      previous and f"{previous['version']} ({previous['name']})")
+        return {"service": service, "live": dict(self.candidate), "previous": previous and dict(previous),
+                "switched_at": switched_at}
+
+
+class VerifyGatewayOperator(EnvironmentOperator):
+    """Asks the public gateway the service's health path N times: every answer must come from ``version``."""
+
+    template_fields = ("environment", "switch")
+
+    def __init__(self, *, switch: Any, **kwargs):
+        super().__init__(**kwargs)
+        self.switch = switch
+
+    def execute(self, context) -> list[str]:
+        from varai_deploy.hooks.gateway import GatewayHook
+
+        service, version = self.switch["service"], self.switch["live"]["version"]
+        hook = GatewayHook(self.env_config.gateway_conn_id)
+        answers = [hook.probe(SERVICES[service].health_path) for _ in range(self.env_config.release.gateway_checks)]
+        wrong = [a for a in answers if not a.ok or a.version != version]
+        for answer in answers:
+            self.log.info("%s", answer.describe())
+        if wrong:
+            raise AirflowFailException(
+                f"{service}: the gateway at {hook.url} does not serve {version} after the switch: "
+                + "; ".join(a.describe() for a in wrong[:3])
+            )
+        return [a.describe() for a in answers]
+
+
+class RetireRevisionOperator(EnvironmentOperator):
+    """After the bake time (a deferred wait), stops the revision the switch replaced."""
+
+    template_fields = ("environment", "switch")
+
+    def __init__(self, *, switch: Any, **kwargs):
+        super().__init__(**kwargs)
+        self.switch = switch
+
+    def execute(self, context) -> str:
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        if not self.switch.get("previous"):
+            return f"{self.switch['service']}: first release, no previous revision to retire"
+        bake_until = datetime.fromisoformat(self.switch["switched_at"]) + timedelta(
+            seconds=self.env_config.release.bake_seconds
+        )
+        if datetime.now(UTC) < bake_until:
+            self.log.info("Baking until %s before retiring the previous revision", bake_until.isoformat())
+            self.defer(trigger=DateTimeTrigger(moment=bake_until), method_name="execute_complete")
+        return self.execute_complete(context)
+
+    def execute_complete(self, context, event: Any = None) -> str:
+        previous = self.switch["previous"]
+        started = time.monotonic()
+        self.platform.retire(previous["service"], previous)
+        message = f"{previous['service']}: retired {previous['version']} ({previous['name']})"
+        self.log.info("%s in %.2fs; it can be brought back by a rollback", message, time.monotonic() - started)
+        return message

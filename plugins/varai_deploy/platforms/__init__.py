@@ -1,0 +1,23 @@
+"""Where a release runs: one implementation of the platform protocol per kind of environment."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from varai_deploy.platforms.base import Platform, PlatformError, Revision
+
+if TYPE_CHECKING:
+    from varai_deploy.config import EnvironmentConfig
+
+__all__ = ["Platform", "PlatformError", "Revision", "get_platform"]
+
+
+def get_platform(env: EnvironmentConfig) -> Platform:
+    """The platform an environment runs on (imported lazily: the Cloud Run client is heavy)."""
+    if env.platform == "local":
+        from varai_deploy.platforms.local import LocalPlatform
+
+        return LocalPlatform()
+    raise PlatformError(
+        f"environment {env.name!r} runs on {env.platform!r}, which this version of varai-deploy cannot drive yet"
+    )

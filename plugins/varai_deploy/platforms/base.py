@@ -1,0 +1,44 @@
+"""The seam between what a release does and where it runs.
+
+A release only ever talks to a :class:`Platform`: the sandbox (``LocalPlatform``) and Google
+Cloud Run (``CloudRunPlatform``) both satisfy it, so the same DAG drives every environment.
+Revisions travel between tasks through XCom, hence plain JSON-able dicts.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, TypedDict
+
+
+class Revision(TypedDict, total=False):
+    service: str
+    version: str
+    #: Platform-specific name of the revision (sandbox: the colour, Cloud Run: the revision name).
+    name: str
+    #: The revision's own URL, reachable without going through the gateway (health checks).
+    url: str
+    image: str
+
+
+class PlatformError(RuntimeError):
+    """The platform refused or failed an operation; the message is meant for the operator."""
+
+
+class Platform(Protocol):
+    def current_revision(self, service: str) -> Revision | None:
+        """The revision serving all of the service's traffic, or None before its first release."""
+
+    def deploy_candidate(self, service: str, version: str, image: str) -> Revision:
+        """Start ``version`` beside the live revision, with no traffic. Idempotent."""
+
+    def diagnose(self, revision: Revision) -> str:
+        """One line on why a candidate is not healthy (for failure messages)."""
+
+    def switch_traffic(self, service: str, revision: Revision) -> Revision | None:
+        """Move all traffic to ``revision`` atomically; return the revision that served before."""
+
+    def retire(self, service: str, revision: Revision) -> None:
+        """Stop a revision that no longer serves traffic, keeping what a rollback needs. Idempotent."""
+
+    def discard(self, service: str, revision: Revision) -> None:
+        """Stop a candidate that failed its checks; it never served traffic."""

@@ -1,0 +1,60 @@
+"""``LocalPlatform``: the platform protocol on the sandbox's real processes (colours are revisions)."""
+
+from __future__ import annotations
+
+from varai_deploy.platforms.base import PlatformError, Revision
+from varai_deploy.sandbox import Sandbox, SandboxError
+
+
+def _revision(service: str, slot: dict, image: str | None = None) -> Revision:
+    return Revision(
+        service=service,
+        version=slot["version"],
+        name=slot["colour"],
+        url=slot["url"],
+        image=image or slot.get("image") or "",
+    )
+
+
+class LocalPlatform:
+    def __init__(self, sandbox: Sandbox | None = None):
+        self.sandbox = sandbox or Sandbox()
+
+    def _slots(self, service: str) -> dict:
+        return self.sandbox.status()["services"][service]
+
+    def current_revision(self, service: str) -> Revision | None:
+        live = self._slots(service)["live"]
+        return _revision(service, live) if live else None
+
+    def deploy_candidate(self, service: str, version: str, image: str) -> Revision:
+        try:
+            started = self.sandbox.start_candidate(service, version, image=image)
+        except SandboxError as exc:
+            raise PlatformError(f"{service}: cannot start {version}: {exc}") from exc
+        return _revision(service, started, image)
+
+    def diagnose(self, revision: Revision) -> str:
+        state = self.sandbox.process_state(revision["service"], revision["name"])
+        if state["running"]:
+            return f"process {state['pid']} is running but not answering healthy"
+        code = state.get("exit_code")
+        tail = " | ".join(line for line in state.get("log_tail", "").splitlines()[-3:] if line.strip())
+        return f"process exited{f' with code {code}' if code is not None else ''}: {tail or 'no output'}"
+
+    def switch_traffic(self, service: str, revision: Revision) -> Revision | None:
+        try:
+            result = self.sandbox.switch(service, revision["name"])
+        except SandboxError as exc:
+            raise PlatformError(f"{service}: cannot switch traffic to {revision['version']}: {exc}") from exc
+        previous = result.get("previous")
+        return _revision(service, previous) if previous else None
+
+    def retire(self, service: str, revision: Revision) -> None:
+        try:
+            self.sandbox.retire(service, revision["name"])
+        except SandboxError as exc:
+            raise PlatformError(f"{service}: cannot retire {revision['version']}: {exc}") from exc
+
+    def discard(self, service: str, revision: Revision) -> None:
+        self.sandbox.discard(service, revision["name"])

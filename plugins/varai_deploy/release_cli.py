@@ -1,0 +1,84 @@
+"""Run ``ai_discovery_release`` through the project's real Airflow (``airflow dags test``) and report.
+
+Used by ``make demo``, the integration tests and the benchmark, so all three exercise the same
+path an operator does: ``python -m varai_deploy.release_cli --version v1.0.1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from varai_deploy.config import REPO_ROOT
+
+# "pkg.module.SomeError: message" lines of the tracebacks Airflow logs for failed tasks.
+_FAILURE_RE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Timeout)): (.+)$", re.MULTILINE)
+
+
+@dataclass
+class ReleaseRun:
+    conf: dict
+    returncode: int
+    seconds: float
+    log: str
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.returncode == 0
+
+
+def failure_lines(log: str) -> list[str]:
+    """The operator-facing reasons a run failed, de-duplicated, in order."""
+    seen: list[str] = []
+    for match in _FAILURE_RE.finditer(log):
+        message = match.group(2).strip().rstrip("'\"")
+        if message and message not in seen:
+            seen.append(message)
+    return seen
+
+
+def run_release(conf: dict, *, env: dict[str, str] | None = None, log_path: Path | None = None,
+                timeout: float = 900) -> ReleaseRun:
+    cmd = [str(REPO_ROOT / "airflow.sh"), "dags", "test", "ai_discovery_release", "-c", json.dumps(conf)]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    output = proc.stdout + proc.stderr
+    if log_path:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(output)
+    return ReleaseRun(conf, proc.returncode, time.monotonic() - started, output, failure_lines(output))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--version", required=True)
+    parser.add_argument("--environment", default="sandbox")
+    parser.add_argument("--services", nargs="*", help="default: all")
+    parser.add_argument("--log", type=Path, help="write the full Airflow output here")
+    args = parser.parse_args(argv)
+    conf = {"version": args.version, "environment": args.environment}
+    if args.services:
+        conf["services"] = args.services
+    run = run_release(conf, log_path=args.log)
+    if run.succeeded:
+        print(f"Release {args.version} to {args.environment} succeeded in {run.seconds:.1f}s")
+        return 0
+    print(f"Release {args.version} to {args.environment} FAILED after {run.seconds:.1f}s", file=sys.stderr)
+    for line in run.errors or run.log.strip().splitlines()[-15:]:
+        print(f"  {line}", file=sys.stderr)
+    if args.log:
+        print(f"Full Airflow output: {args.log}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Deferrable waits: a waiting task holds no worker slot."""

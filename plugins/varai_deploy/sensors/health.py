@@ -1,0 +1,61 @@
+"""Wait, deferred, until a candidate answers healthy N times in a row on its own URL."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from varai_deploy.operators.base import EnvironmentOperator
+from varai_deploy.triggers.health import HealthStreakTrigger
+
+
+class HealthStreakSensor(EnvironmentOperator):
+    """Defers to :class:`HealthStreakTrigger`; streak, interval and timeout come from the environment config.
+
+    On timeout the candidate is discarded and the task fails (no retry: a candidate that never
+    got healthy will not get healthy by asking again), naming the service and why. Traffic was
+    never moved, so the live revision keeps serving.
+    """
+
+    template_fields = ("environment", "candidate")
+
+    def __init__(self, *, candidate: Any, **kwargs):
+        kwargs.setdefault("retries", 0)
+        super().__init__(**kwargs)
+        self.candidate = candidate
+
+    def execute(self, context) -> None:
+        policy = self.env_config.release
+        url = self.candidate["url"].rstrip("/") + "/health"
+        self.log.info("Waiting for %s consecutive healthy answers from %s (timeout %ss)",
+                      policy.health_streak, url, policy.health_timeout_seconds)
+        self.defer(
+            trigger=HealthStreakTrigger(
+                url=url,
+                streak=policy.health_streak,
+                interval=policy.health_interval_seconds,
+                deadline=time.time() + policy.health_timeout_seconds,
+            ),
+            method_name="execute_complete",
+            # Backstop only: the trigger itself reports the timeout with its findings.
+            timeout=timedelta(seconds=policy.health_timeout_seconds + 60),
+        )
+
+    def execute_complete(self, context, event: dict[str, Any]) -> dict:
+        service, version = self.candidate["service"], self.candidate["version"]
+        if event.get("status") == "healthy":
+            self.log.info("%s %s healthy after %s probes", service, version, event.get("probes"))
+            return event
+        policy = self.env_config.release
+        diagnosis = self.platform.diagnose(self.candidate)
+        live = self.platform.current_revision(service)
+        self.platform.discard(service, self.candidate)
+        raise AirflowFailException(
+            f"{service}: candidate {version} did not become healthy within {policy.health_timeout_seconds:g}s "
+            f"(needed {policy.health_streak} consecutive healthy answers, best streak {event.get('best_streak', 0)}, "
+            f"last answer: {event.get('last')}); {diagnosis}. Traffic was not moved: "
+            f"{live['version'] + ' keeps serving' if live else 'the service has no live revision'}."
+        )

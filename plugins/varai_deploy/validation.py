@@ -1,0 +1,104 @@
+"""Phase 1 of the guide: checks that fail fast, before anything is changed, saying what to fix."""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Any
+
+from varai_deploy.config import ConfigError, check_environment, check_services, check_version, load_environment
+
+if TYPE_CHECKING:
+    from varai_deploy.config import EnvironmentConfig
+
+
+class ValidationError(ConfigError):
+    pass
+
+
+def check_request(version: Any, environment: Any, services: Any) -> dict:
+    """The release request, checked again at run time (params can also arrive by API or CLI)."""
+    check_version(version)
+    env = load_environment(check_environment(environment))
+    chosen = check_services(services, allowed=env.services)
+    return {"version": version, "environment": env.name, "services": list(chosen)}
+
+
+def check_prerequisites(env: EnvironmentConfig) -> dict[str, str]:
+    """Tools and versions the run needs are present."""
+    from varai_deploy.hooks.terraform import TerraformError, TerraformHook, find_terraform, parse_version
+
+    found: dict[str, str] = {}
+    minimum = env.prerequisites.get("terraform")
+    try:
+        binary = find_terraform()
+        version = TerraformHook(env.terraform.module, "/tmp", binary=binary).version()  # noqa: S108
+    except TerraformError as exc:
+        raise ValidationError(f"prerequisite terraform: {exc}") from exc
+    if minimum and version < parse_version(minimum):
+        raise ValidationError(
+            f"prerequisite terraform: {binary} is {'.'.join(map(str, version))}, this environment needs >= {minimum}"
+        )
+    found["terraform"] = f"{'.'.join(map(str, version))} ({binary})"
+    return found
+
+
+def check_credentials(env: EnvironmentConfig) -> dict[str, str]:
+    """Every Airflow Connection the environment names exists (values are never logged)."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException, AirflowRuntimeError
+
+    present, missing = {}, []
+    for role, conn_id in sorted(env.connections.items()):
+        try:
+            conn = BaseHook.get_connection(conn_id)
+        except (AirflowNotFoundException, AirflowRuntimeError):
+            missing.append(f"{conn_id!r} ({role})")
+            continue
+        present[role] = f"{conn_id} ({conn.conn_type})"
+    if missing:
+        raise ValidationError(
+            f"missing Airflow connection(s) for {env.name}: {', '.join(missing)}. Create them with "
+            "`./airflow.sh connections add <conn_id> --conn-uri ...` or in the UI under Admin > Connections"
+        )
+    return present
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_resources(env: EnvironmentConfig, services: list[str]) -> dict[str, Any]:
+    """Sandbox: it is running, and each candidate's port is free or held by the sandbox itself."""
+    if env.platform != "local":
+        return {"platform": env.platform}
+    from varai_deploy.sandbox import Sandbox
+
+    sandbox = Sandbox()
+    if not sandbox.is_up():
+        raise ValidationError(
+            "the sandbox is not running: start it with `make sandbox-up` "
+            "(or `PYTHONPATH=plugins .venv/bin/python -m varai_deploy.sandbox up`)"
+        )
+    status = sandbox.status()["services"]
+    settings = sandbox.settings
+    blocked = []
+    for service in services:
+        live = status[service]["live"]
+        colour = "green" if live and live["colour"] == "blue" else "blue"
+        idle = status[service]["idle"]
+        ours = idle and idle.get("colour") == colour and idle.get("state") == "running"
+        port = settings.service_port(service, colour)
+        if not ours and not _port_free(settings.host, port):
+            blocked.append(f"{service} {colour} needs {settings.host}:{port}")
+    if blocked:
+        raise ValidationError(
+            "port(s) taken by another program: " + "; ".join(blocked)
+            + ". Stop it, or move the sandbox with VARAI_SANDBOX_PORT_BASE"
+        )
+    return {"gateway": status and settings.gateway_url, "services": services}

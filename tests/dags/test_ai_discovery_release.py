@@ -1,0 +1,74 @@
+"""The release DAG's shape and its params contract (checked at trigger time, before any task)."""
+
+import copy
+
+import pytest
+from airflow.sdk.exceptions import ParamValidationError
+
+from varai_deploy.services import SERVICE_NAMES
+
+
+@pytest.fixture(scope="module")
+def dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from varai_deploy.config import REPO_ROOT
+
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "ai_discovery_release.py"))
+    return bag.dags["ai_discovery_release"]
+
+
+def resolve(dag, **conf):
+    params = copy.deepcopy(dag.params)
+    params.update(conf)
+    return params.validate()
+
+
+def test_phases_run_in_the_guide_order(dag):
+    order = ["validate.request", "infrastructure.plan", "backend.deploy_candidate", "post_deploy.health_checks"]
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert upstream in dag.get_task(downstream).get_flat_relative_ids(upstream=True), (upstream, downstream)
+
+
+def test_traffic_moves_only_after_the_health_streak(dag):
+    switch = dag.get_task("backend.switch_traffic")
+    assert "backend.wait_healthy" in switch.upstream_task_ids
+    assert "backend.switch_traffic" in dag.get_task("backend.retire_previous").get_flat_relative_ids(upstream=True)
+
+
+def test_validation_fails_fast_without_retries(dag):
+    for task_id in ("validate.request", "validate.prerequisites", "validate.credentials", "validate.resources"):
+        assert dag.get_task(task_id).retries == 0
+    assert dag.get_task("backend.wait_healthy").retries == 0
+
+
+def test_one_release_at_a_time(dag):
+    assert dag.max_active_runs == 1
+
+
+def test_defaults_release_every_service_to_the_sandbox(dag):
+    params = resolve(dag, version="v1.4.2")
+    assert params["environment"] == "sandbox"
+    assert params["services"] == list(SERVICE_NAMES)
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        {},  # version is required
+        {"version": "v1; rm -rf /"},
+        {"version": "1.0"},
+        {"version": "v1.0.0\n"},
+        {"version": "v1.0.0", "environment": "moon"},
+        {"version": "v1.0.0", "services": ["billing"]},
+        {"version": "v1.0.0", "services": []},
+        {"version": "v1.0.0", "services": ["analytics", "analytics"]},
+    ],
+)
+def test_bad_params_are_refused(dag, conf):
+    with pytest.raises(ParamValidationError):
+        resolve(dag, **conf)
+
+
+def test_pre_release_tags_are_accepted(dag):
+    assert resolve(dag, version="v1.5.0-rc.1")["version"] == "v1.5.0-rc.1"

@@ -1,0 +1,92 @@
+from pathlib import Path
+
+import pytest
+
+from varai_deploy.config import (
+    ConfigError,
+    check_environment,
+    check_services,
+    check_version,
+    load_environment,
+)
+from varai_deploy.services import SERVICE_NAMES
+
+
+@pytest.mark.parametrize("version", ["v1.0.0", "v1.4.2", "v10.20.30", "v1.5.0-rc.1", "v2.0.0-beta"])
+def test_release_tags_are_accepted(version):
+    assert check_version(version) == version
+
+
+@pytest.mark.parametrize(
+    "version",
+    ["1.0.0", "v1.0", "v1", "v01.0.0", "v1.0.0; rm -rf /", "v1.0.0 && id", "$(id)", "v1.0.0\n", "", None, 100],
+)
+def test_malformed_versions_are_refused_with_the_expected_format(version):
+    with pytest.raises(ConfigError, match="semver tag such as v1.4.2"):
+        check_version(version)
+
+
+def test_unknown_environment_names_the_choices():
+    with pytest.raises(ConfigError, match="sandbox, staging, production"):
+        check_environment("moon")
+
+
+def test_services_keep_catalogue_order_and_refuse_unknown_ones():
+    assert check_services(["api-gateway", "ai-discovery", "ai-discovery"]) == ("ai-discovery", "api-gateway")
+    with pytest.raises(ConfigError, match="unknown service"):
+        check_services(["ai-discovery", "billing"])
+    with pytest.raises(ConfigError, match="non-empty"):
+        check_services([])
+
+
+def test_sandbox_config_loads_with_every_threshold_typed():
+    env = load_environment("sandbox")
+    assert env.platform == "local"
+    assert env.services == SERVICE_NAMES
+    assert env.gateway_conn_id == "varai_gateway"
+    assert env.release.health_streak == 3
+    assert env.release.health_timeout_seconds >= env.release.health_streak * env.release.health_interval_seconds
+    assert env.terraform.module.is_dir()
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    (tmp_path / f"{name}.yaml").write_text(text)
+    return tmp_path
+
+
+BASE = """
+name: sandbox
+platform: local
+connections: {gateway: gw}
+terraform: {module: include/terraform/sandbox}
+"""
+
+
+def test_minimal_config_gets_safe_production_defaults(tmp_path):
+    env = load_environment("sandbox", _write(tmp_path, "sandbox", BASE))
+    assert env.release.health_streak == 3
+    assert env.release.bake_seconds == 600
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: staging\n" + BASE.split("\n", 2)[2], "expected 'sandbox'"),
+        (BASE.replace("local", "kubernetes"), "platform 'kubernetes'"),
+        (BASE.replace("connections: {gateway: gw}", "connections: {}"), "connections.gateway"),
+        (BASE.replace("include/terraform/sandbox", "include/terraform/nowhere"), "does not exist"),
+        (BASE + "release: {health_streak: 0}\n", "health_streak must be at least 1"),
+        (BASE + "release: {health_streak: 5, health_interval_seconds: 10, health_timeout_seconds: 20}\n",
+         "no candidate could ever pass"),
+        (BASE + "release: {health_strek: 5}\n", "unexpected keyword argument 'health_strek'"),
+        (BASE + "terraform: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_config_says_what_to_fix(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_environment("sandbox", _write(tmp_path, "sandbox", text))
+
+
+def test_missing_environment_file_names_the_path(tmp_path):
+    with pytest.raises(ConfigError, match="staging.yaml"):
+        load_environment("staging", tmp_path)
