@@ -1,6 +1,7 @@
 """Release the AI Discovery platform: the deployment guide's phases as one DAG.
 
-validate -> infrastructure (Terraform) -> backend (blue-green per service, mapped) -> post_deploy.
+validate -> infrastructure (Terraform) -> backend (candidates per service, then traffic per service)
+-> post_deploy.
 
 Trigger it from the UI form, from CI through the REST API
 (``POST /api/v2/dags/ai_discovery_release/dagRuns`` with ``{"conf": {"version": "v1.4.2", ...}}``),
@@ -104,14 +105,27 @@ def ai_discovery_release():
         outputs = TerraformOutputOperator(task_id="outputs", trigger_rule="none_failed")
         apply >> outputs
 
-    @task_group(group_id="backend", tooltip="Phase 3: blue-green, one mapped group per service")
-    def backend(service: str, infra: dict):
-        candidate = DeployCandidateOperator(task_id="deploy_candidate", service=service, infra=infra)
-        healthy = HealthStreakSensor(task_id="wait_healthy", candidate=candidate.output)
-        switch = SwitchTrafficOperator(task_id="switch_traffic", candidate=candidate.output)
-        verify = VerifyGatewayOperator(task_id="verify_gateway", switch=switch.output)
-        retire = RetireRevisionOperator(task_id="retire_previous", switch=switch.output)
-        healthy >> switch >> verify >> retire
+    with TaskGroup("backend", tooltip="Phase 3: blue-green deployment of each service") as backend:
+
+        @task_group(group_id="candidates", tooltip="Start each new version beside the live one, no traffic")
+        def candidates(service: str, infra: dict):
+            candidate = DeployCandidateOperator(task_id="deploy_candidate", service=service, infra=infra)
+            return HealthStreakSensor(task_id="wait_healthy", candidate=candidate.output).output
+
+        @task
+        def all_candidates_healthy(healthy: list[dict]) -> list[dict]:
+            """Traffic moves only once every candidate passed its streak: a release never half-switches."""
+            return [candidate for candidate in healthy if not candidate.get("noop")]
+
+        @task_group(group_id="traffic", tooltip="Switch, verify through the gateway, retire the old colour")
+        def traffic(candidate: dict):
+            switch = SwitchTrafficOperator(task_id="switch_traffic", candidate=candidate)
+            verify = VerifyGatewayOperator(task_id="verify_gateway", switch=switch.output)
+            retire = RetireRevisionOperator(task_id="retire_previous", switch=switch.output)
+            verify >> retire
+
+        healthy = candidates.partial(infra=outputs.output).expand(service=checked)
+        traffic.expand(candidate=all_candidates_healthy(healthy))
 
     with TaskGroup("post_deploy", tooltip="Phase 5: end-to-end checks through the gateway") as post_deploy:
 
@@ -126,9 +140,8 @@ def ai_discovery_release():
 
         health_checks(checked)
 
-    deployed = backend.partial(infra=outputs.output).expand(service=checked)
     validate >> infra
-    deployed >> post_deploy
+    backend >> post_deploy
 
 
 ai_discovery_release()

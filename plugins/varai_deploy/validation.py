@@ -93,7 +93,7 @@ def check_resources(env: EnvironmentConfig, services: list[str]) -> dict[str, An
         colour = "green" if live and live["colour"] == "blue" else "blue"
         idle = status[service]["idle"]
         ours = idle and idle.get("colour") == colour and idle.get("state") == "running"
-        port = settings.service_port(service, colour)
+        port = settings.port_for(service, colour)
         if not ours and not _port_free(settings.host, port):
             blocked.append(f"{service} {colour} needs {settings.host}:{port}")
     if blocked:
@@ -101,4 +101,4 @@ def check_resources(env: EnvironmentConfig, services: list[str]) -> dict[str, An
             "port(s) taken by another program: " + "; ".join(blocked)
             + ". Stop it, or move the sandbox with VARAI_SANDBOX_PORT_BASE"
         )
-    return {"gateway": status and settings.gateway_url, "services": services}
+    return {"gateway": settings.gateway_url, "services": services}

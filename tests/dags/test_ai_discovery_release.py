@@ -25,21 +25,25 @@ def resolve(dag, **conf):
 
 
 def test_phases_run_in_the_guide_order(dag):
-    order = ["validate.request", "infrastructure.plan", "backend.deploy_candidate", "post_deploy.health_checks"]
+    order = ["validate.request", "infrastructure.plan", "backend.candidates.deploy_candidate",
+             "backend.traffic.switch_traffic", "post_deploy.health_checks"]
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert upstream in dag.get_task(downstream).get_flat_relative_ids(upstream=True), (upstream, downstream)
 
 
-def test_traffic_moves_only_after_the_health_streak(dag):
-    switch = dag.get_task("backend.switch_traffic")
-    assert "backend.wait_healthy" in switch.upstream_task_ids
-    assert "backend.switch_traffic" in dag.get_task("backend.retire_previous").get_flat_relative_ids(upstream=True)
+def test_traffic_moves_only_after_every_candidate_passed_its_health_streak(dag):
+    gate = dag.get_task("backend.all_candidates_healthy")
+    assert gate.upstream_task_ids == {"backend.candidates.wait_healthy"}
+    assert gate.trigger_rule == "all_success"
+    assert "backend.all_candidates_healthy" in dag.get_task("backend.traffic.switch_traffic").upstream_task_ids
+    retire = dag.get_task("backend.traffic.retire_previous")
+    assert "backend.traffic.verify_gateway" in retire.upstream_task_ids
 
 
 def test_validation_fails_fast_without_retries(dag):
     for task_id in ("validate.request", "validate.prerequisites", "validate.credentials", "validate.resources"):
         assert dag.get_task(task_id).retries == 0
-    assert dag.get_task("backend.wait_healthy").retries == 0
+    assert dag.get_task("backend.candidates.wait_healthy").retries == 0
 
 
 def test_one_release_at_a_time(dag):

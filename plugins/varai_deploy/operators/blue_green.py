@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException
 
 from varai_deploy.operators.base import EnvironmentOperator
 from varai_deploy.services import SERVICES
@@ -15,8 +15,8 @@ from varai_deploy.services import SERVICES
 class DeployCandidateOperator(EnvironmentOperator):
     """Starts ``version`` of a service beside the live revision with no traffic.
 
-    Skips (and so skips the rest of this service's steps) when the version already serves
-    all traffic: re-running a release is a quick no-op.
+    When the version already serves all traffic it returns the live revision marked
+    ``noop``: re-running a release is a quick no-op and nothing is touched.
     """
 
     template_fields = ("environment", "service", "version", "infra")
@@ -30,7 +30,8 @@ class DeployCandidateOperator(EnvironmentOperator):
     def execute(self, context) -> dict:
         live = self.platform.current_revision(self.service)
         if live and live["version"] == self.version:
-            raise AirflowSkipException(f"{self.service} already serves {self.version} ({live['name']}): nothing to do")
+            self.log.info("%s already serves %s (%s): nothing to do", self.service, self.version, live["name"])
+            return {**live, "noop": True}
         image = (self.infra.get("images") or {}).get(self.service)
         if not image:
             raise AirflowFailException(f"terraform outputs name no image for {self.service}: is it in the module?")

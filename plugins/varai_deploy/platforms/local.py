@@ -39,7 +39,7 @@ class LocalPlatform:
         if state["running"]:
             return f"process {state['pid']} is running but not answering healthy"
         code = state.get("exit_code")
-        tail = " | ".join(line for line in state.get("log_tail", "").splitlines()[-3:] if line.strip())
+        tail = " | ".join(line for line in state.get("log_tail", [])[-3:] if line.strip())
         return f"process exited{f' with code {code}' if code is not None else ''}: {tail or 'no output'}"
 
     def switch_traffic(self, service: str, revision: Revision) -> Revision | None:

@@ -15,6 +15,9 @@ from varai_deploy.triggers.health import HealthStreakTrigger
 class HealthStreakSensor(EnvironmentOperator):
     """Defers to :class:`HealthStreakTrigger`; streak, interval and timeout come from the environment config.
 
+    Returns the candidate once healthy, so what flows on to the traffic switch is only ever a
+    revision that passed its streak.
+
     On timeout the candidate is discarded and the task fails (no retry: a candidate that never
     got healthy will not get healthy by asking again), naming the service and why. Traffic was
     never moved, so the live revision keeps serving.
@@ -27,7 +30,11 @@ class HealthStreakSensor(EnvironmentOperator):
         super().__init__(**kwargs)
         self.candidate = candidate
 
-    def execute(self, context) -> None:
+    def execute(self, context) -> dict:
+        if self.candidate.get("noop"):
+            self.log.info("%s already serves %s: no candidate to wait for", self.candidate["service"],
+                          self.candidate["version"])
+            return self.candidate
         policy = self.env_config.release
         url = self.candidate["url"].rstrip("/") + "/health"
         self.log.info("Waiting for %s consecutive healthy answers from %s (timeout %ss)",
@@ -48,7 +55,7 @@ class HealthStreakSensor(EnvironmentOperator):
         service, version = self.candidate["service"], self.candidate["version"]
         if event.get("status") == "healthy":
             self.log.info("%s %s healthy after %s probes", service, version, event.get("probes"))
-            return event
+            return self.candidate
         policy = self.env_config.release
         diagnosis = self.platform.diagnose(self.candidate)
         live = self.platform.current_revision(service)
