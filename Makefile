@@ -45,10 +45,12 @@ demo: setup
 
 test: setup
 	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check --quiet .
 	@$(VENV)/bin/pytest
 
 lint: $(STAMP)/venv
 	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
 
 airflow: setup
 	@echo "Airflow UI on http://127.0.0.1:8080 - log in as admin / admin. Ctrl-C stops it."

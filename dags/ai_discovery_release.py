@@ -51,7 +51,10 @@ FAIL_FAST = {"retries": 0}
             description="The release tag to deploy, e.g. v1.4.2 or v1.5.0-rc.1",
         ),
         "environment": Param(
-            "sandbox", type="string", enum=list(ENVIRONMENTS), title="Environment",
+            "sandbox",
+            type="string",
+            enum=list(ENVIRONMENTS),
+            title="Environment",
             description="Where to release: the local sandbox, staging or production",
         ),
         "services": Param(
@@ -115,7 +118,9 @@ def ai_discovery_release():
         @task
         def all_candidates_healthy(healthy: list[dict]) -> list[dict]:
             """Traffic moves only once every candidate passed its streak: a release never half-switches."""
-            return [candidate for candidate in healthy if not candidate.get("noop")]
+            # Airflow hands over a lone mapped result unwrapped (a one-service release).
+            candidates = [healthy] if isinstance(healthy, dict) else list(healthy)
+            return [candidate for candidate in candidates if not candidate.get("noop")]
 
         @task_group(group_id="traffic", tooltip="Switch, verify through the gateway, retire the old colour")
         def traffic(candidate: dict):

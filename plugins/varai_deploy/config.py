@@ -47,7 +47,9 @@ def check_services(services: Any, allowed: tuple[str, ...] = SERVICE_NAMES) -> t
         raise ConfigError(f"services must be a non-empty list drawn from {', '.join(allowed)}")
     unknown = [s for s in services if s not in allowed]
     if unknown:
-        raise ConfigError(f"unknown service(s) {', '.join(map(repr, unknown))}: choose from {', '.join(allowed)}")
+        raise ConfigError(
+            f"unknown service(s) {', '.join(map(repr, unknown))}: choose from {', '.join(allowed)}"
+        )
     # Keep the catalogue order (dependencies first, gateway last) and drop duplicates.
     return tuple(s for s in allowed if s in services)
 
@@ -140,13 +142,18 @@ def load_environment(name: str, directory: Path = ENVIRONMENTS_DIR) -> Environme
     services = check_services(raw.get("services") or list(SERVICE_NAMES))
     connections = _section(raw, "connections", path)
     if "gateway" not in connections:
-        raise ConfigError(f"{path}: connections.gateway (the Airflow HTTP connection to the gateway) is required")
+        raise ConfigError(
+            f"{path}: connections.gateway (the Airflow HTTP connection to the gateway) is required"
+        )
     tf = _section(raw, "terraform", path)
     if "module" not in tf:
         raise ConfigError(f"{path}: terraform.module is required")
     module = Path(tf.pop("module"))
-    tf_config = _build(TerraformConfig, {"module": module if module.is_absolute() else REPO_ROOT / module, **tf},
-                       f"{path}: terraform")
+    tf_config = _build(
+        TerraformConfig,
+        {"module": module if module.is_absolute() else REPO_ROOT / module, **tf},
+        f"{path}: terraform",
+    )
     if not tf_config.module.is_dir():
         raise ConfigError(f"{path}: terraform.module {tf_config.module} does not exist")
     return EnvironmentConfig(

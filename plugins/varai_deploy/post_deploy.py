@@ -17,8 +17,12 @@ def check_gateway(env: EnvironmentConfig, version: str, released: list[str]) -> 
     report, problems = {}, []
     for name in env.services:
         answer = hook.probe(SERVICES[name].health_path)
-        report[name] = {"path": answer.path, "status": answer.status, "version": answer.version,
-                        "colour": answer.colour}
+        report[name] = {
+            "path": answer.path,
+            "status": answer.status,
+            "version": answer.version,
+            "colour": answer.colour,
+        }
         if not answer.ok:
             problems.append(answer.describe())
         elif name in released and answer.version != version:

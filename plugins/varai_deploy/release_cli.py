@@ -45,12 +45,14 @@ def failure_lines(log: str) -> list[str]:
     return seen
 
 
-def run_release(conf: dict, *, env: dict[str, str] | None = None, log_path: Path | None = None,
-                timeout: float = 900) -> ReleaseRun:
+def run_release(
+    conf: dict, *, env: dict[str, str] | None = None, log_path: Path | None = None, timeout: float = 900
+) -> ReleaseRun:
     cmd = [str(REPO_ROOT / "airflow.sh"), "dags", "test", "ai_discovery_release", "-c", json.dumps(conf)]
     started = time.monotonic()
-    proc = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    proc = subprocess.run(
+        cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout, check=False
+    )
     output = proc.stdout + proc.stderr
     if log_path:
         log_path.parent.mkdir(parents=True, exist_ok=True)

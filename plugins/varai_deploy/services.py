@@ -43,6 +43,8 @@ SERVICE_NAMES: tuple[str, ...] = tuple(SERVICES)
 def service_for_path(path: str) -> Service:
     """The service whose prefix owns ``path``; everything else belongs to the api-gateway."""
     for svc in SERVICES.values():
-        if svc.prefix and (path == svc.prefix or path.startswith(svc.prefix + "/") or path.startswith(svc.prefix + "?")):
+        if svc.prefix and (
+            path == svc.prefix or path.startswith(svc.prefix + "/") or path.startswith(svc.prefix + "?")
+        ):
             return svc
     return SERVICES["api-gateway"]

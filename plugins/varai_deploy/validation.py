@@ -5,7 +5,13 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING, Any
 
-from varai_deploy.config import ConfigError, check_environment, check_services, check_version, load_environment
+from varai_deploy.config import (
+    ConfigError,
+    check_environment,
+    check_services,
+    check_version,
+    load_environment,
+)
 
 if TYPE_CHECKING:
     from varai_deploy.config import EnvironmentConfig
@@ -36,7 +42,8 @@ def check_prerequisites(env: EnvironmentConfig) -> dict[str, str]:
         raise ValidationError(f"prerequisite terraform: {exc}") from exc
     if minimum and version < parse_version(minimum):
         raise ValidationError(
-            f"prerequisite terraform: {binary} is {'.'.join(map(str, version))}, this environment needs >= {minimum}"
+            f"prerequisite terraform: {binary} is {'.'.join(map(str, version))}, "
+            f"this environment needs >= {minimum}"
         )
     found["terraform"] = f"{'.'.join(map(str, version))} ({binary})"
     return found
@@ -98,7 +105,8 @@ def check_resources(env: EnvironmentConfig, services: list[str]) -> dict[str, An
             blocked.append(f"{service} {colour} needs {settings.host}:{port}")
     if blocked:
         raise ValidationError(
-            "port(s) taken by another program: " + "; ".join(blocked)
+            "port(s) taken by another program: "
+            + "; ".join(blocked)
             + ". Stop it, or move the sandbox with VARAI_SANDBOX_PORT_BASE"
         )
     return {"gateway": settings.gateway_url, "services": services}

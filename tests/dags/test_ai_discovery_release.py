@@ -1,6 +1,7 @@
 """The release DAG's shape and its params contract (checked at trigger time, before any task)."""
 
 import copy
+import itertools
 
 import pytest
 from airflow.sdk.exceptions import ParamValidationError
@@ -25,23 +26,38 @@ def resolve(dag, **conf):
 
 
 def test_phases_run_in_the_guide_order(dag):
-    order = ["validate.request", "infrastructure.plan", "backend.candidates.deploy_candidate",
-             "backend.traffic.switch_traffic", "post_deploy.health_checks"]
-    for upstream, downstream in zip(order, order[1:], strict=False):
-        assert upstream in dag.get_task(downstream).get_flat_relative_ids(upstream=True), (upstream, downstream)
+    order = [
+        "validate.request",
+        "infrastructure.plan",
+        "backend.candidates.deploy_candidate",
+        "backend.traffic.switch_traffic",
+        "post_deploy.health_checks",
+    ]
+    for upstream, downstream in itertools.pairwise(order):
+        assert upstream in dag.get_task(downstream).get_flat_relative_ids(upstream=True), (
+            upstream,
+            downstream,
+        )
 
 
 def test_traffic_moves_only_after_every_candidate_passed_its_health_streak(dag):
     gate = dag.get_task("backend.all_candidates_healthy")
     assert gate.upstream_task_ids == {"backend.candidates.wait_healthy"}
     assert gate.trigger_rule == "all_success"
-    assert "backend.all_candidates_healthy" in dag.get_task("backend.traffic.switch_traffic").upstream_task_ids
+    assert (
+        "backend.all_candidates_healthy" in dag.get_task("backend.traffic.switch_traffic").upstream_task_ids
+    )
     retire = dag.get_task("backend.traffic.retire_previous")
     assert "backend.traffic.verify_gateway" in retire.upstream_task_ids
 
 
 def test_validation_fails_fast_without_retries(dag):
-    for task_id in ("validate.request", "validate.prerequisites", "validate.credentials", "validate.resources"):
+    for task_id in (
+        "validate.request",
+        "validate.prerequisites",
+        "validate.credentials",
+        "validate.resources",
+    ):
         assert dag.get_task(task_id).retries == 0
     assert dag.get_task("backend.candidates.wait_healthy").retries == 0
 

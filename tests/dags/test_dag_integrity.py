@@ -47,8 +47,11 @@ def test_dag_files_do_not_import_heavy_clients_at_top_level():
         "HEAVY = {'googleapiclient', 'slack_sdk', 'requests', 'aiohttp', 'pandas'}\n"
         "import sys, runpy; sys.path[:0] = ['plugins']\n"
         f"for f in {sorted(str(p) for p in DAGS_DIR.glob('*.py'))!r}: runpy.run_path(f)\n"
-        "heavy = sorted({m.split('.')[0] if not m.startswith('google') else m for m in sys.modules if m.split('.')[0] in HEAVY or m.startswith('google.cloud.')})\n"
+        "heavy = sorted({m.split('.')[0] if not m.startswith('google') else m for m in sys.modules\n"
+        "                if m.split('.')[0] in HEAVY or m.startswith('google.cloud.')})\n"
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "", f"DAG parsing imported {out.stdout.strip()[:500]}"

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from tests.integration.conftest import GATEWAY_PORT, gateway_versions, release, served
+from tests.support.stack import GATEWAY_PORT, gateway_versions, release, served
 from varai_deploy.services import SERVICE_NAMES, SERVICES
 
 pytestmark = pytest.mark.integration
@@ -23,9 +23,17 @@ def assert_everything_serves(version: str, colour: str) -> None:
 
 def call_probe(name: str) -> tuple[int, str | None, dict]:
     method, path = SERVICES[name].probe
-    data = json.dumps({"event": "widget_view", "image_features": [0.1, 0.2]}).encode() if method == "POST" else None
-    request = urllib.request.Request(f"http://127.0.0.1:{GATEWAY_PORT}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    data = (
+        json.dumps({"event": "widget_view", "image_features": [0.1, 0.2]}).encode()
+        if method == "POST"
+        else None
+    )
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{GATEWAY_PORT}{path}",
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=5) as resp:
         return resp.status, resp.headers["X-Served-Version"], json.loads(resp.read())
 

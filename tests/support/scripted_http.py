@@ -10,7 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 @contextmanager
-def scripted_server(statuses: list[int], then: int = 200, headers: dict[str, str] | None = None) -> Iterator[dict]:
+def scripted_server(
+    statuses: list[int], then: int = 200, headers: dict[str, str] | None = None
+) -> Iterator[dict]:
     """Answers each request with the next status of ``statuses``, then ``then`` forever."""
     script = list(statuses)
     seen: list[str] = []
@@ -34,7 +36,11 @@ def scripted_server(statuses: list[int], then: int = 200, headers: dict[str, str
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield {"url": f"http://127.0.0.1:{server.server_address[1]}", "seen": seen, "port": server.server_address[1]}
+        yield {
+            "url": f"http://127.0.0.1:{server.server_address[1]}",
+            "seen": seen,
+            "port": server.server_address[1],
+        }
     finally:
         server.shutdown()
         server.server_close()

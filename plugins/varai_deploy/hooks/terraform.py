@@ -77,7 +77,9 @@ def summarize_plan(plan: dict) -> tuple[bool, str]:
         if change.get("actions") != ["no-op"]
     }
     for name, change in sorted(output_changes.items()):
-        lines.append(f"  output   {name}: {json.dumps(change.get('before'))} -> {json.dumps(change.get('after'))}")
+        lines.append(
+            f"  output   {name}: {json.dumps(change.get('before'))} -> {json.dumps(change.get('after'))}"
+        )
     head = ", ".join(f"{n} to {a}" for a, n in sorted(counts.items())) or "no resource changes"
     head += f"; {len(output_changes)} output(s) changed"
     changes = bool(counts or output_changes)
@@ -89,8 +91,14 @@ class TerraformHook(BaseHook):
 
     hook_name = "Terraform CLI"
 
-    def __init__(self, module_dir: str | Path, work_dir: str | Path, backend_config: dict[str, str] | None = None,
-                 env: dict[str, str] | None = None, binary: str | None = None):
+    def __init__(
+        self,
+        module_dir: str | Path,
+        work_dir: str | Path,
+        backend_config: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+        binary: str | None = None,
+    ):
         super().__init__()
         self.module_dir = Path(module_dir)
         self.work_dir = Path(work_dir)
@@ -114,7 +122,9 @@ class TerraformHook(BaseHook):
         proc = subprocess.run(cmd, env=self._env(), capture_output=True, text=True, check=False)
         if proc.returncode not in ok_codes:
             detail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-            raise TerraformError(f"terraform {args[0]} failed (exit {proc.returncode}):\n" + "\n".join(detail))
+            raise TerraformError(
+                f"terraform {args[0]} failed (exit {proc.returncode}):\n" + "\n".join(detail)
+            )
         return proc
 
     def version(self) -> tuple[int, int, int]:
@@ -133,12 +143,21 @@ class TerraformHook(BaseHook):
         var_file = self.work_dir / "release.tfvars.json"
         if variables is not None:
             var_file.write_text(json.dumps(variables, indent=2))
-        proc = self.run("plan", "-input=false", "-no-color", "-detailed-exitcode", f"-var-file={var_file}",
-                        f"-out={plan_file}", ok_codes=(0, 2))
+        proc = self.run(
+            "plan",
+            "-input=false",
+            "-no-color",
+            "-detailed-exitcode",
+            f"-var-file={var_file}",
+            f"-out={plan_file}",
+            ok_codes=(0, 2),
+        )
         plan = json.loads(self.run("show", "-json", str(plan_file)).stdout)
         changes, summary = summarize_plan(plan)
         if changes != (proc.returncode == 2):
-            self.log.warning("plan exit code %s and plan JSON disagree; trusting the exit code", proc.returncode)
+            self.log.warning(
+                "plan exit code %s and plan JSON disagree; trusting the exit code", proc.returncode
+            )
             changes = proc.returncode == 2
         return PlanResult(changes=changes, summary=summary, plan_file=str(plan_file))
 

@@ -30,15 +30,23 @@ class DeployCandidateOperator(EnvironmentOperator):
     def execute(self, context) -> dict:
         live = self.platform.current_revision(self.service)
         if live and live["version"] == self.version:
-            self.log.info("%s already serves %s (%s): nothing to do", self.service, self.version, live["name"])
+            self.log.info(
+                "%s already serves %s (%s): nothing to do", self.service, self.version, live["name"]
+            )
             return {**live, "noop": True}
         image = (self.infra.get("images") or {}).get(self.service)
         if not image:
-            raise AirflowFailException(f"terraform outputs name no image for {self.service}: is it in the module?")
+            raise AirflowFailException(
+                f"terraform outputs name no image for {self.service}: is it in the module?"
+            )
         candidate = self.platform.deploy_candidate(self.service, self.version, image)
         self.log.info(
             "%s %s started as %s at %s with no traffic (live: %s)",
-            self.service, self.version, candidate["name"], candidate["url"], live and live["version"],
+            self.service,
+            self.version,
+            candidate["name"],
+            candidate["url"],
+            live and live["version"],
         )
         return dict(candidate)
 
@@ -67,14 +75,25 @@ class SwitchTrafficOperator(EnvironmentOperator):
         problem = self._still_healthy()
         if problem:
             # It passed its streak but is not healthy now: traffic must not move.
-            raise AirflowFailException(f"{service}: candidate {version} stopped answering healthy ({problem}); "
-                                       "traffic stays where it was")
+            raise AirflowFailException(
+                f"{service}: candidate {version} stopped answering healthy ({problem}); "
+                "traffic stays where it was"
+            )
         previous = self.platform.switch_traffic(service, self.candidate)
         switched_at = datetime.now(UTC).isoformat()
-        self.log.info("%s: traffic now on %s (%s); previous %s", service, version, self.candidate["name"],
-                      previous and f"{previous['version']} ({previous['name']})")
-        return {"service": service, "live": dict(self.candidate), "previous": previous and dict(previous),
-                "switched_at": switched_at}
+        self.log.info(
+            "%s: traffic now on %s (%s); previous %s",
+            service,
+            version,
+            self.candidate["name"],
+            previous and f"{previous['version']} ({previous['name']})",
+        )
+        return {
+            "service": service,
+            "live": dict(self.candidate),
+            "previous": previous and dict(previous),
+            "switched_at": switched_at,
+        }
 
 
 class VerifyGatewayOperator(EnvironmentOperator):
@@ -91,7 +110,9 @@ class VerifyGatewayOperator(EnvironmentOperator):
 
         service, version = self.switch["service"], self.switch["live"]["version"]
         hook = GatewayHook(self.env_config.gateway_conn_id)
-        answers = [hook.probe(SERVICES[service].health_path) for _ in range(self.env_config.release.gateway_checks)]
+        answers = [
+            hook.probe(SERVICES[service].health_path) for _ in range(self.env_config.release.gateway_checks)
+        ]
         wrong = [a for a in answers if not a.ok or a.version != version]
         for answer in answers:
             self.log.info("%s", answer.describe())
@@ -130,5 +151,7 @@ class RetireRevisionOperator(EnvironmentOperator):
         started = time.monotonic()
         self.platform.retire(previous["service"], previous)
         message = f"{previous['service']}: retired {previous['version']} ({previous['name']})"
-        self.log.info("%s in %.2fs; it can be brought back by a rollback", message, time.monotonic() - started)
+        self.log.info(
+            "%s in %.2fs; it can be brought back by a rollback", message, time.monotonic() - started
+        )
         return message

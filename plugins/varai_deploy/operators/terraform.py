@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowSkipException
 
 from varai_deploy.hooks.terraform import TerraformError, TerraformHook

@@ -32,13 +32,20 @@ class HealthStreakSensor(EnvironmentOperator):
 
     def execute(self, context) -> dict:
         if self.candidate.get("noop"):
-            self.log.info("%s already serves %s: no candidate to wait for", self.candidate["service"],
-                          self.candidate["version"])
+            self.log.info(
+                "%s already serves %s: no candidate to wait for",
+                self.candidate["service"],
+                self.candidate["version"],
+            )
             return self.candidate
         policy = self.env_config.release
         url = self.candidate["url"].rstrip("/") + "/health"
-        self.log.info("Waiting for %s consecutive healthy answers from %s (timeout %ss)",
-                      policy.health_streak, url, policy.health_timeout_seconds)
+        self.log.info(
+            "Waiting for %s consecutive healthy answers from %s (timeout %ss)",
+            policy.health_streak,
+            url,
+            policy.health_timeout_seconds,
+        )
         self.defer(
             trigger=HealthStreakTrigger(
                 url=url,
@@ -61,8 +68,9 @@ class HealthStreakSensor(EnvironmentOperator):
         live = self.platform.current_revision(service)
         self.platform.discard(service, self.candidate)
         raise AirflowFailException(
-            f"{service}: candidate {version} did not become healthy within {policy.health_timeout_seconds:g}s "
-            f"(needed {policy.health_streak} consecutive healthy answers, best streak {event.get('best_streak', 0)}, "
-            f"last answer: {event.get('last')}); {diagnosis}. Traffic was not moved: "
+            f"{service}: candidate {version} did not become healthy within "
+            f"{policy.health_timeout_seconds:g}s (needed {policy.health_streak} consecutive healthy answers, "
+            f"best streak {event.get('best_streak', 0)}, last answer: {event.get('last')}); {diagnosis}. "
+            "Traffic was not moved: "
             f"{live['version'] + ' keeps serving' if live else 'the service has no live revision'}."
         )

@@ -45,7 +45,7 @@ class HealthStreakTrigger(BaseTrigger):
                 await resp.read()
                 version = resp.headers.get("X-Served-Version", "")
                 return 200 <= resp.status < 300, f"HTTP {resp.status}{f' from {version}' if version else ''}"
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             return False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -64,6 +64,8 @@ class HealthStreakTrigger(BaseTrigger):
                     yield TriggerEvent({"status": "healthy", "probes": probes, "last": last})
                     return
                 if time.time() + self.interval > self.deadline:
-                    yield TriggerEvent({"status": "timeout", "probes": probes, "best_streak": best, "last": last})
+                    yield TriggerEvent(
+                        {"status": "timeout", "probes": probes, "best_streak": best, "last": last}
+                    )
                     return
                 await asyncio.sleep(self.interval)

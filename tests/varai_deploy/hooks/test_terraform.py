@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from varai_deploy.config import REPO_ROOT
-from varai_deploy.hooks.terraform import TerraformError, TerraformHook, find_terraform, parse_version, summarize_plan
+from varai_deploy.hooks.terraform import (
+    TerraformError,
+    TerraformHook,
+    find_terraform,
+    parse_version,
+    summarize_plan,
+)
 
 MODULE = REPO_ROOT / "include" / "terraform" / "sandbox"
 
@@ -17,8 +23,10 @@ def variables(version="v1.0.0"):
     return {
         "environment": "sandbox",
         "release_version": version,
-        "services": {"ai-discovery": {"prefix": "/ai", "health_path": "/ai/health"},
-                     "api-gateway": {"prefix": "", "health_path": "/health"}},
+        "services": {
+            "ai-discovery": {"prefix": "/ai", "health_path": "/ai/health"},
+            "api-gateway": {"prefix": "", "health_path": "/health"},
+        },
         "gateway_url": "http://127.0.0.1:18080",
     }
 
@@ -91,14 +99,16 @@ def test_without_terraform_on_path_the_bundled_binary_is_used(monkeypatch):
 
 def test_parse_version_and_summary():
     assert parse_version("Terraform v1.11.4\non linux_amd64") == (1, 11, 4)
-    changes, text = summarize_plan({
-        "resource_changes": [
-            {"address": "google_cloud_run_v2_service.ai", "change": {"actions": ["update"]}},
-            {"address": "google_sql_database_instance.db", "change": {"actions": ["delete", "create"]}},
-            {"address": "google_storage_bucket.cdn", "change": {"actions": ["no-op"]}},
-        ],
-        "output_changes": {"x": {"actions": ["no-op"], "before": 1, "after": 1}},
-    })
+    changes, text = summarize_plan(
+        {
+            "resource_changes": [
+                {"address": "google_cloud_run_v2_service.ai", "change": {"actions": ["update"]}},
+                {"address": "google_sql_database_instance.db", "change": {"actions": ["delete", "create"]}},
+                {"address": "google_storage_bucket.cdn", "change": {"actions": ["no-op"]}},
+            ],
+            "output_changes": {"x": {"actions": ["no-op"], "before": 1, "after": 1}},
+        }
+    )
     assert changes
     assert text.splitlines()[0] == "Plan: 1 to replace, 1 to update; 0 output(s) changed"
     assert "google_storage_bucket.cdn" not in text

@@ -1,0 +1,395 @@
+"""``Sandbox``: the control plane the ``LocalPlatform``, the CLI and the tests drive.
+
+Every method is safe to call from separate processes at once (Airflow tasks for different
+services run in parallel): all state is on disk and every change happens under the state lock,
+with the process started or stopped inside the same critical section so the record never lies
+for long. Mutating methods are idempotent so a retried task converges.
+"""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import time
+from typing import Any
+
+from varai_deploy.sandbox import processes
+from varai_deploy.sandbox.errors import PortInUseError, SandboxError
+from varai_deploy.sandbox.faults import FaultStore
+from varai_deploy.sandbox.processes import GATEWAY_MODULE, LAUNCHER_MODULE, SERVICE_MODULE, Marker
+from varai_deploy.sandbox.routes import write_routes, write_scrape_targets
+from varai_deploy.sandbox.settings import ENV_GATEWAY_PORT, ENV_PORT_BASE, SandboxSettings
+from varai_deploy.sandbox.state import StateStore, write_json_atomic
+from varai_deploy.sandbox.validation import check_colour, check_service, check_version, other_colour
+from varai_deploy.services import SERVICE_NAMES
+
+GATEWAY_START_TIMEOUT = 15.0
+SERVICE_START_TIMEOUT = 15.0
+EXIT_CODE_WAIT = 1.0
+
+
+class Sandbox:
+    """The sandbox under one home: its gateway, its service processes and its faults."""
+
+    def __init__(self, settings: SandboxSettings | None = None) -> None:
+        self.settings = settings or SandboxSettings.load()
+        self.store = StateStore(self.settings.state_file, self.settings.lock_file)
+        self.fault_store = FaultStore(self.settings.faults_file, self.store)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def up(self) -> dict[str, Any]:
+        """Start what should be running and is not: the gateway, and every recorded service
+        process that is live or idle-and-running but whose process is gone (crash recovery)."""
+        s = self.settings
+        for directory in (s.home, s.logs_dir, s.run_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        waits: list[tuple[str, str, dict]] = []
+        with self.store.transaction() as state:
+            gateway = state["gateway"]
+            start_gateway = not (
+                gateway and self._gateway_running(gateway) and gateway["port"] == s.gateway_port
+            )
+            restarts = [
+                (name, colour, slot)
+                for name, record in state["services"].items()
+                for colour, slot in record["slots"].items()
+                if slot.get("state") == "running" and not self._slot_running(name, colour, slot)
+            ]
+            needs = [(s.port_for(n, c), f"{n} ({c})", ENV_PORT_BASE) for n, c, _ in restarts]
+            if start_gateway:
+                if gateway:  # ours, but on a port the settings no longer name
+                    processes.stop(self._recorded_pids(gateway, self._gateway_marker(gateway["port"])))
+                needs.insert(0, (s.gateway_port, "the sandbox gateway", ENV_GATEWAY_PORT))
+            self._require_free(needs)
+            for name, colour, slot in restarts:
+                slot.update(self._spawn_service(name, colour, slot["version"]))
+                waits.append((name, colour, slot))
+            write_routes(s.routes_file, state, s.host)
+            write_scrape_targets(s.scrape_targets_file, state, s.host)
+            if start_gateway:
+                marker = self._gateway_marker(s.gateway_port)
+                spawned = processes.spawn(
+                    marker.argv(),
+                    log_file=s.log_file("gateway"),
+                    exit_file=s.exit_file("gateway"),
+                    cwd=s.home,
+                )
+                state["gateway"] = {
+                    "pid": spawned.pid,
+                    "wrapper_pid": spawned.wrapper_pid,
+                    "starttime": spawned.starttime,
+                    "port": s.gateway_port,
+                    "started_at": time.time(),
+                }
+        self._wait_gateway()
+        for name, colour, slot in waits:
+            processes.wait_listening(
+                s.host,
+                slot["port"],
+                SERVICE_START_TIMEOUT,
+                lambda n=name, c=colour, sl=slot: self._slot_running(n, c, sl),
+            )
+        return self.status()
+
+    def down(self, purge: bool = False) -> None:
+        """Stop every process this home started (recorded or not); keep the record unless purging."""
+        s = self.settings
+        if not s.home.exists():
+            processes.stop(processes.find_ours(s.home))
+            return
+        with self.store.locked():
+            state = self.store.read()
+            pids: list[int | None] = []
+            if state["gateway"]:
+                pids += self._recorded_pids(state["gateway"], self._gateway_marker(state["gateway"]["port"]))
+            for name, record in state["services"].items():
+                for colour, slot in record["slots"].items():
+                    pids += self._recorded_pids(slot, self._service_marker(name, colour, slot))
+            pids += processes.find_ours(s.home)
+            processes.stop(pids)
+            if purge:
+                shutil.rmtree(s.home, ignore_errors=True)
+                return
+            state["gateway"] = None
+            write_json_atomic(s.state_file, state)
+
+    def is_up(self) -> bool:
+        gateway = self.store.read()["gateway"]
+        return bool(gateway and self._gateway_running(gateway) and self._gateway_answers(gateway["port"]))
+
+    def status(self) -> dict[str, Any]:
+        state = self.store.read()
+        services: dict[str, Any] = {}
+        for name in SERVICE_NAMES:
+            record = state["services"][name]
+            live = record["live"]
+            idle = other_colour(live) if live else "blue"
+            services[name] = {
+                "live": self._view(name, live, record["slots"][live]) if live else None,
+                "idle": self._view(name, idle, record["slots"][idle]) if idle in record["slots"] else None,
+            }
+        return {"services": services, "endpoints": {"gateway": self.settings.gateway_url}}
+
+    # -- blue-green ------------------------------------------------------------------------
+    def start_candidate(self, service: str, version: str, image: str | None = None) -> dict[str, Any]:
+        """Run ``version`` in the idle colour without touching routing; idempotent for retries."""
+        check_service(service)
+        check_version(version)
+        if not self.is_up():
+            raise SandboxError("the sandbox is not up; start it with `python -m varai_deploy.sandbox up`")
+        with self.store.transaction() as state:
+            record = state["services"][service]
+            colour = other_colour(record["live"]) if record["live"] else "blue"
+            slot = record["slots"].get(colour)
+            if (
+                slot
+                and slot["version"] == version
+                and slot.get("state") == "running"
+                and self._slot_running(service, colour, slot)
+            ):
+                return self._candidate(service, colour, slot)
+            if slot:
+                processes.stop(self._recorded_pids(slot, self._service_marker(service, colour, slot)))
+            port = self.settings.port_for(service, colour)
+            self._require_free([(port, f"{service} ({colour})", ENV_PORT_BASE)])
+            slot = {"version": version, "image": image, **self._spawn_service(service, colour, version)}
+            record["slots"][colour] = slot
+            write_scrape_targets(self.settings.scrape_targets_file, state, self.settings.host)
+            return self._candidate(service, colour, slot)
+
+    def switch(self, service: str, colour: str) -> dict[str, Any]:
+        """Make ``colour`` live in one atomic routing change; the other colour keeps running."""
+        check_service(service)
+        check_colour(colour)
+        with self.store.transaction() as state:
+            record = state["services"][service]
+            slot = record["slots"].get(colour)
+            if not slot or slot.get("state") != "running" or not self._slot_running(service, colour, slot):
+                what = (
+                    f"{slot['version']} is {slot.get('state')}, not running" if slot else "nothing deployed"
+                )
+                raise SandboxError(
+                    f"cannot switch {service} to {colour}: {what} there; start a healthy candidate first"
+                )
+            previous = record["live"]
+            if previous != colour:
+                record["live"] = colour
+                write_routes(self.settings.routes_file, state, self.settings.host)
+            other = other_colour(colour)
+            return {
+                "service": service,
+                "live": self._view(service, colour, slot),
+                "previous": self._view(service, other, record["slots"][other])
+                if other in record["slots"]
+                else None,
+            }
+
+    def retire(self, service: str, colour: str) -> dict[str, Any]:
+        """Stop a non-live colour after a release; its version stays recorded for rollback."""
+        return self._stop_slot(service, colour, "retired")
+
+    def discard(self, service: str, colour: str) -> dict[str, Any]:
+        """Stop a candidate that failed its checks and mark it failed."""
+        return self._stop_slot(service, colour, "failed")
+
+    def process_state(self, service: str, colour: str) -> dict[str, Any]:
+        """Is that colour's process running, and if not, how did it end (exit code, log tail)?"""
+        check_service(service)
+        check_colour(colour)
+        slot = self.store.read()["services"][service]["slots"].get(colour)
+        name = f"{service}-{colour}"
+        running, pid, exit_code = False, None, None
+        if slot:
+            pid = slot.get("pid")
+            running = self._slot_running(service, colour, slot)
+            if not running:
+                exit_code = self._exit_code(name, slot)
+        return {
+            "running": running,
+            "pid": pid,
+            "exit_code": exit_code,
+            "version": slot["version"] if slot else None,
+            "state": slot.get("state") if slot else None,
+            "log_tail": processes.log_tail(self.settings.log_file(name)),
+        }
+
+    # -- faults ----------------------------------------------------------------------------
+    def register_fault(
+        self,
+        version: str,
+        mode: str,
+        services: list[str] | None = None,
+        *,
+        rate: float | None = None,
+        latency_seconds: float | None = None,
+    ) -> dict[str, Any]:
+        return self.fault_store.register(version, mode, services, rate=rate, latency_seconds=latency_seconds)
+
+    def clear_faults(self, version: str | None = None) -> int:
+        return self.fault_store.clear(version)
+
+    def faults(self) -> dict[str, list[dict[str, Any]]]:
+        return self.fault_store.all()
+
+    # -- internals -------------------------------------------------------------------------
+    def _gateway_marker(self, port: int) -> Marker:
+        s = self.settings
+        return Marker(GATEWAY_MODULE, (("--home", str(s.home)), ("--host", s.host), ("--port", str(port))))
+
+    def _service_marker(self, service: str, colour: str, slot: dict[str, Any]) -> Marker:
+        return self._service_marker_for(service, colour, slot["version"], int(slot["port"]))
+
+    def _service_marker_for(self, service: str, colour: str, version: str, port: int) -> Marker:
+        s = self.settings
+        return Marker(
+            SERVICE_MODULE,
+            (
+                ("--service", service),
+                ("--version", version),
+                ("--colour", colour),
+                ("--port", str(port)),
+                ("--home", str(s.home)),
+                ("--host", s.host),
+            ),
+        )
+
+    def _gateway_running(self, gateway: dict[str, Any]) -> bool:
+        return processes.is_ours(
+            gateway.get("pid"), self._gateway_marker(gateway["port"]), gateway.get("starttime")
+        )
+
+    def _slot_running(self, service: str, colour: str, slot: dict[str, Any]) -> bool:
+        if not slot.get("pid") or not slot.get("port"):
+            return False
+        return processes.is_ours(
+            slot["pid"], self._service_marker(service, colour, slot), slot.get("starttime")
+        )
+
+    @staticmethod
+    def _recorded_pids(record: dict[str, Any], marker: Marker) -> list[int | None]:
+        """The recorded process and its wrapper, only if they are still ours (pids get reused)."""
+        pids: list[int | None] = []
+        if processes.is_ours(record.get("pid"), marker, record.get("starttime")):
+            pids.append(record["pid"])
+        wrapper = Marker(LAUNCHER_MODULE, marker.flags)
+        if processes.is_ours(record.get("wrapper_pid"), wrapper):
+            pids.append(record["wrapper_pid"])
+        return pids
+
+    def _spawn_service(self, service: str, colour: str, version: str) -> dict[str, Any]:
+        s = self.settings
+        port = s.port_for(service, colour)
+        name = f"{service}-{colour}"
+        marker = self._service_marker_for(service, colour, version, port)
+        spawned = processes.spawn(
+            marker.argv(), log_file=s.log_file(name), exit_file=s.exit_file(name), cwd=s.home
+        )
+        return {
+            "port": port,
+            "pid": spawned.pid,
+            "wrapper_pid": spawned.wrapper_pid,
+            "starttime": spawned.starttime,
+            "state": "running",
+            "started_at": time.time(),
+        }
+
+    def _stop_slot(self, service: str, colour: str, new_state: str) -> dict[str, Any]:
+        check_service(service)
+        check_colour(colour)
+        verb = "retire" if new_state == "retired" else "discard"
+        with self.store.transaction() as state:
+            record = state["services"][service]
+            if record["live"] == colour:
+                raise SandboxError(
+                    f"refusing to {verb} {service} {colour}: it is live; switch traffic to the other colour "
+                    "first"
+                )
+            slot = record["slots"].get(colour)
+            if slot is None:
+                return {
+                    "service": service,
+                    "colour": colour,
+                    "version": None,
+                    "state": None,
+                    "running": False,
+                }
+            processes.stop(self._recorded_pids(slot, self._service_marker(service, colour, slot)))
+            slot["state"] = new_state
+            write_scrape_targets(self.settings.scrape_targets_file, state, self.settings.host)
+            return {"service": service, **self._view(service, colour, slot)}
+
+    def _view(self, service: str, colour: str, slot: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "colour": colour,
+            "version": slot["version"],
+            "image": slot.get("image"),
+            "url": self.settings.url_for_port(int(slot["port"])),
+            "port": slot["port"],
+            "pid": slot.get("pid"),
+            "running": self._slot_running(service, colour, slot),
+            "state": slot.get("state"),
+            "started_at": slot.get("started_at"),
+        }
+
+    def _candidate(self, service: str, colour: str, slot: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "service": service,
+            "version": slot["version"],
+            "colour": colour,
+            "url": self.settings.url_for_port(int(slot["port"])),
+            "pid": slot["pid"],
+            "image": slot.get("image"),
+        }
+
+    def _exit_code(self, name: str, slot: dict[str, Any]) -> int | None:
+        """The wrapper writes the exit code a moment after the process ends; wait that moment."""
+        exit_file = self.settings.exit_file(name)
+        deadline = time.monotonic() + EXIT_CODE_WAIT
+        while True:
+            code = processes.read_exit_code(exit_file, slot.get("pid"))
+            if code is not None or time.monotonic() >= deadline:
+                return code
+            if not processes.is_alive(slot.get("wrapper_pid")):
+                return processes.read_exit_code(exit_file, slot.get("pid"))
+            time.sleep(0.02)
+
+    def _require_free(self, needs: list[tuple[int, str, str]]) -> None:
+        """Raise PortInUseError naming every needed port that something else holds."""
+        host = self.settings.host
+        taken = [(port, label, env) for port, label, env in needs if not processes.port_is_free(host, port)]
+        if not taken:
+            return
+        lines = []
+        for port, label, _env in taken:
+            owner = processes.port_owner(port)
+            held = f"held by {owner}" if owner else "held by another process"
+            lines.append(f"port {host}:{port} (needed by {label}) is already in use, {held}")
+        envs = sorted({env for _, _, env in taken})
+        hint = (
+            "free it (stop that process; if it is another sandbox, run "
+            "`python -m varai_deploy.sandbox down` with that sandbox's settings) "
+            f"or move this sandbox to other ports with {' / '.join(envs)}"
+        )
+        raise PortInUseError("; ".join(lines) + f". To fix: {hint}.", host, taken[0][0])
+
+    def _gateway_answers(self, port: int, timeout: float = 1.0) -> bool:
+        conn = http.client.HTTPConnection(self.settings.host, port, timeout=timeout)
+        try:
+            conn.request("GET", "/_sandbox/routes")
+            return conn.getresponse().status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+
+    def _wait_gateway(self) -> None:
+        deadline = time.monotonic() + GATEWAY_START_TIMEOUT
+        while time.monotonic() < deadline:
+            gateway = self.store.read()["gateway"]
+            if not gateway or not self._gateway_running(gateway):
+                break
+            if self._gateway_answers(gateway["port"], timeout=0.5):
+                return
+            time.sleep(0.05)
+        tail = "\n  ".join(processes.log_tail(self.settings.log_file("gateway"), 10))
+        raise SandboxError(f"the sandbox gateway did not come up; last lines of its log:\n  {tail}")

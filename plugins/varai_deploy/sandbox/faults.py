@@ -1,0 +1,163 @@
+"""Misbehaviour registered for a version before it is deployed, so rollback is exercised for real.
+
+``<home>/faults.json`` maps a version to a list of fault records, each one mode plus its
+parameters and optionally the services it applies to (all services when absent)::
+
+    {"schema": 1, "faults": {"v2.0.0": [{"mode": "crash", "services": null},
+                                         {"mode": "errors", "rate": 0.5, "services": ["recommendation"]}]}}
+
+A service process reads the file once at start (a fault belongs to a deployed version, as a
+bug would). Adding a mode means adding it to ``MODES`` and teaching ``service.py`` what it does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from varai_deploy.sandbox.errors import SandboxError
+from varai_deploy.sandbox.state import StateStore, read_json, write_json_atomic
+from varai_deploy.sandbox.validation import check_service, check_version
+
+#: mode -> the parameter it needs (None: no parameter).
+MODES: dict[str, str | None] = {
+    "crash": None,  # exits non-zero at start, after printing "fault injected: crash at start"
+    "unhealthy": None,  # health endpoints answer 503, everything else works
+    "errors": "rate",  # that fraction (0-1] of working-endpoint answers are 500
+    "slow": "latency_seconds",  # every answer but /metrics is delayed this long
+}
+CRASH_EXIT_CODE = 3
+CRASH_MESSAGE = "fault injected: crash at start"
+
+
+@dataclass(frozen=True)
+class Fault:
+    mode: str
+    services: tuple[str, ...] | None = None
+    rate: float | None = None
+    latency_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise SandboxError(f"unknown fault mode {self.mode!r}; expected one of: {', '.join(MODES)}")
+        for service in self.services or ():
+            check_service(service)
+        if self.mode == "errors" and not (self.rate is not None and 0 < self.rate <= 1):
+            raise SandboxError("fault mode 'errors' needs a rate between 0 (exclusive) and 1, e.g. 0.5")
+        if self.mode == "slow" and not (self.latency_seconds is not None and 0 < self.latency_seconds <= 60):
+            raise SandboxError("fault mode 'slow' needs a latency in seconds between 0 and 60, e.g. 1.5")
+
+    def applies_to(self, service: str) -> bool:
+        return self.services is None or service in self.services
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mode": self.mode, "services": list(self.services) if self.services else None}
+        if self.rate is not None:
+            out["rate"] = self.rate
+        if self.latency_seconds is not None:
+            out["latency_seconds"] = self.latency_seconds
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fault:
+        services = data.get("services")
+        return cls(
+            mode=data["mode"],
+            services=tuple(services) if services else None,
+            rate=data.get("rate"),
+            latency_seconds=data.get("latency_seconds"),
+        )
+
+
+class FaultStore:
+    """Registration (under the sandbox lock) and lookup of faults."""
+
+    def __init__(self, faults_file: Path, lock: StateStore) -> None:
+        self.faults_file = faults_file
+        self.lock = lock
+
+    def all(self) -> dict[str, list[dict[str, Any]]]:
+        return load_faults(self.faults_file)
+
+    def register(
+        self,
+        version: str,
+        mode: str,
+        services: Iterable[str] | None = None,
+        *,
+        rate: float | None = None,
+        latency_seconds: float | None = None,
+    ) -> dict[str, Any]:
+        """Add a fault; registering the same (version, mode) again replaces the earlier one."""
+        check_version(version)
+        services = tuple(dict.fromkeys(services)) if services else None
+        fault = Fault(mode=mode, services=services, rate=rate, latency_seconds=latency_seconds)
+        with self.lock.locked():
+            faults = self.all()
+            entries = [f for f in faults.get(version, []) if f.get("mode") != mode]
+            faults[version] = [*entries, fault.to_dict()]
+            self._write(faults)
+        return fault.to_dict()
+
+    def clear(self, version: str | None = None) -> int:
+        """Remove the faults of ``version`` (all versions when None); returns how many went."""
+        if version is not None:
+            check_version(version)
+        with self.lock.locked():
+            faults = self.all()
+            if version is None:
+                removed = sum(len(v) for v in faults.values())
+                faults = {}
+            else:
+                removed = len(faults.pop(version, []))
+            self._write(faults)
+        return removed
+
+    def _write(self, faults: dict[str, list[dict[str, Any]]]) -> None:
+        write_json_atomic(self.faults_file, {"schema": 1, "faults": faults})
+
+
+def load_faults(faults_file: Path) -> dict[str, list[dict[str, Any]]]:
+    data = read_json(faults_file, {}) or {}
+    faults = data.get("faults") if isinstance(data, dict) else None
+    return {v: list(entries) for v, entries in (faults or {}).items() if isinstance(entries, list)}
+
+
+@dataclass(frozen=True)
+class ActiveFaults:
+    """What one service process at one version must do wrong."""
+
+    crash: bool = False
+    unhealthy: bool = False
+    error_rate: float = 0.0
+    latency_seconds: float = 0.0
+
+    @classmethod
+    def for_process(cls, faults_file: Path, version: str, service: str) -> ActiveFaults:
+        active: dict[str, Any] = {}
+        for raw in load_faults(faults_file).get(version, []):
+            try:
+                fault = Fault.from_dict(raw)
+            except (SandboxError, KeyError, TypeError):
+                continue  # a hand-edited bad entry must not take the service down
+            if not fault.applies_to(service):
+                continue
+            if fault.mode == "crash":
+                active["crash"] = True
+            elif fault.mode == "unhealthy":
+                active["unhealthy"] = True
+            elif fault.mode == "errors":
+                active["error_rate"] = float(fault.rate or 0)
+            elif fault.mode == "slow":
+                active["latency_seconds"] = float(fault.latency_seconds or 0)
+        return cls(**active)
+
+    def describe(self) -> list[str]:
+        out = [name for name in ("crash", "unhealthy") if getattr(self, name)]
+        if self.error_rate:
+            out.append(f"errors(rate={self.error_rate})")
+        if self.latency_seconds:
+            out.append(f"slow(latency={self.latency_seconds}s)")
+        return out

@@ -1,0 +1,33 @@
+"""Talking to the integration stack: run a release through Airflow, ask the gateway what it serves."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+from varai_deploy.release_cli import ReleaseRun, run_release
+from varai_deploy.services import SERVICES
+
+#: The integration stack's sandbox ports, apart from the demo's 18080/18100.
+GATEWAY_PORT = 19080
+PORT_BASE = 19100
+
+
+def release(stack, version: str, **conf) -> ReleaseRun:
+    run = run_release({"version": version, "environment": "sandbox", **conf}, env=stack)
+    print(f"release {version} {conf}: rc={run.returncode} in {run.seconds:.1f}s; errors={run.errors}")
+    return run
+
+
+def served(path: str) -> tuple[int, str | None, str | None]:
+    """What the sandbox gateway answers on ``path``: (status, X-Served-Version, X-Served-Colour)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{GATEWAY_PORT}{path}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.status, resp.headers["X-Served-Version"], resp.headers["X-Served-Colour"]
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("X-Served-Version"), exc.headers.get("X-Served-Colour")
+
+
+def gateway_versions() -> dict[str, tuple[int, str | None, str | None]]:
+    return {name: served(svc.health_path) for name, svc in SERVICES.items()}

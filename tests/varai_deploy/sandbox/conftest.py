@@ -1,0 +1,45 @@
+"""Fixtures for the sandbox tests: real processes on ports 19500-19899, a tmp home, always torn down.
+
+Each test gets the next of six port blocks (gateway at the block's base, services from base+10),
+so a process that outlived a failed test cannot make the next test fail on a taken port, and a
+demo sandbox on 18080 is never touched.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from varai_deploy.sandbox import Sandbox, SandboxSettings, processes
+
+BLOCK_BASES = [19500 + 60 * i for i in range(6)]
+_next_block = itertools.cycle(BLOCK_BASES)
+
+
+def _block_is_free(base: int) -> bool:
+    ports = [base] + [base + 10 + 10 * i + c for i in range(5) for c in (0, 1)]
+    return all(processes.port_is_free("127.0.0.1", p) for p in ports)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> SandboxSettings:
+    for _ in BLOCK_BASES:
+        base = next(_next_block)
+        if _block_is_free(base):
+            return SandboxSettings(home=tmp_path / "sandbox", gateway_port=base, service_port_base=base + 10)
+    pytest.fail("no free port block in 19500-19899 for the sandbox tests")
+
+
+@pytest.fixture
+def sandbox(settings: SandboxSettings) -> Iterator[Sandbox]:
+    sb = Sandbox(settings)
+    try:
+        sb.up()
+        yield sb
+    finally:
+        sb.down()
+        left = processes.find_ours(settings.home)
+        assert not left, f"processes left behind: {left}"

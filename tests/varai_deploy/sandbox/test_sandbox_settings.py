@@ -1,0 +1,53 @@
+"""Settings: the environment file is the default, env vars override, ports are deterministic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from varai_deploy.sandbox import SandboxError, SandboxSettings
+from varai_deploy.sandbox.settings import REPO_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("VARAI_SANDBOX_HOME", "VARAI_SANDBOX_GATEWAY_PORT", "VARAI_SANDBOX_PORT_BASE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_defaults_come_from_the_sandbox_environment_file() -> None:
+    s = SandboxSettings.load()
+    assert s.home == REPO_ROOT / ".sandbox"
+    assert (s.host, s.gateway_port, s.service_port_base) == ("127.0.0.1", 18080, 18100)
+    assert s.gateway_url == "http://127.0.0.1:18080"
+
+
+def test_env_vars_override_and_relative_home_is_relative_to_the_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VARAI_SANDBOX_HOME", "tmp/sbx")
+    monkeypatch.setenv("VARAI_SANDBOX_GATEWAY_PORT", "19590")
+    monkeypatch.setenv("VARAI_SANDBOX_PORT_BASE", "19600")
+    s = SandboxSettings.load()
+    assert s.home == REPO_ROOT / "tmp" / "sbx"
+    assert (s.gateway_port, s.service_port_base) == (19590, 19600)
+
+
+def test_ports_are_deterministic_per_service_and_colour(tmp_path: Path) -> None:
+    s = SandboxSettings(home=tmp_path, gateway_port=19500, service_port_base=19510)
+    assert s.port_for("ai-discovery", "blue") == 19510
+    assert s.port_for("ai-discovery", "green") == 19511
+    assert s.port_for("face-analysis", "blue") == 19520
+    assert s.port_for("api-gateway", "green") == 19551
+    assert s.service_url("recommendation", "green") == "http://127.0.0.1:19531"
+
+
+def test_bad_ports_are_refused_with_the_variable_to_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("VARAI_SANDBOX_GATEWAY_PORT", "eighty")
+    with pytest.raises(SandboxError, match="VARAI_SANDBOX_GATEWAY_PORT"):
+        SandboxSettings.load()
+    with pytest.raises(SandboxError, match="inside the service port range"):
+        SandboxSettings(home=tmp_path, gateway_port=19515, service_port_base=19510)
+    with pytest.raises(SandboxError, match="unknown service"):
+        SandboxSettings(home=tmp_path).port_for("billing", "blue")
