@@ -54,6 +54,7 @@ class HealthStreakTrigger(BaseTrigger):
         consecutive = best = probes = 0
         last = "no answer yet"
         timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+        # The session is closed before the event is yielded: the triggerer may never resume us.
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 healthy, last = await self._probe(session)
@@ -61,11 +62,10 @@ class HealthStreakTrigger(BaseTrigger):
                 consecutive = consecutive + 1 if healthy else 0
                 best = max(best, consecutive)
                 if consecutive >= self.streak:
-                    yield TriggerEvent({"status": "healthy", "probes": probes, "last": last})
-                    return
+                    payload = {"status": "healthy", "probes": probes, "last": last}
+                    break
                 if time.time() + self.interval > self.deadline:
-                    yield TriggerEvent(
-                        {"status": "timeout", "probes": probes, "best_streak": best, "last": last}
-                    )
-                    return
+                    payload = {"status": "timeout", "probes": probes, "best_streak": best, "last": last}
+                    break
                 await asyncio.sleep(self.interval)
+        yield TriggerEvent(payload)

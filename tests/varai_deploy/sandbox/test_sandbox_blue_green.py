@@ -7,8 +7,8 @@ import threading
 from collections import Counter
 
 import pytest
-from sandbox_helpers import deploy, request, wait_listening
 
+from tests.support.sandbox import deploy, request, wait_listening
 from varai_deploy.sandbox import Sandbox, SandboxError, SandboxSettings, processes
 from varai_deploy.services import SERVICE_NAMES, SERVICES
 

@@ -8,8 +8,7 @@ import socket
 import subprocess
 import sys
 
-from sandbox_helpers import deploy
-
+from tests.support.sandbox import deploy
 from varai_deploy.sandbox import Sandbox, SandboxSettings, processes
 from varai_deploy.sandbox.settings import PLUGINS_DIR, REPO_ROOT
 

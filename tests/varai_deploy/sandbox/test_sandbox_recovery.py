@@ -8,8 +8,8 @@ import socket
 import time
 
 import pytest
-from sandbox_helpers import deploy, request, wait_for, wait_listening
 
+from tests.support.sandbox import deploy, request, wait_for, wait_listening
 from varai_deploy.sandbox import PortInUseError, Sandbox, SandboxError, SandboxSettings, processes
 
 

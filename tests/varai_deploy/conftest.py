@@ -1,4 +1,4 @@
-"""Fixtures for the sandbox tests: real processes on ports 19500-19899, a tmp home, always torn down.
+"""Fixtures for tests that need a sandbox: real processes on ports 19500-19899, a tmp home, always torn down.
 
 Each test gets the next of six port blocks (gateway at the block's base, services from base+10),
 so a process that outlived a failed test cannot make the next test fail on a taken port, and a
@@ -43,3 +43,16 @@ def sandbox(settings: SandboxSettings) -> Iterator[Sandbox]:
         sb.down()
         left = processes.find_ours(settings.home)
         assert not left, f"processes left behind: {left}"
+
+
+@pytest.fixture
+def sandbox_env(sandbox: Sandbox, settings: SandboxSettings, monkeypatch) -> Sandbox:
+    """The running sandbox, also as what ``Sandbox()`` and the ``varai_gateway`` connection resolve to."""
+    monkeypatch.setenv("VARAI_SANDBOX_HOME", str(settings.home))
+    monkeypatch.setenv("VARAI_SANDBOX_GATEWAY_PORT", str(settings.gateway_port))
+    monkeypatch.setenv("VARAI_SANDBOX_PORT_BASE", str(settings.service_port_base))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_VARAI_GATEWAY",
+        f'{{"conn_type": "http", "host": "127.0.0.1", "port": {settings.gateway_port}, "schema": "http"}}',
+    )
+    return sandbox

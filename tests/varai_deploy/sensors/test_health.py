@@ -1,0 +1,67 @@
+"""HealthStreakSensor: defers to the trigger, and on failure says why and leaves traffic alone."""
+
+import asyncio
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+
+from varai_deploy.platforms.local import LocalPlatform
+from varai_deploy.sensors.health import HealthStreakSensor
+from varai_deploy.triggers.health import HealthStreakTrigger
+
+
+def sensor(candidate):
+    return HealthStreakSensor(task_id="wait_healthy", environment="sandbox", candidate=candidate)
+
+
+def defer(op) -> HealthStreakTrigger:
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({})
+    assert deferred.value.method_name == "execute_complete"
+    return deferred.value.trigger
+
+
+def fire(trigger) -> dict:
+    return asyncio.run(anext(trigger.run())).payload
+
+
+def test_a_healthy_candidate_is_handed_on_after_its_streak(sandbox_env):
+    candidate = dict(LocalPlatform().deploy_candidate("analytics", "v1.0.0", "img"))
+    op = sensor(candidate)
+    trigger = defer(op)
+    assert trigger.url == candidate["url"] + "/health"
+    assert trigger.streak == op.env_config.release.health_streak
+    assert op.execute_complete({}, fire(trigger)) == candidate
+
+
+def test_a_crashing_candidate_fails_naming_the_service_and_the_cause(sandbox_env):
+    platform = LocalPlatform()
+    live = platform.deploy_candidate("face-analysis", "v1.0.0", "img")
+    asyncio.run(anext(HealthStreakTrigger(live["url"] + "/health", 1, 0.1, 1e12).run()))
+    platform.switch_traffic("face-analysis", live)
+    sandbox_env.register_fault("v1.0.1", "crash", services=["face-analysis"])
+    candidate = dict(platform.deploy_candidate("face-analysis", "v1.0.1", "img"))
+
+    op = sensor(candidate)
+    trigger = defer(op)
+    trigger.deadline = (
+        trigger.deadline - op.env_config.release.health_timeout_seconds + 2
+    )  # keep the test short
+    with pytest.raises(AirflowFailException) as failure:
+        op.execute_complete({}, fire(trigger))
+    message = str(failure.value)
+    assert message.startswith("face-analysis: candidate v1.0.1 did not become healthy")
+    assert "fault injected: crash at start" in message
+    assert "v1.0.0 keeps serving" in message
+    slots = sandbox_env.status()["services"]["face-analysis"]
+    assert slots["live"]["version"] == "v1.0.0"
+    assert slots["idle"]["state"] == "failed"
+
+
+def test_an_already_live_version_is_not_waited_for(sandbox_env):
+    candidate = {"service": "analytics", "version": "v1.0.0", "name": "blue", "url": "http://x", "noop": True}
+    assert sensor(candidate).execute({}) == candidate
+
+
+def test_the_sensor_is_never_retried():
+    assert sensor({}).retries == 0

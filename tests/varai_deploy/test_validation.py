@@ -1,0 +1,80 @@
+"""Phase 1 checks: each fails before anything is changed, saying what to fix."""
+
+import dataclasses
+import socket
+
+import pytest
+
+from varai_deploy.config import ConfigError, load_environment
+from varai_deploy.validation import (
+    ValidationError,
+    check_credentials,
+    check_prerequisites,
+    check_request,
+    check_resources,
+)
+
+
+def test_request_is_normalised():
+    checked = check_request("v1.0.0", "sandbox", ["api-gateway", "analytics"])
+    assert checked == {
+        "version": "v1.0.0",
+        "environment": "sandbox",
+        "services": ["analytics", "api-gateway"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("v1.0.0; id", "sandbox", ["analytics"]), "not a release tag"),
+        (("v1.0.0", "moon", ["analytics"]), "unknown environment"),
+        (("v1.0.0", "sandbox", ["billing"]), "unknown service"),
+        (("v1.0.0", "staging", ["analytics"]), "no config for environment 'staging'"),
+    ],
+)
+def test_bad_requests_are_refused(args, message):
+    with pytest.raises(ConfigError, match=message):
+        check_request(*args)
+
+
+def test_credentials_present(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_VARAI_GATEWAY", '{"conn_type": "http", "host": "127.0.0.1"}')
+    assert check_credentials(load_environment("sandbox")) == {"gateway": "varai_gateway (http)"}
+
+
+def test_missing_connection_says_how_to_create_it(monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_VARAI_GATEWAY", raising=False)
+    with pytest.raises(ValidationError, match=r"'varai_gateway' \(gateway\).*connections add"):
+        check_credentials(load_environment("sandbox"))
+
+
+def test_prerequisites_report_the_terraform_in_use():
+    found = check_prerequisites(load_environment("sandbox"))
+    assert "terraform" in found
+
+
+def test_prerequisites_refuse_a_terraform_that_is_too_old():
+    env = load_environment("sandbox")
+    env = dataclasses.replace(env, prerequisites={"terraform": "99.0.0"})
+    with pytest.raises(ValidationError, match="needs >= 99.0.0"):
+        check_prerequisites(env)
+
+
+def test_resources_refuse_a_stopped_sandbox(monkeypatch, tmp_path):
+    monkeypatch.setenv("VARAI_SANDBOX_HOME", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("VARAI_SANDBOX_GATEWAY_PORT", "19999")
+    with pytest.raises(ValidationError, match="the sandbox is not running: start it with `make sandbox-up`"):
+        check_resources(load_environment("sandbox"), ["analytics"])
+
+
+def test_resources_refuse_a_candidate_port_held_by_another_program(sandbox_env, settings):
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", settings.port_for("analytics", "blue")))
+        squatter.listen()
+        with pytest.raises(
+            ValidationError, match=rf"analytics blue needs 127.0.0.1:{squatter.getsockname()[1]}"
+        ):
+            check_resources(load_environment("sandbox"), ["analytics", "recommendation"])
+    assert check_resources(load_environment("sandbox"), ["analytics"])["services"] == ["analytics"]
