@@ -17,7 +17,7 @@ AIRFLOW_HOME ?= .airflow
 help:
 	@echo "make demo [VERSION=v1.0.1]  set everything up, release VERSION to the sandbox through Airflow"
 	@echo "make test                   set everything up, run ruff and the tests"
-	@echo "make airflow                airflow standalone on http://127.0.0.1:8080 (admin/admin)"
+	@echo "make airflow                airflow standalone on http://127.0.0.1:8080 (user admin)"
 	@echo "make sandbox-up | sandbox-down | sandbox-status"
 	@echo "make bench                  run the benchmarks in benchmarks/"
 
@@ -53,7 +53,8 @@ lint: $(STAMP)/venv
 	@$(VENV)/bin/ruff format --check .
 
 airflow: setup
-	@echo "Airflow UI on http://127.0.0.1:8080 - log in as admin / admin. Ctrl-C stops it."
+	@echo "Airflow UI on http://127.0.0.1:8080 - user admin, password generated on first start into"
+	@echo "  $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated   Ctrl-C stops it."
 	@./airflow.sh standalone
 
 sandbox-up: $(STAMP)/venv

@@ -40,6 +40,8 @@ FAIL_FAST = {"retries": 0}
     start_date=datetime(2025, 1, 1),
     catchup=False,
     max_active_runs=1,
+    # Runs only when triggered; paused-at-creation would leave CI's API-triggered runs queued.
+    is_paused_upon_creation=False,
     tags=["varai", "release"],
     doc_md=__doc__,
     default_args={"owner": "platform", "retries": 1, "retry_delay": timedelta(seconds=10)},
