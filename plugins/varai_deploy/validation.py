@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import TYPE_CHECKING, Any
 
 from varai_deploy.config import (
@@ -70,21 +69,11 @@ def check_credentials(env: EnvironmentConfig) -> dict[str, str]:
     return present
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def check_resources(env: EnvironmentConfig, services: list[str]) -> dict[str, Any]:
     """Sandbox: it is running, and each candidate's port is free or held by the sandbox itself."""
     if env.platform != "local":
         return {"platform": env.platform}
-    from varai_deploy.sandbox import Sandbox
+    from varai_deploy.sandbox import Sandbox, processes
 
     sandbox = Sandbox()
     if not sandbox.is_up():
@@ -101,7 +90,7 @@ def check_resources(env: EnvironmentConfig, services: list[str]) -> dict[str, An
         idle = status[service]["idle"]
         ours = idle and idle.get("colour") == colour and idle.get("state") == "running"
         port = settings.port_for(service, colour)
-        if not ours and not _port_free(settings.host, port):
+        if not ours and not processes.port_is_free(settings.host, port):
             blocked.append(f"{service} {colour} needs {settings.host}:{port}")
     if blocked:
         raise ValidationError(
