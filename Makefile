@@ -21,7 +21,23 @@ help:
 	@echo "make sandbox-up | sandbox-down | sandbox-status"
 	@echo "make bench                  run the benchmarks in benchmarks/"
 
-setup: $(STAMP)/venv $(STAMP)/airflow-db
+setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/airflow-db
+
+# Debian packages the sandbox runs (Prometheus). Installed only when missing (and then re-checked
+# even if the stamp exists); sudo only if not root. Where systemd runs, the package starts its own
+# Prometheus on :9090: the sandbox runs its own, so that service is stopped and disabled.
+.PHONY: FORCE
+$(STAMP)/apt: $(if $(wildcard /usr/bin/prometheus),,FORCE)
+	@mkdir -p $(STAMP)
+	@if [ ! -x /usr/bin/prometheus ]; then \
+		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+		echo "Installing Prometheus (Debian package) ..."; \
+		{ $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y --no-install-recommends prometheus; } \
+			> $(STAMP)/apt.log 2>&1 || { tail -20 $(STAMP)/apt.log; exit 1; }; \
+		$$SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true; \
+	fi
+	@touch $@
 
 $(STAMP)/venv: requirements.txt
 	@mkdir -p $(STAMP)

@@ -23,8 +23,13 @@ export PATH="$ROOT/.venv/bin:$PATH"
 export PYTHONPATH="$ROOT/plugins${PYTHONPATH:+:$PYTHONPATH}"
 # The sandbox gateway, as the Airflow HTTP connection a release checks through (no secret in it).
 # Production defines varai_gateway in its secrets backend instead.
+sandbox_gateway_port="${VARAI_SANDBOX_GATEWAY_PORT:-18080}"
 if [[ -z "${AIRFLOW_CONN_VARAI_GATEWAY:-}" ]]; then
-  export AIRFLOW_CONN_VARAI_GATEWAY="{\"conn_type\": \"http\", \"host\": \"127.0.0.1\", \"port\": ${VARAI_SANDBOX_GATEWAY_PORT:-18080}, \"schema\": \"http\"}"
+  export AIRFLOW_CONN_VARAI_GATEWAY="{\"conn_type\": \"http\", \"host\": \"127.0.0.1\", \"port\": $sandbox_gateway_port}"
+fi
+# ...and its Prometheus (gateway port + 10 unless VARAI_SANDBOX_PROMETHEUS_PORT says otherwise).
+if [[ -z "${AIRFLOW_CONN_VARAI_METRICS:-}" ]]; then
+  export AIRFLOW_CONN_VARAI_METRICS="{\"conn_type\": \"http\", \"host\": \"127.0.0.1\", \"port\": ${VARAI_SANDBOX_PROMETHEUS_PORT:-$((sandbox_gateway_port + 10))}}"
 fi
 
 if [[ ! -x "$ROOT/.venv/bin/airflow" ]]; then

@@ -31,9 +31,7 @@ ENV = {
     "VARAI_SANDBOX_PORT_BASE": "19300",
 }
 os.environ.update(ENV)
-os.environ["AIRFLOW_CONN_VARAI_GATEWAY"] = (
-    '{"conn_type": "http", "host": "127.0.0.1", "port": 19280, "schema": "http"}'
-)
+os.environ["AIRFLOW_CONN_VARAI_GATEWAY"] = '{"conn_type": "http", "host": "127.0.0.1", "port": 19280, "schema": "http"}'
 
 
 def plain_release(version: str) -> float:

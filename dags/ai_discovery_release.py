@@ -1,13 +1,15 @@
 """Release the AI Discovery platform: the deployment guide's phases as one DAG.
 
-validate -> infrastructure (Terraform) -> backend (candidates per service, then traffic per service)
--> post_deploy.
+validate -> infrastructure (Terraform) -> backend (candidates per service, then traffic per service,
+then analysis against real metrics, then retire or roll back) -> post_deploy.
 
 Trigger it from the UI form, from CI through the REST API
 (``POST /api/v2/dags/ai_discovery_release/dagRuns`` with ``{"conf": {"version": "v1.4.2", ...}}``),
 or ``./airflow.sh dags test ai_discovery_release -c '{"version": "v1.4.2"}'``.
-Traffic only moves to a candidate that passed its health streak; a candidate that never gets
-healthy fails the run and the live revision keeps serving.
+Traffic only moves once every candidate passed its health streak; a candidate that never gets
+healthy fails the run and the live revision keeps serving. After the switch the release is judged
+on real metrics (health checks, error rate, p95 latency); a broken rule puts every switched
+service back on the revision it replaced and fails the run with the rule and the measured value.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, TaskGroup, dag, task, task_group
 
 from varai_deploy.config import ENVIRONMENTS, VERSION_PATTERN
+from varai_deploy.operators.analysis import ReleaseAnalysisOperator
 from varai_deploy.operators.blue_green import (
     DeployCandidateOperator,
     RetireRevisionOperator,
     SwitchTrafficOperator,
     VerifyGatewayOperator,
 )
+from varai_deploy.operators.rollback import RollbackOnFailureOperator
 from varai_deploy.operators.terraform import (
     TerraformApplyOperator,
     TerraformOutputOperator,
@@ -124,15 +128,22 @@ def ai_discovery_release():
             candidates = [healthy] if isinstance(healthy, dict) else list(healthy)
             return [candidate for candidate in candidates if not candidate.get("noop")]
 
-        @task_group(group_id="traffic", tooltip="Switch, verify through the gateway, retire the old colour")
+        @task_group(group_id="traffic", tooltip="Switch each service, verify through the gateway")
         def traffic(candidate: dict):
             switch = SwitchTrafficOperator(task_id="switch_traffic", candidate=candidate)
-            verify = VerifyGatewayOperator(task_id="verify_gateway", switch=switch.output)
-            retire = RetireRevisionOperator(task_id="retire_previous", switch=switch.output)
-            verify >> retire
+            return VerifyGatewayOperator(task_id="verify_gateway", switch=switch.output).output
 
         healthy = candidates.partial(infra=outputs.output).expand(service=checked)
-        traffic.expand(candidate=all_candidates_healthy(healthy))
+        verified = traffic.expand(candidate=all_candidates_healthy(healthy))
+        # The old colours stay warm until the analysis has passed: a rollback is one atomic switch.
+        analysis = ReleaseAnalysisOperator(task_id="analysis", switched=verified)
+        RetireRevisionOperator.partial(task_id="retire_previous", verdict=analysis.output).expand(switch=verified)
+        analysis >> RollbackOnFailureOperator(
+            task_id="rollback_on_failure",
+            trigger_rule="all_done",
+            analysis_task_id="backend.analysis",
+            switch_task_id="backend.traffic.switch_traffic",
+        )
 
     with TaskGroup("post_deploy", tooltip="Phase 5: end-to-end checks through the gateway") as post_deploy:
 

@@ -30,9 +30,7 @@ class ConfigError(ValueError):
 
 def check_version(version: Any) -> str:
     if not isinstance(version, str) or not _VERSION_RE.fullmatch(version):
-        raise ConfigError(
-            f"version {version!r} is not a release tag: use a semver tag such as v1.4.2 or v1.5.0-rc.1"
-        )
+        raise ConfigError(f"version {version!r} is not a release tag: use a semver tag such as v1.4.2 or v1.5.0-rc.1")
     return version
 
 
@@ -47,9 +45,7 @@ def check_services(services: Any, allowed: tuple[str, ...] = SERVICE_NAMES) -> t
         raise ConfigError(f"services must be a non-empty list drawn from {', '.join(allowed)}")
     unknown = [s for s in services if s not in allowed]
     if unknown:
-        raise ConfigError(
-            f"unknown service(s) {', '.join(map(repr, unknown))}: choose from {', '.join(allowed)}"
-        )
+        raise ConfigError(f"unknown service(s) {', '.join(map(repr, unknown))}: choose from {', '.join(allowed)}")
     # Keep the catalogue order (dependencies first, gateway last) and drop duplicates.
     return tuple(s for s in allowed if s in services)
 
@@ -77,6 +73,42 @@ class ReleasePolicy:
 
 
 @dataclass(frozen=True)
+class AnalysisPolicy:
+    """After the switch: the guide's automatic rollback triggers, and how long to watch.
+
+    Windows are the guide's in production (error rate 5 min, p95 10 min) and seconds in the
+    sandbox; a rule breaks only when its condition held for its whole window.
+    """
+
+    interval_seconds: float = 15.0
+    #: Watch at least this long after the switch before the release may pass.
+    duration_seconds: float = 900.0
+    #: Still inconclusive (too little traffic) this long after the switch: fail safe, roll back.
+    deadline_seconds: float = 1800.0
+    #: Requests each switched service must have served (per error window) before it is judged.
+    min_requests: int = 100
+    #: The [range] of rate() inside the rules.
+    rate_window_seconds: int = 60
+    health_failures: int = 3
+    error_rate_threshold: float = 0.05
+    error_rate_for_seconds: int = 300
+    latency_p95_threshold_seconds: float = 5.0
+    latency_p95_for_seconds: int = 600
+
+    def __post_init__(self) -> None:
+        if not 0 < self.error_rate_threshold < 1:
+            raise ConfigError("analysis.error_rate_threshold must be between 0 and 1 (0.05 = 5 %)")
+        if self.health_failures < 1 or self.min_requests < 1:
+            raise ConfigError("analysis.health_failures and analysis.min_requests must be at least 1")
+        longest = max(self.error_rate_for_seconds, self.latency_p95_for_seconds)
+        if not longest <= self.duration_seconds < self.deadline_seconds:
+            raise ConfigError(
+                "analysis needs rule windows <= duration_seconds < deadline_seconds, so every rule "
+                "is judged before the release may pass and before it fails safe"
+            )
+
+
+@dataclass(frozen=True)
 class TerraformConfig:
     module: Path
     backend: str = "local"
@@ -99,6 +131,7 @@ class EnvironmentConfig:
     connections: dict[str, str]
     terraform: TerraformConfig
     release: ReleasePolicy
+    analysis: AnalysisPolicy
     prerequisites: dict[str, str] = field(default_factory=dict)
     gcp: dict[str, str] = field(default_factory=dict)
     requires_approval: bool = False
@@ -106,6 +139,10 @@ class EnvironmentConfig:
     @property
     def gateway_conn_id(self) -> str:
         return self.connections["gateway"]
+
+    @property
+    def metrics_conn_id(self) -> str:
+        return self.connections["metrics"]
 
 
 def _section(raw: dict, key: str, path: Path) -> dict:
@@ -141,10 +178,9 @@ def load_environment(name: str, directory: Path = ENVIRONMENTS_DIR) -> Environme
         raise ConfigError(f"{path}: platform {platform!r} must be one of {', '.join(PLATFORMS)}")
     services = check_services(raw.get("services") or list(SERVICE_NAMES))
     connections = _section(raw, "connections", path)
-    if "gateway" not in connections:
-        raise ConfigError(
-            f"{path}: connections.gateway (the Airflow HTTP connection to the gateway) is required"
-        )
+    for role, what in (("gateway", "the gateway"), ("metrics", "the Prometheus query API")):
+        if role not in connections:
+            raise ConfigError(f"{path}: connections.{role} (the Airflow HTTP connection to {what}) is required")
     tf = _section(raw, "terraform", path)
     if "module" not in tf:
         raise ConfigError(f"{path}: terraform.module is required")
@@ -163,6 +199,7 @@ def load_environment(name: str, directory: Path = ENVIRONMENTS_DIR) -> Environme
         connections={str(k): str(v) for k, v in connections.items()},
         terraform=tf_config,
         release=_build(ReleasePolicy, _section(raw, "release", path), f"{path}: release"),
+        analysis=_build(AnalysisPolicy, _section(raw, "analysis", path), f"{path}: analysis"),
         prerequisites={str(k): str(v) for k, v in _section(raw, "prerequisites", path).items()},
         gcp={str(k): str(v) for k, v in _section(raw, "gcp", path).items()},
         requires_approval=bool(raw.get("requires_approval", False)),

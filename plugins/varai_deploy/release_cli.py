@@ -46,9 +46,14 @@ def failure_lines(log: str) -> list[str]:
 
 
 def run_release(
-    conf: dict, *, env: dict[str, str] | None = None, log_path: Path | None = None, timeout: float = 900
+    conf: dict,
+    *,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    timeout: float = 900,
+    dag_id: str = "ai_discovery_release",
 ) -> ReleaseRun:
-    cmd = [str(REPO_ROOT / "airflow.sh"), "dags", "test", "ai_discovery_release", "-c", json.dumps(conf)]
+    cmd = [str(REPO_ROOT / "airflow.sh"), "dags", "test", dag_id, "-c", json.dumps(conf)]
     started = time.monotonic()
     proc = subprocess.run(
         cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout, check=False

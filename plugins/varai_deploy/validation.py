@@ -41,8 +41,7 @@ def check_prerequisites(env: EnvironmentConfig) -> dict[str, str]:
         raise ValidationError(f"prerequisite terraform: {exc}") from exc
     if minimum and version < parse_version(minimum):
         raise ValidationError(
-            f"prerequisite terraform: {binary} is {'.'.join(map(str, version))}, "
-            f"this environment needs >= {minimum}"
+            f"prerequisite terraform: {binary} is {'.'.join(map(str, version))}, this environment needs >= {minimum}"
         )
     found["terraform"] = f"{'.'.join(map(str, version))} ({binary})"
     return found
@@ -98,4 +97,12 @@ def check_resources(env: EnvironmentConfig, services: list[str]) -> dict[str, An
             + "; ".join(blocked)
             + ". Stop it, or move the sandbox with VARAI_SANDBOX_PORT_BASE"
         )
-    return {"gateway": settings.gateway_url, "services": services}
+    from varai_deploy.hooks.prometheus import PrometheusHook
+
+    metrics = PrometheusHook(env.metrics_conn_id)
+    if not metrics.ready():
+        raise ValidationError(
+            f"Prometheus is not answering at {metrics.url} (connection {env.metrics_conn_id!r}): the release "
+            "could not be judged after its switch. Restart the sandbox with `make sandbox-up`"
+        )
+    return {"gateway": settings.gateway_url, "metrics": metrics.url, "services": services}

@@ -44,11 +44,16 @@ def test_traffic_moves_only_after_every_candidate_passed_its_health_streak(dag):
     gate = dag.get_task("backend.all_candidates_healthy")
     assert gate.upstream_task_ids == {"backend.candidates.wait_healthy"}
     assert gate.trigger_rule == "all_success"
-    assert (
-        "backend.all_candidates_healthy" in dag.get_task("backend.traffic.switch_traffic").upstream_task_ids
-    )
-    retire = dag.get_task("backend.traffic.retire_previous")
-    assert "backend.traffic.verify_gateway" in retire.upstream_task_ids
+    assert "backend.all_candidates_healthy" in dag.get_task("backend.traffic.switch_traffic").upstream_task_ids
+    retire = dag.get_task("backend.retire_previous")
+    assert {"backend.analysis", "backend.traffic.verify_gateway"} <= retire.upstream_task_ids
+
+
+def test_a_failure_after_the_switch_always_reaches_the_rollback(dag):
+    rollback = dag.get_task("backend.rollback_on_failure")
+    assert rollback.trigger_rule == "all_done"
+    assert "backend.traffic.switch_traffic" in rollback.get_flat_relative_ids(upstream=True)
+    assert "post_deploy.health_checks" in rollback.get_flat_relative_ids(upstream=False)
 
 
 def test_validation_fails_fast_without_retries(dag):

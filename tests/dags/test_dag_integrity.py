@@ -51,7 +51,5 @@ def test_dag_files_do_not_import_heavy_clients_at_top_level():
         "                if m.split('.')[0] in HEAVY or m.startswith('google.cloud.')})\n"
         "print(','.join(heavy))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"DAG parsing imported {out.stdout.strip()[:500]}"

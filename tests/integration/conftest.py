@@ -21,9 +21,11 @@ def stack(tmp_path_factory):
         "VARAI_SANDBOX_GATEWAY_PORT": str(GATEWAY_PORT),
         "VARAI_SANDBOX_PORT_BASE": str(PORT_BASE),
     }
-    saved = {key: os.environ.get(key) for key in [*env, "AIRFLOW_CONN_VARAI_GATEWAY"]}
+    derived = ["AIRFLOW_CONN_VARAI_GATEWAY", "AIRFLOW_CONN_VARAI_METRICS"]  # airflow.sh derives them from ports
+    saved = {key: os.environ.get(key) for key in [*env, *derived]}
     os.environ.update(env)
-    os.environ.pop("AIRFLOW_CONN_VARAI_GATEWAY", None)  # airflow.sh derives it from the port
+    for key in derived:
+        os.environ.pop(key, None)
     migrate = subprocess.run(
         [str(REPO_ROOT / "airflow.sh"), "db", "migrate"], capture_output=True, text=True, check=False
     )

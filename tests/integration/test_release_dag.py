@@ -23,11 +23,7 @@ def assert_everything_serves(version: str, colour: str) -> None:
 
 def call_probe(name: str) -> tuple[int, str | None, dict]:
     method, path = SERVICES[name].probe
-    data = (
-        json.dumps({"event": "widget_view", "image_features": [0.1, 0.2]}).encode()
-        if method == "POST"
-        else None
-    )
+    data = json.dumps({"event": "widget_view", "image_features": [0.1, 0.2]}).encode() if method == "POST" else None
     request = urllib.request.Request(
         f"http://127.0.0.1:{GATEWAY_PORT}{path}",
         data=data,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -25,12 +26,17 @@ pytestmark = pytest.mark.integration
 
 API_PORT = 19880
 API = f"http://127.0.0.1:{API_PORT}"
+WEBHOOK_TOKEN = secrets.token_hex(16)
 
 
-def call(method: str, path: str, token: str | None = None, body: dict | None = None) -> tuple[int, dict]:
+def call(
+    method: str, path: str, token: str | None = None, body: dict | None = None, auth: str | None = None
+) -> tuple[int, dict]:
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    if auth is not None:
+        headers["Authorization"] = auth
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(API + path, data=data, method=method, headers=headers)
     try:
@@ -43,7 +49,11 @@ def call(method: str, path: str, token: str | None = None, body: dict | None = N
 @pytest.fixture(scope="module")
 def airflow_api(stack, sandbox):
     log = Path(stack["VARAI_AIRFLOW_HOME"]) / "standalone.log"
-    env = {**os.environ, "AIRFLOW__API__PORT": str(API_PORT)}
+    env = {
+        **os.environ,
+        "AIRFLOW__API__PORT": str(API_PORT),
+        "AIRFLOW_CONN_VARAI_ALERT_WEBHOOK": json.dumps({"conn_type": "generic", "password": WEBHOOK_TOKEN}),
+    }
     with log.open("w") as out:
         proc = subprocess.Popen(
             [str(REPO_ROOT / "airflow.sh"), "standalone"],
@@ -65,9 +75,7 @@ def airflow_api(stack, sandbox):
             except (urllib.error.URLError, ConnectionError):
                 pass
             assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, (
-                "airflow standalone did not become healthy: " + log.read_text()[-3000:]
-            )
+            assert time.monotonic() < deadline, "airflow standalone did not become healthy: " + log.read_text()[-3000:]
             time.sleep(1)
         passwords = Path(stack["VARAI_AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
         password = json.loads(passwords.read_text())["admin"]
@@ -119,9 +127,67 @@ def test_a_release_triggered_through_the_rest_api_goes_live(airflow_api):
         assert time.monotonic() < deadline, "release did not finish in time"
         time.sleep(2)
     assert state == "success"
-    assert {name: answer[1] for name, answer in gateway_versions().items()} == dict.fromkeys(
-        SERVICE_NAMES, "v1.2.0"
-    )
+    assert {name: answer[1] for name, answer in gateway_versions().items()} == dict.fromkeys(SERVICE_NAMES, "v1.2.0")
     tis = call("GET", f"{path}/taskInstances?limit=100", airflow_api)[1]["task_instances"]
     waits = [ti for ti in tis if ti["task_id"] == "backend.candidates.wait_healthy"]
     assert len(waits) == len(SERVICE_NAMES) and all(ti["state"] == "success" for ti in waits)
+
+
+def wait_for_run(token: str, dag_id: str, run_id: str, timeout: float = 240) -> str:
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"
+    deadline = time.monotonic() + timeout
+    while (state := call("GET", path, token)[1]["state"]) in ("queued", "running"):
+        assert time.monotonic() < deadline, f"{dag_id} {run_id} did not finish in time"
+        time.sleep(2)
+    return state
+
+
+ALERT = {
+    "version": "4",
+    "status": "firing",
+    "groupKey": '{}:{alertname="HighErrorRate"}',
+    "commonLabels": {"alertname": "HighErrorRate", "environment": "sandbox"},
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {"alertname": "HighErrorRate", "environment": "sandbox", "service": "analytics"},
+            "annotations": {"summary": "error rate 7% for 5m"},
+            "startsAt": "2026-11-29T02:00:00Z",
+        }
+    ],
+}
+
+
+def rollback_runs(token: str) -> int:
+    return call("GET", "/api/v2/dags/ai_discovery_rollback/dagRuns", token)[1].get("total_entries", 0)
+
+
+@pytest.mark.parametrize("auth", [None, "Bearer wrong-token", f"Basic {WEBHOOK_TOKEN}", "Bearer "])
+def test_the_alert_webhook_refuses_a_bad_token_and_starts_nothing(airflow_api, auth):
+    status, body = call("POST", "/varai/alerts", body=ALERT, auth=auth or "")
+    assert status == 401, body
+    assert rollback_runs(airflow_api) == 0
+
+
+def test_a_firing_alert_rolls_the_labelled_service_back(airflow_api, sandbox):
+    slots = sandbox.status()["services"]["analytics"]
+    previous, live = slots["idle"], slots["live"]["version"]
+    assert previous["state"] == "retired"
+    status, body = call("POST", "/varai/alerts", body=ALERT, auth=f"Bearer {WEBHOOK_TOKEN}")
+    assert status == 200, body
+    assert body["status"] == "triggered"
+    assert body["conf"]["services"] == ["analytics"]
+    assert body["conf"]["reason"].startswith("alertmanager: HighErrorRate [environment=sandbox, service=analytics]")
+    # Alertmanager re-sends while the alert fires: no second rollback.
+    again = call("POST", "/varai/alerts", body=ALERT, auth=f"Bearer {WEBHOOK_TOKEN}")[1]
+    assert again == {"status": "already_triggered", "dag_run_id": body["dag_run_id"]}
+    assert wait_for_run(airflow_api, "ai_discovery_rollback", body["dag_run_id"]) == "success"
+    assert gateway_versions()["analytics"][1] == previous["version"] != live
+    run = call("GET", f"/api/v2/dags/ai_discovery_rollback/dagRuns/{body['dag_run_id']}", airflow_api)[1]
+    assert run["triggering_user_name"] == "alertmanager"
+
+
+def test_a_resolved_alert_is_ignored(airflow_api):
+    resolved = {**ALERT, "status": "resolved", "alerts": [{**ALERT["alerts"][0], "status": "resolved"}]}
+    status, body = call("POST", "/varai/alerts", body=resolved, auth=f"Bearer {WEBHOOK_TOKEN}")
+    assert (status, body["status"]) == (200, "ignored")

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
 import pytest
 
-from varai_deploy.sandbox import Sandbox
+from varai_deploy.sandbox import Sandbox, SandboxSettings
+from varai_deploy.sandbox.settings import PLUGINS_DIR, REPO_ROOT
 
 
 def request(
@@ -62,3 +66,25 @@ def deploy(sb: Sandbox, service: str, version: str, switch: bool = True) -> dict
     if switch:
         sb.switch(service, cand["colour"])
     return cand
+
+
+def run_cli(settings: SandboxSettings, *args: str) -> subprocess.CompletedProcess:
+    """``python -m varai_deploy.sandbox ARGS`` in a child process, pointed at these settings."""
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=str(PLUGINS_DIR),
+        VARAI_SANDBOX_HOME=str(settings.home),
+        VARAI_SANDBOX_GATEWAY_PORT=str(settings.gateway_port),
+        VARAI_SANDBOX_PORT_BASE=str(settings.service_port_base),
+        VARAI_SANDBOX_PROMETHEUS_PORT=str(settings.prometheus_port),
+        VARAI_SANDBOX_TRAFFIC_RPS=str(settings.traffic_rps),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "varai_deploy.sandbox", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

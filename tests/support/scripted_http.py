@@ -10,9 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 @contextmanager
-def scripted_server(
-    statuses: list[int], then: int = 200, headers: dict[str, str] | None = None
-) -> Iterator[dict]:
+def scripted_server(statuses: list[int], then: int = 200, headers: dict[str, str] | None = None) -> Iterator[dict]:
     """Answers each request with the next status of ``statuses``, then ``then`` forever."""
     script = list(statuses)
     seen: list[str] = []

@@ -13,6 +13,12 @@ GATEWAY_PORT = 19080
 PORT_BASE = 19100
 
 
+def rollback(stack, **conf) -> ReleaseRun:
+    run = run_release({"environment": "sandbox", **conf}, env=stack, dag_id="ai_discovery_rollback")
+    print(f"rollback {conf}: rc={run.returncode} in {run.seconds:.1f}s; errors={run.errors}")
+    return run
+
+
 def release(stack, version: str, **conf) -> ReleaseRun:
     run = run_release({"version": version, "environment": "sandbox", **conf}, env=stack)
     print(f"release {version} {conf}: rc={run.returncode} in {run.seconds:.1f}s; errors={run.errors}")

@@ -1,6 +1,7 @@
 """Fixtures for tests that need a sandbox: real processes on ports 19500-19899, a tmp home, always torn down.
 
-Each test gets the next of six port blocks (gateway at the block's base, services from base+10),
+Each test gets the next of six port blocks (gateway at the block's base, Prometheus at base+5 -
+the settings' default when base+10 is a service port - services from base+10),
 so a process that outlived a failed test cannot make the next test fail on a taken port, and a
 demo sandbox on 18080 is never touched.
 """
@@ -20,7 +21,7 @@ _next_block = itertools.cycle(BLOCK_BASES)
 
 
 def _block_is_free(base: int) -> bool:
-    ports = [base] + [base + 10 + 10 * i + c for i in range(5) for c in (0, 1)]
+    ports = [base, base + 5] + [base + 10 + 10 * i + c for i in range(5) for c in (0, 1)]
     return all(processes.port_is_free("127.0.0.1", p) for p in ports)
 
 
@@ -54,5 +55,9 @@ def sandbox_env(sandbox: Sandbox, settings: SandboxSettings, monkeypatch) -> San
     monkeypatch.setenv(
         "AIRFLOW_CONN_VARAI_GATEWAY",
         f'{{"conn_type": "http", "host": "127.0.0.1", "port": {settings.gateway_port}, "schema": "http"}}',
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_VARAI_METRICS",
+        f'{{"conn_type": "http", "host": "127.0.0.1", "port": {settings.prometheus_port}}}',
     )
     return sandbox

@@ -57,9 +57,7 @@ def test_sandbox_config_loads_with_every_threshold_typed():
     assert env.services == SERVICE_NAMES
     assert env.gateway_conn_id == "varai_gateway"
     assert env.release.health_streak == 3
-    assert (
-        env.release.health_timeout_seconds >= env.release.health_streak * env.release.health_interval_seconds
-    )
+    assert env.release.health_timeout_seconds >= env.release.health_streak * env.release.health_interval_seconds
     assert env.terraform.module.is_dir()
 
 
@@ -71,7 +69,7 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 BASE = """
 name: sandbox
 platform: local
-connections: {gateway: gw}
+connections: {gateway: gw, metrics: m}
 terraform: {module: include/terraform/sandbox}
 """
 
@@ -87,7 +85,10 @@ def test_minimal_config_gets_safe_production_defaults(tmp_path):
     [
         ("name: staging\n" + BASE.split("\n", 2)[2], "expected 'sandbox'"),
         (BASE.replace("local", "kubernetes"), "platform 'kubernetes'"),
-        (BASE.replace("connections: {gateway: gw}", "connections: {}"), "connections.gateway"),
+        (BASE.replace("connections: {gateway: gw, metrics: m}", "connections: {}"), "connections.gateway"),
+        (BASE.replace(", metrics: m", ""), "connections.metrics"),
+        (BASE + "analysis: {error_rate_threshold: 5}\n", "between 0 and 1"),
+        (BASE + "analysis: {duration_seconds: 60}\n", "rule windows <= duration_seconds"),
         (BASE.replace("include/terraform/sandbox", "include/terraform/nowhere"), "does not exist"),
         (BASE + "release: {health_streak: 0}\n", "health_streak must be at least 1"),
         (

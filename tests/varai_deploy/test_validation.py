@@ -40,11 +40,16 @@ def test_bad_requests_are_refused(args, message):
 
 def test_credentials_present(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_VARAI_GATEWAY", '{"conn_type": "http", "host": "127.0.0.1"}')
-    assert check_credentials(load_environment("sandbox")) == {"gateway": "varai_gateway (http)"}
+    monkeypatch.setenv("AIRFLOW_CONN_VARAI_METRICS", '{"conn_type": "http", "host": "127.0.0.1"}')
+    assert check_credentials(load_environment("sandbox")) == {
+        "gateway": "varai_gateway (http)",
+        "metrics": "varai_metrics (http)",
+    }
 
 
 def test_missing_connection_says_how_to_create_it(monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_VARAI_GATEWAY", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_VARAI_METRICS", '{"conn_type": "http", "host": "127.0.0.1"}')
     with pytest.raises(ValidationError, match=r"'varai_gateway' \(gateway\).*connections add"):
         check_credentials(load_environment("sandbox"))
 
@@ -73,8 +78,6 @@ def test_resources_refuse_a_candidate_port_held_by_another_program(sandbox_env, 
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", settings.port_for("analytics", "blue")))
         squatter.listen()
-        with pytest.raises(
-            ValidationError, match=rf"analytics blue needs 127.0.0.1:{squatter.getsockname()[1]}"
-        ):
+        with pytest.raises(ValidationError, match=rf"analytics blue needs 127.0.0.1:{squatter.getsockname()[1]}"):
             check_resources(load_environment("sandbox"), ["analytics", "recommendation"])
     assert check_resources(load_environment("sandbox"), ["analytics"])["services"] == ["analytics"]

@@ -77,9 +77,7 @@ def summarize_plan(plan: dict) -> tuple[bool, str]:
         if change.get("actions") != ["no-op"]
     }
     for name, change in sorted(output_changes.items()):
-        lines.append(
-            f"  output   {name}: {json.dumps(change.get('before'))} -> {json.dumps(change.get('after'))}"
-        )
+        lines.append(f"  output   {name}: {json.dumps(change.get('before'))} -> {json.dumps(change.get('after'))}")
     head = ", ".join(f"{n} to {a}" for a, n in sorted(counts.items())) or "no resource changes"
     head += f"; {len(output_changes)} output(s) changed"
     changes = bool(counts or output_changes)
@@ -122,9 +120,7 @@ class TerraformHook(BaseHook):
         proc = subprocess.run(cmd, env=self._env(), capture_output=True, text=True, check=False)
         if proc.returncode not in ok_codes:
             detail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-            raise TerraformError(
-                f"terraform {args[0]} failed (exit {proc.returncode}):\n" + "\n".join(detail)
-            )
+            raise TerraformError(f"terraform {args[0]} failed (exit {proc.returncode}):\n" + "\n".join(detail))
         return proc
 
     def version(self) -> tuple[int, int, int]:
@@ -155,9 +151,7 @@ class TerraformHook(BaseHook):
         plan = json.loads(self.run("show", "-json", str(plan_file)).stdout)
         changes, summary = summarize_plan(plan)
         if changes != (proc.returncode == 2):
-            self.log.warning(
-                "plan exit code %s and plan JSON disagree; trusting the exit code", proc.returncode
-            )
+            self.log.warning("plan exit code %s and plan JSON disagree; trusting the exit code", proc.returncode)
             changes = proc.returncode == 2
         return PlanResult(changes=changes, summary=summary, plan_file=str(plan_file))
 

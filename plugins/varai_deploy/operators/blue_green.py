@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from varai_deploy.operators.base import EnvironmentOperator
 from varai_deploy.services import SERVICES
@@ -30,15 +30,11 @@ class DeployCandidateOperator(EnvironmentOperator):
     def execute(self, context) -> dict:
         live = self.platform.current_revision(self.service)
         if live and live["version"] == self.version:
-            self.log.info(
-                "%s already serves %s (%s): nothing to do", self.service, self.version, live["name"]
-            )
+            self.log.info("%s already serves %s (%s): nothing to do", self.service, self.version, live["name"])
             return {**live, "noop": True}
         image = (self.infra.get("images") or {}).get(self.service)
         if not image:
-            raise AirflowFailException(
-                f"terraform outputs name no image for {self.service}: is it in the module?"
-            )
+            raise AirflowFailException(f"terraform outputs name no image for {self.service}: is it in the module?")
         candidate = self.platform.deploy_candidate(self.service, self.version, image)
         self.log.info(
             "%s %s started as %s at %s with no traffic (live: %s)",
@@ -76,8 +72,7 @@ class SwitchTrafficOperator(EnvironmentOperator):
         if problem:
             # It passed its streak but is not healthy now: traffic must not move.
             raise AirflowFailException(
-                f"{service}: candidate {version} stopped answering healthy ({problem}); "
-                "traffic stays where it was"
+                f"{service}: candidate {version} stopped answering healthy ({problem}); traffic stays where it was"
             )
         previous = self.platform.switch_traffic(service, self.candidate)
         switched_at = datetime.now(UTC).isoformat()
@@ -105,14 +100,13 @@ class VerifyGatewayOperator(EnvironmentOperator):
         super().__init__(**kwargs)
         self.switch = switch
 
-    def execute(self, context) -> list[str]:
+    def execute(self, context) -> dict:
+        """Returns the switch it verified, so what flows on is only ever a verified switch."""
         from varai_deploy.hooks.gateway import GatewayHook
 
         service, version = self.switch["service"], self.switch["live"]["version"]
         hook = GatewayHook(self.env_config.gateway_conn_id)
-        answers = [
-            hook.probe(SERVICES[service].health_path) for _ in range(self.env_config.release.gateway_checks)
-        ]
+        answers = [hook.probe(SERVICES[service].health_path) for _ in range(self.env_config.release.gateway_checks)]
         wrong = [a for a in answers if not a.ok or a.version != version]
         for answer in answers:
             self.log.info("%s", answer.describe())
@@ -121,21 +115,25 @@ class VerifyGatewayOperator(EnvironmentOperator):
                 f"{service}: the gateway at {hook.url} does not serve {version} after the switch: "
                 + "; ".join(a.describe() for a in wrong[:3])
             )
-        return [a.describe() for a in answers]
+        return self.switch
 
 
 class RetireRevisionOperator(EnvironmentOperator):
-    """After the bake time (a deferred wait), stops the revision the switch replaced."""
+    """Once the analysis passed and after the bake time (a deferred wait), stops the revision the
+    switch replaced. Until then it stays warm, so a rollback is one atomic switch."""
 
-    template_fields = ("environment", "switch")
+    template_fields = ("environment", "switch", "verdict")
 
-    def __init__(self, *, switch: Any, **kwargs):
+    def __init__(self, *, switch: Any, verdict: Any = None, **kwargs):
         super().__init__(**kwargs)
         self.switch = switch
+        self.verdict = verdict
 
     def execute(self, context) -> str:
         from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 
+        if self.verdict is not None and self.verdict.get("verdict") != "pass":
+            raise AirflowSkipException("the analysis did not pass: the previous revision stays warm")
         if not self.switch.get("previous"):
             return f"{self.switch['service']}: first release, no previous revision to retire"
         bake_until = datetime.fromisoformat(self.switch["switched_at"]) + timedelta(
@@ -151,7 +149,5 @@ class RetireRevisionOperator(EnvironmentOperator):
         started = time.monotonic()
         self.platform.retire(previous["service"], previous)
         message = f"{previous['service']}: retired {previous['version']} ({previous['name']})"
-        self.log.info(
-            "%s in %.2fs; it can be brought back by a rollback", message, time.monotonic() - started
-        )
+        self.log.info("%s in %.2fs; it can be brought back by a rollback", message, time.monotonic() - started)
         return message

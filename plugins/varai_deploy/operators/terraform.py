@@ -31,8 +31,7 @@ def release_variables(env, version: str) -> dict[str, Any]:
         "environment": env.name,
         "release_version": version,
         "services": {
-            name: {"prefix": SERVICES[name].prefix, "health_path": SERVICES[name].health_path}
-            for name in env.services
+            name: {"prefix": SERVICES[name].prefix, "health_path": SERVICES[name].health_path} for name in env.services
         },
         "gateway_url": GatewayHook(env.gateway_conn_id).url,
     }

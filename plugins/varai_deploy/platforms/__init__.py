@@ -19,6 +19,5 @@ def get_platform(env: EnvironmentConfig) -> Platform:
 
         return LocalPlatform()
     raise PlatformError(
-        f"environment {env.name!r} runs on {env.platform!r}, "
-        "which this version of varai-deploy cannot drive yet"
+        f"environment {env.name!r} runs on {env.platform!r}, which this version of varai-deploy cannot drive yet"
     )

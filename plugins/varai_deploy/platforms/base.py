@@ -42,3 +42,9 @@ class Platform(Protocol):
 
     def discard(self, service: str, revision: Revision) -> None:
         """Stop a candidate that failed its checks; it never served traffic."""
+
+    def known_revisions(self, service: str) -> list[Revision]:
+        """Revisions a rollback may return to (not failed ones), most recent first, live included."""
+
+    def restore(self, service: str, revision: Revision) -> Revision:
+        """Make a known revision ready for traffic again (start a retired one), with no traffic. Idempotent."""

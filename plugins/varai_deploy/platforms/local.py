@@ -58,3 +58,15 @@ class LocalPlatform:
 
     def discard(self, service: str, revision: Revision) -> None:
         self.sandbox.discard(service, revision["name"])
+
+    def known_revisions(self, service: str) -> list[Revision]:
+        slots = self._slots(service)
+        return [
+            _revision(service, slot)
+            for slot in (slots["live"], slots["idle"])
+            if slot and slot.get("state") != "failed"
+        ]
+
+    def restore(self, service: str, revision: Revision) -> Revision:
+        """A sandbox revision is its version: start it again in the idle colour (where it was retired)."""
+        return self.deploy_candidate(service, revision["version"], revision.get("image") or "")

@@ -1,7 +1,8 @@
-"""``python -m varai_deploy.sandbox up|down|status|fault``: the sandbox for humans and scripts.
+"""``python -m varai_deploy.sandbox up|down|status|fault|traffic``: the sandbox for humans and scripts.
 
-``status --json`` prints exactly one JSON object (scripts and tests parse it); everything else
-is for people. Refusals print ``error: ...`` and exit 1, never a traceback.
+``status --json`` and ``traffic report --json`` print exactly one JSON object (scripts and tests
+parse it); everything else is for people. Refusals print ``error: ...`` and exit 1, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import re
 import sys
+import time
 from typing import Any
 
 from varai_deploy.sandbox.errors import SandboxError
@@ -41,8 +44,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="limit to this service (repeatable; default: all services)",
     )
     fault.add_argument("--rate", type=float, help="for --mode errors: fraction of answers that are 500")
-    fault.add_argument("--latency", type=float, help="for --mode slow: seconds added to every answer")
+    fault.add_argument("--latency", type=seconds, help="for --mode slow: time added to every answer, e.g. 1.5 or 6s")
+    fault.add_argument(
+        "--after",
+        type=seconds,
+        help="for --mode unhealthy: healthy for this long after start, then 503 (e.g. 5s)",
+    )
+    traffic = sub.add_parser("traffic", help="the synthetic load generator and what it saw")
+    traffic_sub = traffic.add_subparsers(dest="traffic_command", required=True)
+    start = traffic_sub.add_parser("start", help="start (or re-rate) the load generator")
+    start.add_argument("--rps", type=float, help="requests per second (default: the settings' rate)")
+    traffic_sub.add_parser("stop", help="stop it; `up` leaves it stopped until `traffic start` or down/up")
+    report = traffic_sub.add_parser("report", help="count requests and failures (status 0 or >= 500)")
+    report.add_argument("--since", type=timestamp, help="epoch seconds, or how long ago (90s, 5m, 2h); default: all")
+    report.add_argument("--until", type=timestamp, help="epoch seconds, or how long ago; default: now")
+    report.add_argument("--json", action="store_true", help="print one JSON object only")
     return parser
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def seconds(text: str) -> float:
+    """A duration: ``6``, ``6s``, ``1.5s``, ``500ms``, ``2m``."""
+    match = _DURATION.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 5, 5s, 500ms or 2m)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def timestamp(text: str) -> float:
+    """Epoch seconds as is; a duration with a unit (``90s``, ``5m``) means that long ago."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if not re.search(r"[a-z]\s*$", text):
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (epoch seconds, or e.g. 90s / 5m ago)")
+    return time.time() - seconds(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                 print_status(sandbox)
         elif args.command == "fault":
             return run_fault(sandbox, args)
+        elif args.command == "traffic":
+            return run_traffic(sandbox, args)
     except SandboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -80,13 +122,55 @@ def run_fault(sandbox: Any, args: argparse.Namespace) -> int:
         if not args.version or not args.mode:
             raise SandboxError("fault needs --version and --mode (or --clear / --list)")
         fault = sandbox.register_fault(
-            args.version, args.mode, args.services, rate=args.rate, latency_seconds=args.latency
+            args.version,
+            args.mode,
+            args.services,
+            rate=args.rate,
+            latency_seconds=args.latency,
+            after_seconds=args.after,
         )
         where = ", ".join(fault["services"]) if fault["services"] else "all services"
-        print(
-            f"registered fault {args.mode} for {args.version} ({where}); it applies when that version starts"
-        )
+        print(f"registered fault {args.mode} for {args.version} ({where}); it applies when that version starts")
     return 0
+
+
+def run_traffic(sandbox: Any, args: argparse.Namespace) -> int:
+    if args.traffic_command == "start":
+        state = sandbox.start_traffic(args.rps)
+        print(f"traffic: {state['rps']:g} req/s through {sandbox.settings.gateway_url}")
+    elif args.traffic_command == "stop":
+        sandbox.stop_traffic()
+        print("traffic: stopped")
+    else:
+        report = sandbox.traffic_report(since=args.since, until=args.until)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print_report(report)
+    return 0
+
+
+def print_report(report: dict[str, Any]) -> None:
+    def when(ts: float | None) -> str:
+        return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) + f" ({ts:.3f})"
+
+    print(f"log: {report['log']}")
+    print(f"requests: {report['total']}  failed: {report['failed']}  error rate: {report['error_rate']:.2%}")
+    print(f"from {when(report['first_ts'])} to {when(report['last_ts'])}")
+    print("by status: " + (", ".join(f"{code}: {n}" for code, n in report["by_status"].items()) or "-"))
+    for title, key in (("version", "by_version"), ("service", "by_service")):
+        for name, counts in report[key].items():
+            print(f"  {title} {name}: {counts['total']} requests, {counts['failed']} failed")
+    if report["failed"]:
+        print(f"first failure {when(report['first_failure_ts'])}, last {when(report['last_failure_ts'])}")
+        for record in report["failures"][:10]:
+            print(
+                f"  {record['ts']:.3f} {record.get('method', '')} {record['path']} -> {record['status']} "
+                f"{record.get('version') or '-'}: {record.get('error') or ''}"
+            )
+        more = len(report["failures"]) - 10
+        if more > 0 or report["failures_truncated"]:
+            print("  ... (all of them: `traffic report --json`)")
 
 
 def print_status(sandbox: Any) -> None:
@@ -94,6 +178,9 @@ def print_status(sandbox: Any) -> None:
     up = sandbox.is_up()
     gateway = status["endpoints"]["gateway"]
     print(f"gateway {gateway}: {'up' if up else 'DOWN'}   home: {sandbox.settings.home}")
+    traffic = status["traffic"]
+    load = f"{traffic['rps']:g} req/s" if traffic["running"] else "not running"
+    print(f"prometheus {status['endpoints']['prometheus']}   traffic: {load}")
     rows = [("SERVICE", "LIVE", "IDLE", "GATEWAY SERVES (health path)")]
     for name, entry in status["services"].items():
         rows.append(

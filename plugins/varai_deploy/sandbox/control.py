@@ -13,18 +13,32 @@ import shutil
 import time
 from typing import Any
 
-from varai_deploy.sandbox import processes
+from varai_deploy.sandbox import processes, prometheus, traffic
 from varai_deploy.sandbox.errors import PortInUseError, SandboxError
 from varai_deploy.sandbox.faults import FaultStore
-from varai_deploy.sandbox.processes import GATEWAY_MODULE, LAUNCHER_MODULE, SERVICE_MODULE, Marker
+from varai_deploy.sandbox.processes import (
+    GATEWAY_MODULE,
+    LAUNCHER_MODULE,
+    SERVICE_MODULE,
+    TRAFFIC_MODULE,
+    Marker,
+)
 from varai_deploy.sandbox.routes import write_routes, write_scrape_targets
-from varai_deploy.sandbox.settings import ENV_GATEWAY_PORT, ENV_PORT_BASE, SandboxSettings
+from varai_deploy.sandbox.settings import (
+    DEFAULT_TRAFFIC_RPS,
+    ENV_GATEWAY_PORT,
+    ENV_PORT_BASE,
+    ENV_PROMETHEUS_PORT,
+    MAX_TRAFFIC_RPS,
+    SandboxSettings,
+)
 from varai_deploy.sandbox.state import StateStore, write_json_atomic
 from varai_deploy.sandbox.validation import check_colour, check_service, check_version, other_colour
 from varai_deploy.services import SERVICE_NAMES
 
 GATEWAY_START_TIMEOUT = 15.0
 SERVICE_START_TIMEOUT = 15.0
+PROMETHEUS_START_TIMEOUT = 30.0
 EXIT_CODE_WAIT = 1.0
 
 
@@ -38,17 +52,17 @@ class Sandbox:
 
     # -- lifecycle --------------------------------------------------------------------------
     def up(self) -> dict[str, Any]:
-        """Start what should be running and is not: the gateway, and every recorded service
-        process that is live or idle-and-running but whose process is gone (crash recovery)."""
+        """Start what should be running and is not: the gateway, Prometheus, every recorded
+        service process that is live or idle-and-running but whose process is gone (crash
+        recovery), and the traffic generator (unless ``traffic_rps`` is 0 or it was stopped)."""
         s = self.settings
+        prometheus.check_installed(s)
         for directory in (s.home, s.logs_dir, s.run_dir):
             directory.mkdir(parents=True, exist_ok=True)
         waits: list[tuple[str, str, dict]] = []
         with self.store.transaction() as state:
             gateway = state["gateway"]
-            start_gateway = not (
-                gateway and self._gateway_running(gateway) and gateway["port"] == s.gateway_port
-            )
+            start_gateway = not (gateway and self._gateway_running(gateway) and gateway["port"] == s.gateway_port)
             restarts = [
                 (name, colour, slot)
                 for name, record in state["services"].items()
@@ -60,12 +74,24 @@ class Sandbox:
                 if gateway:  # ours, but on a port the settings no longer name
                     processes.stop(self._recorded_pids(gateway, self._gateway_marker(gateway["port"])))
                 needs.insert(0, (s.gateway_port, "the sandbox gateway", ENV_GATEWAY_PORT))
+            prom = state["components"].get("prometheus")
+            start_prometheus = not (prom and self._prometheus_running(prom) and prom.get("port") == s.prometheus_port)
+            if start_prometheus:
+                if prom:  # ours, but on a port the settings no longer name
+                    processes.stop(self._recorded_pids(prom, self._prometheus_marker(prom.get("port"))))
+                assert s.prometheus_port is not None
+                needs.append((s.prometheus_port, "the sandbox Prometheus", ENV_PROMETHEUS_PORT))
             self._require_free(needs)
             for name, colour, slot in restarts:
                 slot.update(self._spawn_service(name, colour, slot["version"]))
                 waits.append((name, colour, slot))
             write_routes(s.routes_file, state, s.host)
             write_scrape_targets(s.scrape_targets_file, state, s.host)
+            prometheus.write_config(s)
+            if start_prometheus:
+                state["components"]["prometheus"] = self._spawn_component(
+                    "prometheus", self._prometheus_marker(s.prometheus_port), port=s.prometheus_port
+                )
             if start_gateway:
                 marker = self._gateway_marker(s.gateway_port)
                 spawned = processes.spawn(
@@ -82,6 +108,7 @@ class Sandbox:
                     "started_at": time.time(),
                 }
         self._wait_gateway()
+        self._wait_prometheus()
         for name, colour, slot in waits:
             processes.wait_listening(
                 s.host,
@@ -89,6 +116,14 @@ class Sandbox:
                 SERVICE_START_TIMEOUT,
                 lambda n=name, c=colour, sl=slot: self._slot_running(n, c, sl),
             )
+        # Last, so its first requests find the gateway (and the restarted services) answering.
+        with self.store.transaction() as state:
+            record = state["components"].get("traffic")
+            if record and not record.get("stopped"):
+                rps = float(record.get("rps") or s.traffic_rps or DEFAULT_TRAFFIC_RPS)
+                self._ensure_traffic(state, rps)
+            elif not record and s.traffic_rps > 0:
+                self._ensure_traffic(state, s.traffic_rps)
         return self.status()
 
     def down(self, purge: bool = False) -> None:
@@ -99,7 +134,15 @@ class Sandbox:
             return
         with self.store.locked():
             state = self.store.read()
+            # The load generator first: the gateway going away under it is not an outage to log.
+            generator = state["components"].get("traffic")
+            first = self._recorded_pids(generator, self._traffic_marker(generator)) if generator else []
+            first += [p for p in processes.find_ours(s.home) if processes.runs_module(p, TRAFFIC_MODULE)]
+            processes.stop(first)
             pids: list[int | None] = []
+            prom = state["components"].get("prometheus")
+            if prom:
+                pids += self._recorded_pids(prom, self._prometheus_marker(prom.get("port")))
             if state["gateway"]:
                 pids += self._recorded_pids(state["gateway"], self._gateway_marker(state["gateway"]["port"]))
             for name, record in state["services"].items():
@@ -111,6 +154,7 @@ class Sandbox:
                 shutil.rmtree(s.home, ignore_errors=True)
                 return
             state["gateway"] = None
+            state["components"] = {}
             write_json_atomic(s.state_file, state)
 
     def is_up(self) -> bool:
@@ -128,7 +172,43 @@ class Sandbox:
                 "live": self._view(name, live, record["slots"][live]) if live else None,
                 "idle": self._view(name, idle, record["slots"][idle]) if idle in record["slots"] else None,
             }
-        return {"services": services, "endpoints": {"gateway": self.settings.gateway_url}}
+        generator = state["components"].get("traffic")
+        running = bool(generator and self._traffic_running(generator))
+        return {
+            "services": services,
+            "endpoints": {"gateway": self.settings.gateway_url, "prometheus": self.settings.prometheus_url},
+            "traffic": {"running": running, "rps": float(generator["rps"]) if running else 0.0},
+        }
+
+    # -- synthetic traffic -----------------------------------------------------------------
+    def start_traffic(self, rps: float | None = None) -> dict[str, Any]:
+        """Run the load generator at ``rps`` (default: the settings' rate, or 20 if that is 0);
+        restarts it when it runs at another rate, a no-op when it already runs at this one."""
+        if not self.is_up():
+            raise SandboxError("the sandbox is not up; start it with `python -m varai_deploy.sandbox up`")
+        rate = float(rps if rps is not None else (self.settings.traffic_rps or DEFAULT_TRAFFIC_RPS))
+        if not 0 < rate <= MAX_TRAFFIC_RPS:
+            raise SandboxError(f"traffic rps must be more than 0 and at most {MAX_TRAFFIC_RPS:g}, got {rate:g}")
+        with self.store.transaction() as state:
+            self._ensure_traffic(state, rate)
+        return self.status()["traffic"]
+
+    def stop_traffic(self) -> dict[str, Any]:
+        """Stop the load generator; ``up`` leaves it stopped until start_traffic() or a down/up."""
+        with self.store.transaction() as state:
+            record = state["components"].get("traffic")
+            if record:
+                processes.stop(self._recorded_pids(record, self._traffic_marker(record)))
+            state["components"]["traffic"] = {**(record or {}), "stopped": True, "stopped_at": time.time()}
+        return self.status()["traffic"]
+
+    def traffic_report(self, since: float | None = None, until: float | None = None) -> dict[str, Any]:
+        """What the load generator saw for requests sent in [since, until] (epoch seconds):
+        ``total``, ``failed`` (status 0 or >= 500), ``error_rate``, ``by_status`` {code: n},
+        ``by_version`` / ``by_service`` / ``by_path`` {key: {"total", "failed"}},
+        ``first_failure_ts``, ``last_failure_ts``, ``failures`` (the first 100 failed requests,
+        as logged) and ``failures_truncated``."""
+        return traffic.report(self.settings.traffic_log, since, until)
 
     # -- blue-green ------------------------------------------------------------------------
     def start_candidate(self, service: str, version: str, image: str | None = None) -> dict[str, Any]:
@@ -165,9 +245,7 @@ class Sandbox:
             record = state["services"][service]
             slot = record["slots"].get(colour)
             if not slot or slot.get("state") != "running" or not self._slot_running(service, colour, slot):
-                what = (
-                    f"{slot['version']} is {slot.get('state')}, not running" if slot else "nothing deployed"
-                )
+                what = f"{slot['version']} is {slot.get('state')}, not running" if slot else "nothing deployed"
                 raise SandboxError(
                     f"cannot switch {service} to {colour}: {what} there; start a healthy candidate first"
                 )
@@ -179,9 +257,7 @@ class Sandbox:
             return {
                 "service": service,
                 "live": self._view(service, colour, slot),
-                "previous": self._view(service, other, record["slots"][other])
-                if other in record["slots"]
-                else None,
+                "previous": self._view(service, other, record["slots"][other]) if other in record["slots"] else None,
             }
 
     def retire(self, service: str, colour: str) -> dict[str, Any]:
@@ -222,8 +298,11 @@ class Sandbox:
         *,
         rate: float | None = None,
         latency_seconds: float | None = None,
+        after_seconds: float | None = None,
     ) -> dict[str, Any]:
-        return self.fault_store.register(version, mode, services, rate=rate, latency_seconds=latency_seconds)
+        return self.fault_store.register(
+            version, mode, services, rate=rate, latency_seconds=latency_seconds, after_seconds=after_seconds
+        )
 
     def clear_faults(self, version: str | None = None) -> int:
         return self.fault_store.clear(version)
@@ -253,17 +332,71 @@ class Sandbox:
             ),
         )
 
-    def _gateway_running(self, gateway: dict[str, Any]) -> bool:
-        return processes.is_ours(
-            gateway.get("pid"), self._gateway_marker(gateway["port"]), gateway.get("starttime")
+    def _prometheus_marker(self, port: int | None) -> Marker:
+        return prometheus.marker(self.settings, int(port or 0))
+
+    def _traffic_marker(self, record: dict[str, Any]) -> Marker:
+        return self._traffic_marker_for(
+            str(record.get("gateway")), float(record.get("rps") or 0), float(record.get("max_seconds") or 0)
         )
+
+    def _traffic_marker_for(self, gateway: str, rps: float, max_seconds: float) -> Marker:
+        return Marker(
+            TRAFFIC_MODULE,
+            (
+                ("--home", str(self.settings.home)),
+                ("--gateway", gateway),
+                ("--rps", repr(float(rps))),
+                ("--max-seconds", repr(float(max_seconds))),
+            ),
+        )
+
+    def _prometheus_running(self, record: dict[str, Any]) -> bool:
+        return processes.is_ours(
+            record.get("pid"), self._prometheus_marker(record.get("port")), record.get("starttime")
+        )
+
+    def _traffic_running(self, record: dict[str, Any]) -> bool:
+        if record.get("stopped") or not record.get("pid"):
+            return False
+        return processes.is_ours(record["pid"], self._traffic_marker(record), record.get("starttime"))
+
+    def _spawn_component(self, name: str, marker: Marker, **extra: Any) -> dict[str, Any]:
+        s = self.settings
+        spawned = processes.spawn(marker.argv(), log_file=s.log_file(name), exit_file=s.exit_file(name), cwd=s.home)
+        return {
+            "pid": spawned.pid,
+            "wrapper_pid": spawned.wrapper_pid,
+            "starttime": spawned.starttime,
+            "started_at": time.time(),
+            **extra,
+        }
+
+    def _ensure_traffic(self, state: dict[str, Any], rps: float) -> None:
+        """Under the state lock: the generator runs at ``rps`` against this gateway, once."""
+        s = self.settings
+        record = state["components"].get("traffic")
+        if (
+            record
+            and self._traffic_running(record)
+            and float(record.get("rps") or 0) == rps
+            and record.get("gateway") == s.gateway_url
+        ):
+            return
+        if record:
+            processes.stop(self._recorded_pids(record, self._traffic_marker(record)))
+        marker = self._traffic_marker_for(s.gateway_url, rps, s.traffic_max_seconds)
+        state["components"]["traffic"] = self._spawn_component(
+            "traffic", marker, rps=rps, gateway=s.gateway_url, max_seconds=s.traffic_max_seconds
+        )
+
+    def _gateway_running(self, gateway: dict[str, Any]) -> bool:
+        return processes.is_ours(gateway.get("pid"), self._gateway_marker(gateway["port"]), gateway.get("starttime"))
 
     def _slot_running(self, service: str, colour: str, slot: dict[str, Any]) -> bool:
         if not slot.get("pid") or not slot.get("port"):
             return False
-        return processes.is_ours(
-            slot["pid"], self._service_marker(service, colour, slot), slot.get("starttime")
-        )
+        return processes.is_ours(slot["pid"], self._service_marker(service, colour, slot), slot.get("starttime"))
 
     @staticmethod
     def _recorded_pids(record: dict[str, Any], marker: Marker) -> list[int | None]:
@@ -281,9 +414,7 @@ class Sandbox:
         port = s.port_for(service, colour)
         name = f"{service}-{colour}"
         marker = self._service_marker_for(service, colour, version, port)
-        spawned = processes.spawn(
-            marker.argv(), log_file=s.log_file(name), exit_file=s.exit_file(name), cwd=s.home
-        )
+        spawned = processes.spawn(marker.argv(), log_file=s.log_file(name), exit_file=s.exit_file(name), cwd=s.home)
         return {
             "port": port,
             "pid": spawned.pid,
@@ -301,8 +432,7 @@ class Sandbox:
             record = state["services"][service]
             if record["live"] == colour:
                 raise SandboxError(
-                    f"refusing to {verb} {service} {colour}: it is live; switch traffic to the other colour "
-                    "first"
+                    f"refusing to {verb} {service} {colour}: it is live; switch traffic to the other colour first"
                 )
             slot = record["slots"].get(colour)
             if slot is None:
@@ -381,6 +511,19 @@ class Sandbox:
             return False
         finally:
             conn.close()
+
+    def _wait_prometheus(self) -> None:
+        s = self.settings
+        deadline = time.monotonic() + PROMETHEUS_START_TIMEOUT
+        while time.monotonic() < deadline:
+            record = self.store.read()["components"].get("prometheus")
+            if not record or not self._prometheus_running(record):
+                break
+            if prometheus.is_ready(s.host, int(record["port"]), timeout=0.5):
+                return
+            time.sleep(0.05)
+        tail = "\n  ".join(processes.log_tail(s.log_file("prometheus"), 10))
+        raise SandboxError(f"the sandbox Prometheus did not become ready; last lines of its log:\n  {tail}")
 
     def _wait_gateway(self) -> None:
         deadline = time.monotonic() + GATEWAY_START_TIMEOUT

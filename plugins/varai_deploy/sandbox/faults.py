@@ -4,7 +4,8 @@
 parameters and optionally the services it applies to (all services when absent)::
 
     {"schema": 1, "faults": {"v2.0.0": [{"mode": "crash", "services": null},
-                                         {"mode": "errors", "rate": 0.5, "services": ["recommendation"]}]}}
+                                         {"mode": "errors", "rate": 0.5, "services": ["recommendation"]},
+                                         {"mode": "unhealthy", "after_seconds": 5, "services": null}]}}
 
 A service process reads the file once at start (a fault belongs to a deployed version, as a
 bug would). Adding a mode means adding it to ``MODES`` and teaching ``service.py`` what it does.
@@ -24,12 +25,13 @@ from varai_deploy.sandbox.validation import check_service, check_version
 #: mode -> the parameter it needs (None: no parameter).
 MODES: dict[str, str | None] = {
     "crash": None,  # exits non-zero at start, after printing "fault injected: crash at start"
-    "unhealthy": None,  # health endpoints answer 503, everything else works
+    "unhealthy": None,  # health endpoints answer 503 (after after_seconds, if given); the rest works
     "errors": "rate",  # that fraction (0-1] of working-endpoint answers are 500
-    "slow": "latency_seconds",  # every answer but /metrics is delayed this long
+    "slow": "latency_seconds",  # every answer but /metrics and health is delayed this long
 }
 CRASH_EXIT_CODE = 3
 CRASH_MESSAGE = "fault injected: crash at start"
+MAX_AFTER_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class Fault:
     services: tuple[str, ...] | None = None
     rate: float | None = None
     latency_seconds: float | None = None
+    #: For ``unhealthy``: healthy for this long after the process starts, then 503 for good.
+    after_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -48,6 +52,13 @@ class Fault:
             raise SandboxError("fault mode 'errors' needs a rate between 0 (exclusive) and 1, e.g. 0.5")
         if self.mode == "slow" and not (self.latency_seconds is not None and 0 < self.latency_seconds <= 60):
             raise SandboxError("fault mode 'slow' needs a latency in seconds between 0 and 60, e.g. 1.5")
+        if self.after_seconds is not None:
+            if self.mode != "unhealthy":
+                raise SandboxError(f"after_seconds only applies to fault mode 'unhealthy', not {self.mode!r}")
+            if not 0 <= self.after_seconds <= MAX_AFTER_SECONDS:
+                raise SandboxError(
+                    f"fault mode 'unhealthy' takes after_seconds between 0 and {MAX_AFTER_SECONDS}, e.g. 5"
+                )
 
     def applies_to(self, service: str) -> bool:
         return self.services is None or service in self.services
@@ -58,6 +69,8 @@ class Fault:
             out["rate"] = self.rate
         if self.latency_seconds is not None:
             out["latency_seconds"] = self.latency_seconds
+        if self.after_seconds is not None:
+            out["after_seconds"] = self.after_seconds
         return out
 
     @classmethod
@@ -68,6 +81,7 @@ class Fault:
             services=tuple(services) if services else None,
             rate=data.get("rate"),
             latency_seconds=data.get("latency_seconds"),
+            after_seconds=data.get("after_seconds"),
         )
 
 
@@ -89,11 +103,18 @@ class FaultStore:
         *,
         rate: float | None = None,
         latency_seconds: float | None = None,
+        after_seconds: float | None = None,
     ) -> dict[str, Any]:
         """Add a fault; registering the same (version, mode) again replaces the earlier one."""
         check_version(version)
         services = tuple(dict.fromkeys(services)) if services else None
-        fault = Fault(mode=mode, services=services, rate=rate, latency_seconds=latency_seconds)
+        fault = Fault(
+            mode=mode,
+            services=services,
+            rate=rate,
+            latency_seconds=latency_seconds,
+            after_seconds=after_seconds,
+        )
         with self.lock.locked():
             faults = self.all()
             entries = [f for f in faults.get(version, []) if f.get("mode") != mode]
@@ -131,6 +152,8 @@ class ActiveFaults:
 
     crash: bool = False
     unhealthy: bool = False
+    #: Seconds after start before ``unhealthy`` takes effect (0: from the start).
+    unhealthy_after_seconds: float = 0.0
     error_rate: float = 0.0
     latency_seconds: float = 0.0
 
@@ -148,6 +171,7 @@ class ActiveFaults:
                 active["crash"] = True
             elif fault.mode == "unhealthy":
                 active["unhealthy"] = True
+                active["unhealthy_after_seconds"] = float(fault.after_seconds or 0)
             elif fault.mode == "errors":
                 active["error_rate"] = float(fault.rate or 0)
             elif fault.mode == "slow":
@@ -155,7 +179,10 @@ class ActiveFaults:
         return cls(**active)
 
     def describe(self) -> list[str]:
-        out = [name for name in ("crash", "unhealthy") if getattr(self, name)]
+        out = ["crash"] if self.crash else []
+        if self.unhealthy:
+            after = self.unhealthy_after_seconds
+            out.append(f"unhealthy(after={after:g}s)" if after else "unhealthy")
         if self.error_rate:
             out.append(f"errors(rate={self.error_rate})")
         if self.latency_seconds:

@@ -74,9 +74,7 @@ def make_handler(routes: RouteTable) -> type[QuietHandler]:
             route = routes.route_for(service)
             for attempt in (1, 2):
                 if not route:
-                    self.send_json(
-                        503, {"error": f"no live revision of {service}", "service": service}, OWN_HEADERS
-                    )
+                    self.send_json(503, {"error": f"no live revision of {service}", "service": service}, OWN_HEADERS)
                     return
                 try:
                     status, resp_headers, data = forward(route, self.command, self.path, headers, body)

@@ -69,7 +69,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    os.write(log_fd, f"[sandbox] {stamp} starting: {' '.join(cmd[1:])}\n".encode())
+    shown = cmd[1:] if cmd[1:2] == ["-m"] else cmd  # the interpreter's path says nothing
+    os.write(log_fd, f"[sandbox] {stamp} starting: {' '.join(shown)}\n".encode())
     try:
         child = subprocess.Popen(cmd, stdin=null_fd, stdout=log_fd, stderr=log_fd, close_fds=True)
     except OSError as exc:

@@ -29,7 +29,8 @@ from varai_deploy.sandbox.state import read_json
 SERVICE_MODULE = "varai_deploy.sandbox.service"
 GATEWAY_MODULE = "varai_deploy.sandbox.gateway"
 LAUNCHER_MODULE = "varai_deploy.sandbox.launcher"
-OUR_MODULES = (SERVICE_MODULE, GATEWAY_MODULE, LAUNCHER_MODULE)
+TRAFFIC_MODULE = "varai_deploy.sandbox.traffic"
+OUR_MODULES = (SERVICE_MODULE, GATEWAY_MODULE, LAUNCHER_MODULE, TRAFFIC_MODULE)
 
 STOP_GRACE_SECONDS = 5.0
 
@@ -43,19 +44,24 @@ class Spawned:
 
 @dataclass(frozen=True)
 class Marker:
-    """What a process's command line must contain to be ours: the module and flag/value pairs."""
+    """What a process's command line must contain to be ours: the module and flag/value pairs.
+
+    ``program`` names an executable that is not one of our Python modules (Prometheus): the
+    command line is then ``program`` followed by the pairs, and ``module`` is ignored.
+    """
 
     module: str
     flags: tuple[tuple[str, str], ...]
+    program: str | None = None
 
     def argv(self) -> list[str]:
-        out = [sys.executable, "-m", self.module]
+        out = [self.program] if self.program else [sys.executable, "-m", self.module]
         for flag, value in self.flags:
             out += [flag, value]
         return out
 
     def matches(self, args: Sequence[str]) -> bool:
-        if self.module not in args:
+        if (self.program or self.module) not in args:
             return False
         pairs = set(itertools.pairwise(args))
         return all((flag, value) in pairs for flag, value in self.flags)
@@ -118,18 +124,27 @@ def is_ours(pid: int | None, marker: Marker, started: int | None = None) -> bool
 
 
 def find_ours(home: Path) -> list[int]:
-    """Every live process started for this home, recorded or not (stale state, lost records)."""
+    """Every live process started for this home, recorded or not (stale state, lost records):
+    our Python modules with ``--home <home>``, and Prometheus (and its wrapper) reading this
+    home's generated config."""
     found = []
     me = os.getpid()
     home_pair = ("--home", str(home))
+    prometheus_pair = ("--config.file", str(home / "prometheus" / "prometheus.yml"))
     for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
         args = _cmdline(int(entry.name))
-        ours = any(m in args for m in OUR_MODULES) and home_pair in set(itertools.pairwise(args))
+        pairs = set(itertools.pairwise(args))
+        ours = (any(m in args for m in OUR_MODULES) and home_pair in pairs) or prometheus_pair in pairs
         if ours and is_alive(int(entry.name)):
             found.append(int(entry.name))
     return found
+
+
+def runs_module(pid: int, module: str) -> bool:
+    """Does the process's command line name ``module`` (our wrapper's does too)?"""
+    return module in _cmdline(pid)
 
 
 # -- starting and stopping --------------------------------------------------------------------
@@ -164,15 +179,20 @@ def spawn(argv: Sequence[str], *, log_file: Path, exit_file: Path, cwd: Path) ->
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SandboxError(f"could not start {argv[2] if len(argv) > 2 else argv}: {exc}") from exc
+        raise SandboxError(f"could not start {_name(argv)}: {exc}") from exc
     try:
         pid_s, wrapper_s = done.stdout.split()
         pid, wrapper_pid = int(pid_s), int(wrapper_s)
     except ValueError:
         raise SandboxError(
-            f"could not start {' '.join(argv[1:4])}: launcher said {(done.stdout + done.stderr).strip()!r}"
+            f"could not start {_name(argv)}: launcher said {(done.stdout + done.stderr).strip()!r}"
         ) from None
     return Spawned(pid=pid, wrapper_pid=wrapper_pid, starttime=starttime(pid))
+
+
+def _name(argv: Sequence[str]) -> str:
+    """``-m module`` for our Python processes, the program otherwise."""
+    return " ".join(argv[1:3]) if argv[1:2] == ["-m"] else argv[0]
 
 
 def stop(pids: Iterable[int | None], grace: float = STOP_GRACE_SECONDS) -> None:

@@ -34,9 +34,19 @@ def write_routes(path: Path, state: dict[str, Any], host: str) -> None:
 
 def write_scrape_targets(path: Path, state: dict[str, Any], host: str) -> None:
     """Prometheus ``file_sd_configs`` targets: every colour that should be running, live or not,
-    so candidates are scraped from their first request (analysis compares versions)."""
+    so candidates are scraped from their first request (analysis compares versions). The target
+    labels name the slot's revision too, so ``up{service=..., version=...}`` works; the metrics
+    carry the same labels themselves and Prometheus keeps theirs (``honor_labels``)."""
     targets = [
-        {"targets": [f"{host}:{slot['port']}"], "labels": {"sandbox_slot": f"{name}-{colour}"}}
+        {
+            "targets": [f"{host}:{slot['port']}"],
+            "labels": {
+                "sandbox_slot": f"{name}-{colour}",
+                "service": name,
+                "colour": colour,
+                "version": slot["version"],
+            },
+        }
         for name, record in state["services"].items()
         for colour, slot in sorted(record["slots"].items())
         if slot.get("state") == "running"

@@ -100,6 +100,7 @@ class ServiceApp:
         self.faults = faults
         self.metrics = Metrics(service, version, colour)
         self.started = time.time()
+        self._started_monotonic = time.monotonic()
         self._lock = threading.Lock()
         self._work_count = 0
         self.events_received = 0
@@ -123,7 +124,7 @@ class ServiceApp:
         if path in ("/health", self.service.health_path):
             if method not in ("GET", "HEAD"):
                 return 405, {"error": f"{method} not allowed on {path}"}, "health"
-            if self.faults.unhealthy:
+            if self._unhealthy_now():
                 return 503, {"status": "unhealthy", **self.identity(), "reason": "fault injected"}, "health"
             return 200, {"status": "ok", **self.identity()}, "health"
         endpoint = self._endpoints().get(path)
@@ -136,6 +137,11 @@ class ServiceApp:
             return 500, {"error": "fault injected: internal error", **self.identity()}, group
         status, payload = func(query, body)
         return status, {**payload, **self.identity()}, group
+
+    def _unhealthy_now(self) -> bool:
+        if not self.faults.unhealthy:
+            return False
+        return time.monotonic() - self._started_monotonic >= self.faults.unhealthy_after_seconds
 
     def _inject_error(self) -> bool:
         """Exactly ``rate`` of working-endpoint answers fail, evenly spread (deterministic)."""
@@ -228,7 +234,9 @@ def make_handler(app: ServiceApp) -> type[QuietHandler]:
                 body, ctype = app.metrics.render()
                 self.send_payload(200, body, app.headers, content_type=ctype)
                 return
-            if app.faults.latency_seconds:
+            # A slow release is slow where users feel it; its health probe stays cheap, as real
+            # health endpoints are, so it passes the health gate and the latency rule must catch it.
+            if app.faults.latency_seconds and path not in ("/health", app.service.health_path):
                 time.sleep(app.faults.latency_seconds)
             status, payload, group = app.handle(self.command, self.path, self.read_body())
             self.send_json(status, payload, app.headers)

@@ -104,24 +104,47 @@ class QuietHandler(BaseHTTPRequestHandler):
 
 
 def serve_until_signalled(server: Server, name: str) -> int:
-    """Serve until SIGTERM/SIGINT, drain briefly, exit code 0."""
-    stopping = threading.Event()
+    """Serve until SIGTERM/SIGINT, drain briefly, exit code 0.
 
-    def on_signal(signum: int, _frame: object) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            # shutdown() blocks until serve_forever returns, so it cannot run in this thread.
-            threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    server.serve_forever(poll_interval=0.1)
+    The server runs in a thread and the main thread only sleeps, so the signal handler (which
+    Python runs in the main thread) never interrupts code holding a lock; the handler itself
+    takes none. (Starting a thread or setting an Event from a handler can deadlock when the
+    signal lands while the main thread holds the same lock, e.g. while starting a request thread.)
+    """
+    stopping = SignalFlag()
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    serving.start()
+    while not stopping.raised and serving.is_alive():
+        time.sleep(0.05)
+    server.shutdown()
     deadline = time.monotonic() + DRAIN_SECONDS
     while server.inflight and time.monotonic() < deadline:
         time.sleep(0.02)
     server.server_close()
     print(f"{name}: stopped", flush=True)
     return 0
+
+
+class SignalFlag:
+    """Set by SIGTERM/SIGINT; the handler only assigns an attribute (safe at any moment)."""
+
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
+        self.raised = False
+        for signum in signals:
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, _signum: int, _frame: object) -> None:
+        self.raised = True
+
+    def sleep(self, seconds: float, step: float = 0.05) -> bool:
+        """Sleep up to ``seconds``, waking early once signalled; returns whether it was."""
+        deadline = time.monotonic() + seconds
+        while not self.raised:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(step, left))
+        return self.raised
 
 
 def bind_or_explain(host: str, port: int, handler: type[BaseHTTPRequestHandler], name: str) -> Server | None:

@@ -23,6 +23,21 @@ DEFAULT_CONFIG = REPO_ROOT / "include" / "environments" / "sandbox.yaml"
 ENV_HOME = "VARAI_SANDBOX_HOME"
 ENV_GATEWAY_PORT = "VARAI_SANDBOX_GATEWAY_PORT"
 ENV_PORT_BASE = "VARAI_SANDBOX_PORT_BASE"
+ENV_PROMETHEUS_PORT = "VARAI_SANDBOX_PROMETHEUS_PORT"
+ENV_TRAFFIC_RPS = "VARAI_SANDBOX_TRAFFIC_RPS"
+
+#: The Debian package's binary (``apt-get install prometheus``, or ``make setup``).
+PROMETHEUS_BINARY = "/usr/bin/prometheus"
+#: Without an explicit port, Prometheus listens this far above the gateway (18080 -> 18090), or,
+#: when the services start right there (gateway 19500, services from 19510), the fallback offset.
+PROMETHEUS_PORT_OFFSET = 10
+PROMETHEUS_PORT_FALLBACK_OFFSET = 5
+#: Synthetic traffic: requests per second through the gateway by default, the most allowed, and
+#: how long a generator runs before it stops by itself (a forgotten sandbox must not load the
+#: machine forever).
+DEFAULT_TRAFFIC_RPS = 20.0
+MAX_TRAFFIC_RPS = 200.0
+DEFAULT_TRAFFIC_MAX_SECONDS = 4 * 3600.0
 
 #: Ports between two services' slots; blue is +0 and green +1.
 SERVICE_PORT_STRIDE = 10
@@ -34,6 +49,12 @@ class SandboxSettings:
     host: str = "127.0.0.1"
     gateway_port: int = 18080
     service_port_base: int = 18100
+    #: None: gateway_port + 10, or + 5 when +10 is a service port (see _default_prometheus_port).
+    prometheus_port: int | None = None
+    prometheus_binary: str = PROMETHEUS_BINARY
+    #: 0 turns the load generator off (``up`` does not start it).
+    traffic_rps: float = DEFAULT_TRAFFIC_RPS
+    traffic_max_seconds: float = DEFAULT_TRAFFIC_MAX_SECONDS
 
     def __post_init__(self) -> None:
         home = Path(self.home)
@@ -43,21 +64,44 @@ class SandboxSettings:
         # how a process is recognised as ours.
         object.__setattr__(self, "home", Path(os.path.abspath(home)))
         last = self.service_port_base + SERVICE_PORT_STRIDE * (len(SERVICE_NAMES) - 1) + len(COLOURS) - 1
+        if self.prometheus_port is None:
+            object.__setattr__(self, "prometheus_port", self._default_prometheus_port(last))
         for name, port in (
             ("gateway_port", self.gateway_port),
             ("service_port_base", self.service_port_base),
+            ("prometheus_port", self.prometheus_port),
         ):
             if not isinstance(port, int) or not 1 <= port <= 65535:
                 raise SandboxError(f"sandbox {name} must be a port number, got {port!r}")
         if last > 65535:
-            raise SandboxError(
-                f"sandbox service_port_base {self.service_port_base} leaves no room for 5 services"
-            )
+            raise SandboxError(f"sandbox service_port_base {self.service_port_base} leaves no room for 5 services")
         if self.service_port_base <= self.gateway_port <= last:
             raise SandboxError(
                 f"sandbox gateway_port {self.gateway_port} falls inside the service port range "
                 f"{self.service_port_base}-{last}; change {ENV_GATEWAY_PORT} or {ENV_PORT_BASE}"
             )
+        if self.prometheus_port == self.gateway_port or (self.service_port_base <= self.prometheus_port <= last):
+            raise SandboxError(
+                f"sandbox prometheus_port {self.prometheus_port} collides with the gateway or the service port range "
+                f"{self.service_port_base}-{last}; set {ENV_PROMETHEUS_PORT}"
+            )
+        if not 0 <= self.traffic_rps <= MAX_TRAFFIC_RPS:
+            raise SandboxError(
+                f"sandbox traffic_rps must be between 0 (off) and {MAX_TRAFFIC_RPS:g}, got {self.traffic_rps!r}"
+                f"; change {ENV_TRAFFIC_RPS}"
+            )
+        if not 0 < self.traffic_max_seconds <= DEFAULT_TRAFFIC_MAX_SECONDS:
+            raise SandboxError(
+                f"sandbox traffic_max_seconds must be between 0 and {DEFAULT_TRAFFIC_MAX_SECONDS:g}, "
+                f"got {self.traffic_max_seconds!r}"
+            )
+
+    def _default_prometheus_port(self, last_service_port: int) -> int:
+        for offset in (PROMETHEUS_PORT_OFFSET, PROMETHEUS_PORT_FALLBACK_OFFSET):
+            port = self.gateway_port + offset
+            if not self.service_port_base <= port <= last_service_port:
+                return port
+        return self.gateway_port + PROMETHEUS_PORT_OFFSET  # refused below, naming the variable to set
 
     @classmethod
     def load(cls, config_path: Path | None = None) -> SandboxSettings:
@@ -75,6 +119,8 @@ class SandboxSettings:
             host=str(section.get("host") or "127.0.0.1"),
             gateway_port=_port(ENV_GATEWAY_PORT, section.get("gateway_port", 18080)),
             service_port_base=_port(ENV_PORT_BASE, section.get("service_port_base", 18100)),
+            prometheus_port=_optional_port(ENV_PROMETHEUS_PORT, section.get("prometheus_port")),
+            traffic_rps=_rate(ENV_TRAFFIC_RPS, section.get("traffic_rps", DEFAULT_TRAFFIC_RPS)),
         )
 
     # -- ports and URLs -------------------------------------------------------------------
@@ -82,15 +128,15 @@ class SandboxSettings:
         """Deterministic, so a restarted sandbox comes back on the same ports."""
         check_service(service)
         check_colour(colour)
-        return (
-            self.service_port_base
-            + SERVICE_PORT_STRIDE * SERVICE_NAMES.index(service)
-            + COLOURS.index(colour)
-        )
+        return self.service_port_base + SERVICE_PORT_STRIDE * SERVICE_NAMES.index(service) + COLOURS.index(colour)
 
     @property
     def gateway_url(self) -> str:
         return f"http://{self.host}:{self.gateway_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.host}:{self.prometheus_port}"
 
     def service_url(self, service: str, colour: str) -> str:
         return f"http://{self.host}:{self.port_for(service, colour)}"
@@ -115,6 +161,28 @@ class SandboxSettings:
     def scrape_targets_file(self) -> Path:
         """Prometheus file_sd targets of the service processes (see routes.write_scrape_targets)."""
         return self.home / "prometheus_targets.json"
+
+    @property
+    def prometheus_dir(self) -> Path:
+        return self.home / "prometheus"
+
+    @property
+    def prometheus_config_file(self) -> Path:
+        """Generated on every ``up`` (see prometheus.write_config); also how its process is known."""
+        return self.prometheus_dir / "prometheus.yml"
+
+    @property
+    def prometheus_data_dir(self) -> Path:
+        return self.prometheus_dir / "data"
+
+    @property
+    def traffic_dir(self) -> Path:
+        return self.home / "traffic"
+
+    @property
+    def traffic_log(self) -> Path:
+        """One JSON line per synthetic request (see traffic.py); rotated to ``requests.jsonl.1``."""
+        return self.traffic_dir / "requests.jsonl"
 
     @property
     def faults_file(self) -> Path:
@@ -143,3 +211,19 @@ def _port(env_var: str, default: object) -> int:
         return int(raw)
     except ValueError:
         raise SandboxError(f"{env_var} must be a port number, got {raw!r}") from None
+
+
+def _optional_port(env_var: str, default: object) -> int | None:
+    raw = os.environ.get(env_var)
+    if (raw is None or raw == "") and default is None:
+        return None
+    return _port(env_var, default)
+
+
+def _rate(env_var: str, default: object) -> float:
+    raw = os.environ.get(env_var)
+    value = default if raw is None or raw == "" else raw
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SandboxError(f"{env_var} must be requests per second (0 turns traffic off), got {value!r}") from None

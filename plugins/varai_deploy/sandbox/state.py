@@ -27,6 +27,9 @@ def empty_state() -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "gateway": None,
+        # Processes beside the gateway, by name ("prometheus", "traffic"): pid, wrapper_pid,
+        # starttime and what they were started with, so `up` can tell whether they still run.
+        "components": {},
         "services": {name: {"live": None, "slots": {}} for name in SERVICE_NAMES},
     }
 
@@ -35,6 +38,10 @@ def normalise(state: dict[str, Any]) -> dict[str, Any]:
     """Fill in what an older or hand-edited file lacks, so callers can index without checks."""
     base = empty_state()
     base["gateway"] = state.get("gateway")
+    components = state.get("components")
+    base["components"] = {
+        k: v for k, v in (components if isinstance(components, dict) else {}).items() if isinstance(v, dict)
+    }
     for name, record in (state.get("services") or {}).items():
         if name not in base["services"] or not isinstance(record, dict):
             continue

@@ -7,9 +7,7 @@ from varai_deploy.hooks.gateway import GatewayHook
 
 
 def use_connection(monkeypatch, port: int) -> None:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_VARAI_GATEWAY", f'{{"conn_type": "http", "host": "127.0.0.1", "port": {port}}}'
-    )
+    monkeypatch.setenv("AIRFLOW_CONN_VARAI_GATEWAY", f'{{"conn_type": "http", "host": "127.0.0.1", "port": {port}}}')
 
 
 def test_reports_which_revision_answered(monkeypatch):

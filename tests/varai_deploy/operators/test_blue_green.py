@@ -17,9 +17,7 @@ INFRA = {"images": {"analytics": "sandbox.local/varai/analytics:vX"}}
 
 
 def deploy(version, service="analytics", infra=INFRA):
-    op = DeployCandidateOperator(
-        task_id="deploy", environment="sandbox", service=service, version=version, infra=infra
-    )
+    op = DeployCandidateOperator(task_id="deploy", environment="sandbox", service=service, version=version, infra=infra)
     return op.execute({})
 
 
@@ -34,8 +32,7 @@ def test_release_steps_end_to_end(sandbox_env):
     second = switch(deploy("v1.0.1"))
     assert (second["live"]["version"], second["previous"]["version"]) == ("v1.0.1", "v1.0.0")
 
-    answers = VerifyGatewayOperator(task_id="verify", environment="sandbox", switch=second).execute({})
-    assert len(answers) == 5 and all("HTTP 200 from v1.0.1 (green)" in a for a in answers)
+    assert VerifyGatewayOperator(task_id="verify", environment="sandbox", switch=second).execute({}) == second
 
     retire = RetireRevisionOperator(task_id="retire", environment="sandbox", switch=second)
     with pytest.raises(TaskDeferred) as deferred:
@@ -49,9 +46,7 @@ def test_after_the_bake_time_retire_does_not_wait(sandbox_env):
     live = switch(deploy("v1.0.0"))
     baked = switch(deploy("v1.0.1"))
     baked["switched_at"] = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-    assert "retired v1.0.0" in RetireRevisionOperator(
-        task_id="retire", environment="sandbox", switch=baked
-    ).execute({})
+    assert "retired v1.0.0" in RetireRevisionOperator(task_id="retire", environment="sandbox", switch=baked).execute({})
     first_release = RetireRevisionOperator(task_id="retire", environment="sandbox", switch=live)
     assert "first release" in first_release.execute({})
 

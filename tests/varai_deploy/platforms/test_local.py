@@ -44,9 +44,7 @@ def test_deploying_the_same_candidate_twice_is_idempotent(platform):
 def test_diagnose_says_why_a_crashed_candidate_is_not_healthy(platform, sandbox):
     sandbox.register_fault("v3.0.0", "crash", services=["recommendation"])
     candidate = platform.deploy_candidate("recommendation", "v3.0.0", "img")
-    wait_for(
-        lambda: not sandbox.process_state("recommendation", candidate["name"])["running"], what="the crash"
-    )
+    wait_for(lambda: not sandbox.process_state("recommendation", candidate["name"])["running"], what="the crash")
     diagnosis = platform.diagnose(candidate)
     assert "exited with code 3" in diagnosis
     assert "fault injected: crash at start" in diagnosis
@@ -57,9 +55,7 @@ def test_diagnose_says_why_a_crashed_candidate_is_not_healthy(platform, sandbox)
 def test_switching_to_a_dead_candidate_is_refused(platform, sandbox):
     sandbox.register_fault("v3.0.1", "crash", services=["ai-discovery"])
     candidate = platform.deploy_candidate("ai-discovery", "v3.0.1", "img")
-    wait_for(
-        lambda: not sandbox.process_state("ai-discovery", candidate["name"])["running"], what="the crash"
-    )
+    wait_for(lambda: not sandbox.process_state("ai-discovery", candidate["name"])["running"], what="the crash")
     with pytest.raises(PlatformError, match="ai-discovery: cannot switch traffic to v3.0.1"):
         platform.switch_traffic("ai-discovery", candidate)
     assert platform.current_revision("ai-discovery") is None

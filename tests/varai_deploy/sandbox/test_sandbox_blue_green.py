@@ -25,15 +25,21 @@ def test_up_status_down_leaves_no_process(settings: SandboxSettings) -> None:
     try:
         status = sb.up()
         assert sb.is_up()
-        assert set(status) == {"services", "endpoints"}
+        assert set(status) == {"services", "endpoints", "traffic"}
         assert set(status["services"]) == set(SERVICE_NAMES)
         assert all(entry == {"live": None, "idle": None} for entry in status["services"].values())
-        assert status["endpoints"] == {"gateway": f"http://127.0.0.1:{settings.gateway_port}"}
+        assert status["endpoints"] == {
+            "gateway": f"http://127.0.0.1:{settings.gateway_port}",
+            "prometheus": f"http://127.0.0.1:{settings.prometheus_port}",
+        }
+        assert status["traffic"] == {"running": True, "rps": settings.traffic_rps}
         assert sb.up() == sb.status()  # idempotent
         deploy(sb, "analytics", "v1.0.0")
         state = sb.store.read()
         slot = state["services"]["analytics"]["slots"]["blue"]
         pids = [state["gateway"]["pid"], state["gateway"]["wrapper_pid"], slot["pid"], slot["wrapper_pid"]]
+        pids += [c[key] for c in state["components"].values() for key in ("pid", "wrapper_pid")]
+        assert len(pids) == 8  # gateway, service, Prometheus and load generator, each with its wrapper
         assert all(processes.is_alive(p) for p in pids)
     finally:
         sb.down()

@@ -3,33 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 
-from tests.support.sandbox import deploy
+from tests.support.sandbox import deploy, run_cli
 from varai_deploy.sandbox import Sandbox, SandboxSettings, processes
-from varai_deploy.sandbox.settings import PLUGINS_DIR, REPO_ROOT
-
-
-def run_cli(settings: SandboxSettings, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.update(
-        PYTHONPATH=str(PLUGINS_DIR),
-        VARAI_SANDBOX_HOME=str(settings.home),
-        VARAI_SANDBOX_GATEWAY_PORT=str(settings.gateway_port),
-        VARAI_SANDBOX_PORT_BASE=str(settings.service_port_base),
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "varai_deploy.sandbox", *args],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_status_json_and_human_status(sandbox: Sandbox) -> None:
@@ -59,6 +36,19 @@ def test_fault_commands(settings: SandboxSettings) -> None:
             {"mode": "errors", "services": None, "rate": 0.2},
         ]
     }
+    done = run_cli(settings, "fault", "--version", "v9.1.0", "--mode", "unhealthy", "--after", "5s")
+    assert done.returncode == 0, done.stderr
+    done = run_cli(settings, "fault", "--version", "v9.1.0", "--mode", "slow", "--latency", "6s")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(run_cli(settings, "fault", "--list").stdout)["v9.1.0"] == [
+        {"mode": "unhealthy", "services": None, "after_seconds": 5.0},
+        {"mode": "slow", "services": None, "latency_seconds": 6.0},
+    ]
+    bad = run_cli(settings, "fault", "--version", "v9.1.0", "--mode", "crash", "--after", "5s")
+    assert bad.returncode == 1 and "only applies to fault mode 'unhealthy'" in bad.stderr
+    bad = run_cli(settings, "fault", "--version", "v9.1.0", "--mode", "slow", "--latency", "soon")
+    assert bad.returncode == 2 and "not a duration" in bad.stderr
+    assert run_cli(settings, "fault", "--clear", "--version", "v9.1.0").returncode == 0
     bad = run_cli(settings, "fault", "--version", "v9.0.0", "--mode", "errors")
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
     assert run_cli(settings, "fault", "--clear", "--version", "v9.0.0").returncode == 0
@@ -84,6 +74,12 @@ def test_processes_started_by_the_cli_outlive_it(settings: SandboxSettings) -> N
         assert up.returncode == 0, up.stderr
         assert "gateway " in up.stdout and ": up" in up.stdout
         assert Sandbox(settings).is_up()  # the `up` process has exited; its gateway has not
+        assert "traffic: 20 req/s" in up.stdout
+        stop = run_cli(settings, "traffic", "stop")
+        assert stop.returncode == 0 and not Sandbox(settings).status()["traffic"]["running"]
+        start = run_cli(settings, "traffic", "start", "--rps", "5")
+        assert start.returncode == 0, start.stderr
+        assert Sandbox(settings).status()["traffic"] == {"running": True, "rps": 5.0}
     finally:
         down = run_cli(settings, "down")
     assert down.returncode == 0, down.stderr

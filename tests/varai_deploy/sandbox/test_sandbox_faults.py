@@ -41,12 +41,8 @@ def test_what_a_service_process_sees(sb: Sandbox) -> None:
     sb.register_fault("v2.0.0", "errors", ["analytics"], rate=0.5)
     sb.register_fault("v2.0.0", "slow", latency_seconds=1.5)
     f = sb.settings.faults_file
-    assert ActiveFaults.for_process(f, "v2.0.0", "ai-discovery") == ActiveFaults(
-        crash=True, latency_seconds=1.5
-    )
-    assert ActiveFaults.for_process(f, "v2.0.0", "analytics") == ActiveFaults(
-        error_rate=0.5, latency_seconds=1.5
-    )
+    assert ActiveFaults.for_process(f, "v2.0.0", "ai-discovery") == ActiveFaults(crash=True, latency_seconds=1.5)
+    assert ActiveFaults.for_process(f, "v2.0.0", "analytics") == ActiveFaults(error_rate=0.5, latency_seconds=1.5)
     assert ActiveFaults.for_process(f, "v1.0.0", "analytics") == ActiveFaults()
 
 
@@ -64,3 +60,19 @@ def test_what_a_service_process_sees(sb: Sandbox) -> None:
 def test_bad_faults_are_refused(sb: Sandbox, args, kwargs, message) -> None:
     with pytest.raises(SandboxError, match=message):
         sb.register_fault(*args, **kwargs)
+
+
+def test_a_slow_version_is_slow_for_users_but_its_health_probe_is_not(sandbox: Sandbox) -> None:
+    import time
+
+    from tests.support.sandbox import request, wait_listening
+
+    sandbox.register_fault("v4.0.0", "slow", ["analytics"], latency_seconds=1.0)
+    candidate = sandbox.start_candidate("analytics", "v4.0.0")
+    wait_listening(candidate["url"])
+    started = time.monotonic()
+    assert request(candidate["url"], "/analytics/health")[0] == 200
+    assert time.monotonic() - started < 0.5
+    started = time.monotonic()
+    assert request(candidate["url"], "/analytics/events", method="POST", body={"events": []})[0] == 202
+    assert time.monotonic() - started >= 1.0

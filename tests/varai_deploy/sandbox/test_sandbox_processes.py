@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 
+from tests.support.sandbox import wait_for
 from varai_deploy.sandbox import processes
 from varai_deploy.sandbox.processes import SERVICE_MODULE, Marker
 
@@ -41,6 +42,22 @@ def test_marker_matches_flag_value_pairs() -> None:
     assert marker.matches(args)
     assert not marker.matches([*args[:-1], "19531"])
     assert not marker.matches(["python", "-m", "other", *args[3:]])
+
+
+def test_a_program_marker_and_find_ours_know_prometheus_by_its_config(tmp_path) -> None:
+    config = tmp_path / "prometheus" / "prometheus.yml"
+    marker = Marker("prometheus", (("--config.file", str(config)),), program="/usr/bin/prometheus")
+    assert marker.argv() == ["/usr/bin/prometheus", "--config.file", str(config)]
+    assert marker.matches(marker.argv())
+    assert not marker.matches(["/usr/bin/prometheus", "--config.file", "/elsewhere/prometheus.yml"])
+    # A stand-in "prometheus" (any program) with this home's config on its command line is ours.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "--config.file", str(config)])
+    try:
+        wait_for(lambda: child.pid in processes.find_ours(tmp_path), timeout=5, what="the stand-in to be found")
+        assert child.pid not in processes.find_ours(tmp_path / "other")
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_a_taken_port_is_seen_with_its_owner() -> None:

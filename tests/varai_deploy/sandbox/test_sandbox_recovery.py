@@ -96,9 +96,7 @@ def test_unhealthy_errors_and_slow_faults(sandbox: Sandbox) -> None:
     sandbox.register_fault("v3.0.0", "unhealthy", ["recommendation"])
     sandbox.register_fault("v3.0.0", "errors", ["analytics"], rate=0.5)
     sandbox.register_fault("v3.0.0", "slow", ["api-gateway"], latency_seconds=0.3)
-    urls = {
-        s: sandbox.start_candidate(s, "v3.0.0")["url"] for s in ("recommendation", "analytics", "api-gateway")
-    }
+    urls = {s: sandbox.start_candidate(s, "v3.0.0")["url"] for s in ("recommendation", "analytics", "api-gateway")}
     for url in urls.values():
         wait_listening(url, timeout=15)
 
@@ -151,7 +149,7 @@ def test_down_also_stops_processes_the_record_has_lost(settings: SandboxSettings
         sb.up()
         deploy(sb, "api-gateway", "v1.0.0")
         pids = processes.find_ours(settings.home)
-        assert len(pids) == 4  # gateway and service, each with its wrapper
+        assert len(pids) == 8  # gateway, service, Prometheus and load generator, each with its wrapper
         settings.state_file.unlink()
     finally:
         sb.down()

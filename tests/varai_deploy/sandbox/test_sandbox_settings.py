@@ -12,7 +12,13 @@ from varai_deploy.sandbox.settings import REPO_ROOT
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("VARAI_SANDBOX_HOME", "VARAI_SANDBOX_GATEWAY_PORT", "VARAI_SANDBOX_PORT_BASE"):
+    for var in (
+        "VARAI_SANDBOX_HOME",
+        "VARAI_SANDBOX_GATEWAY_PORT",
+        "VARAI_SANDBOX_PORT_BASE",
+        "VARAI_SANDBOX_PROMETHEUS_PORT",
+        "VARAI_SANDBOX_TRAFFIC_RPS",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -21,6 +27,8 @@ def test_defaults_come_from_the_sandbox_environment_file() -> None:
     assert s.home == REPO_ROOT / ".sandbox"
     assert (s.host, s.gateway_port, s.service_port_base) == ("127.0.0.1", 18080, 18100)
     assert s.gateway_url == "http://127.0.0.1:18080"
+    assert (s.prometheus_port, s.prometheus_url) == (18090, "http://127.0.0.1:18090")
+    assert s.traffic_rps == 40
 
 
 def test_env_vars_override_and_relative_home_is_relative_to_the_repo(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,9 +49,7 @@ def test_ports_are_deterministic_per_service_and_colour(tmp_path: Path) -> None:
     assert s.service_url("recommendation", "green") == "http://127.0.0.1:19531"
 
 
-def test_bad_ports_are_refused_with_the_variable_to_fix(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_bad_ports_are_refused_with_the_variable_to_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("VARAI_SANDBOX_GATEWAY_PORT", "eighty")
     with pytest.raises(SandboxError, match="VARAI_SANDBOX_GATEWAY_PORT"):
         SandboxSettings.load()
@@ -51,3 +57,27 @@ def test_bad_ports_are_refused_with_the_variable_to_fix(
         SandboxSettings(home=tmp_path, gateway_port=19515, service_port_base=19510)
     with pytest.raises(SandboxError, match="unknown service"):
         SandboxSettings(home=tmp_path).port_for("billing", "blue")
+
+
+def test_prometheus_port_and_traffic_rate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # gateway + 10, unless the services start there (as in the test fixtures' blocks): then gateway + 5.
+    assert SandboxSettings(home=tmp_path, gateway_port=19280, service_port_base=19300).prometheus_port == 19290
+    assert SandboxSettings(home=tmp_path, gateway_port=19500, service_port_base=19510).prometheus_port == 19505
+    monkeypatch.setenv("VARAI_SANDBOX_PROMETHEUS_PORT", "19599")
+    monkeypatch.setenv("VARAI_SANDBOX_TRAFFIC_RPS", "0")
+    s = SandboxSettings.load()
+    assert (s.prometheus_port, s.traffic_rps) == (19599, 0)
+    with pytest.raises(SandboxError, match="prometheus_port 18100 collides.*VARAI_SANDBOX_PROMETHEUS_PORT"):
+        SandboxSettings(home=tmp_path, prometheus_port=18100)
+    with pytest.raises(SandboxError, match="traffic_rps must be between 0 .off. and 200"):
+        SandboxSettings(home=tmp_path, traffic_rps=500)
+    monkeypatch.setenv("VARAI_SANDBOX_TRAFFIC_RPS", "lots")
+    with pytest.raises(SandboxError, match="VARAI_SANDBOX_TRAFFIC_RPS"):
+        SandboxSettings.load()
+
+
+def test_a_config_without_the_new_keys_still_loads(tmp_path: Path) -> None:
+    config = tmp_path / "sandbox.yaml"
+    config.write_text("sandbox:\n  home: .sandbox\n  gateway_port: 18280\n  service_port_base: 18300\n")
+    s = SandboxSettings.load(config)
+    assert (s.prometheus_port, s.traffic_rps) == (18290, 20)

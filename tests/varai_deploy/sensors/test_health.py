@@ -44,9 +44,7 @@ def test_a_crashing_candidate_fails_naming_the_service_and_the_cause(sandbox_env
 
     op = sensor(candidate)
     trigger = defer(op)
-    trigger.deadline = (
-        trigger.deadline - op.env_config.release.health_timeout_seconds + 2
-    )  # keep the test short
+    trigger.deadline = trigger.deadline - op.env_config.release.health_timeout_seconds + 2  # keep the test short
     with pytest.raises(AirflowFailException) as failure:
         op.execute_complete({}, fire(trigger))
     message = str(failure.value)

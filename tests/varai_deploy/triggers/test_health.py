@@ -37,9 +37,7 @@ def test_refused_connections_time_out_with_the_reason():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # bound but not listening: connections are refused
         started = time.monotonic()
-        event = first_event(
-            HealthStreakTrigger(f"http://127.0.0.1:{port}/health", 3, 0.05, time.time() + 0.5)
-        )
+        event = first_event(HealthStreakTrigger(f"http://127.0.0.1:{port}/health", 3, 0.05, time.time() + 0.5))
     assert event["status"] == "timeout"
     assert "ClientConnectorError" in event["last"]
     assert time.monotonic() - started < 3

@@ -1,0 +1,105 @@
+"""Put traffic back on the previous (or a named) revision, verify it, and record who, when and why.
+
+Triggered from the UI form, the REST API, or an Alertmanager webhook (``POST /varai/alerts`` on
+the API server, see plugins/varai_deploy_plugin.py). A target that is not known to the platform
+is refused before anything moves; one that does not come up healthy is refused before traffic
+moves. Traffic moves only once every target passed its health streak.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Param, TaskGroup, dag, task
+
+from varai_deploy.config import ENVIRONMENTS
+from varai_deploy.operators.blue_green import SwitchTrafficOperator, VerifyGatewayOperator
+from varai_deploy.operators.rollback import RecordRollbackOperator, RestoreRevisionOperator
+from varai_deploy.rollback import REASON_PATTERN, TARGET_PATTERN
+from varai_deploy.sensors.health import HealthStreakSensor
+from varai_deploy.services import SERVICE_NAMES
+
+FAIL_FAST = {"retries": 0}
+
+
+@dag(
+    dag_id="ai_discovery_rollback",
+    schedule=None,
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    is_paused_upon_creation=False,
+    tags=["varai", "rollback"],
+    doc_md=__doc__,
+    default_args={"owner": "platform", "retries": 1, "retry_delay": timedelta(seconds=5)},
+    params={
+        "environment": Param("sandbox", type="string", enum=list(ENVIRONMENTS), title="Environment"),
+        "reason": Param(
+            type="string",
+            minLength=1,
+            pattern=REASON_PATTERN,
+            title="Reason",
+            description="Why you roll back (required; recorded with who and when)",
+        ),
+        "target": Param(
+            "previous",
+            type="string",
+            pattern=TARGET_PATTERN,
+            title="Target",
+            description="'previous', or a release tag the platform still knows, e.g. v1.4.1",
+        ),
+        "services": Param(
+            list(SERVICE_NAMES),
+            type="array",
+            items={"type": "string", "enum": list(SERVICE_NAMES)},
+            minItems=1,
+            uniqueItems=True,
+            title="Services",
+        ),
+    },
+)
+def ai_discovery_rollback():
+    with TaskGroup("validate", tooltip="Refuse before anything moves") as validate:
+
+        @task(**FAIL_FAST)
+        def targets(params=None) -> list[dict]:
+            """Each service's target revision; refuses an unknown target or a missing reason."""
+            from varai_deploy.config import check_services, load_environment
+            from varai_deploy.platforms import get_platform
+            from varai_deploy.rollback import check_reason, resolve_targets
+
+            check_reason(params["reason"])
+            env = load_environment(params["environment"])
+            services = list(check_services(params["services"], allowed=env.services))
+            return resolve_targets(get_platform(env), services, params["target"])
+
+        @task(**FAIL_FAST)
+        def credentials(params=None) -> dict:
+            from varai_deploy.config import load_environment
+            from varai_deploy.validation import check_credentials
+
+            return check_credentials(load_environment(params["environment"]))
+
+        chosen = targets()
+        credentials() >> chosen
+
+    with TaskGroup("restore", tooltip="Each target up and healthy, with no traffic yet") as restore:
+        ready = RestoreRevisionOperator.partial(task_id="prepare_target").expand(target=chosen)
+        healthy = HealthStreakSensor.partial(task_id="wait_healthy").expand(candidate=ready.output)
+
+        @task
+        def all_targets_healthy(targets: list[dict]) -> list[dict]:
+            candidates = [targets] if isinstance(targets, dict) else list(targets)
+            return [t for t in candidates if not t.get("noop")]
+
+        to_switch = all_targets_healthy(healthy.output)
+
+    with TaskGroup("traffic", tooltip="Switch back and verify through the gateway") as traffic:
+        switched = SwitchTrafficOperator.partial(task_id="switch_traffic").expand(candidate=to_switch)
+        verified = VerifyGatewayOperator.partial(task_id="verify_gateway").expand(switch=switched.output)
+
+    record = RecordRollbackOperator(task_id="record", switched=verified.output, trigger_rule="none_failed")
+    validate >> restore >> traffic >> record
+
+
+ai_discovery_rollback()

@@ -1,0 +1,41 @@
+"""The guide's automatic rollback triggers as PromQL, sustained over a window like an alert's ``for``.
+
+A rule is broken only when its condition held at every evaluation step of the whole window
+(``min_over_time`` over a subquery), so one bad scrape never rolls a release back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REQUESTS = "varai_http_requests_total"
+DURATION = "varai_http_request_duration_seconds_bucket"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The series one release is judged on: its version of the services it switched, no health probes."""
+
+    services: tuple[str, ...]
+    version: str
+
+    def selector(self, extra: str = "") -> str:
+        services = "|".join(self.services)
+        return f'{{service=~"{services}",version="{self.version}",path_group!="health"{extra}}}'
+
+
+def error_ratio(scope: Scope, rate_window: int, for_seconds: int, step: int) -> str:
+    server_errors = scope.selector(',code=~"5.."')
+    errors = f"sum by (service) (rate({REQUESTS}{server_errors}[{rate_window}s]))"
+    total = f"sum by (service) (rate({REQUESTS}{scope.selector()}[{rate_window}s]))"
+    ratio = f"(({errors}) or (({total}) * 0)) / ({total})"
+    return f"min_over_time(({ratio})[{for_seconds}s:{step}s])"
+
+
+def latency_p95(scope: Scope, rate_window: int, for_seconds: int, step: int) -> str:
+    buckets = f"sum by (service, le) (rate({DURATION}{scope.selector()}[{rate_window}s]))"
+    return f"min_over_time((histogram_quantile(0.95, {buckets}))[{for_seconds}s:{step}s])"
+
+
+def request_count(scope: Scope, window: int) -> str:
+    return f"sum by (service) (increase({REQUESTS}{scope.selector()}[{window}s]))"

@@ -1,0 +1,85 @@
+"""Judge a release after its switch (deferred), and put traffic back when the judgement says so."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowSkipException
+
+from varai_deploy.operators.base import EnvironmentOperator
+
+
+def as_list(value: Any) -> list:
+    """Airflow hands over a lone mapped result unwrapped, and missing ones as None."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, dict) else list(value)
+    return [item for item in items if item]
+
+
+def describe_verdict(verdict: dict[str, Any] | None) -> str:
+    if not verdict:
+        return "the switch or its verification through the gateway failed"
+    rule, service, value, threshold = (verdict.get(k) for k in ("rule", "service", "value", "threshold"))
+    version = verdict.get("version")
+    if rule == "error_rate":
+        return (
+            f"error rate of {service} {version} was {value:.1%} for {verdict['window_seconds']}s "
+            f"(threshold {threshold:.1%})"
+        )
+    if rule == "latency_p95":
+        return (
+            f"p95 latency of {service} {version} was {value:.2f}s for {verdict['window_seconds']}s "
+            f"(threshold {threshold:g}s)"
+        )
+    if rule == "health":
+        return f"{service} {version} failed {value} consecutive health checks (threshold {threshold})"
+    if rule == "inconclusive":
+        return f"analysis inconclusive after {verdict['window_seconds']:g}s, failing safe: {verdict.get('reason')}"
+    return f"analysis passed after {verdict.get('seconds_after_switch')}s"
+
+
+class ReleaseAnalysisOperator(EnvironmentOperator):
+    """Defers to :class:`ReleaseAnalysisTrigger` over every service this run switched; returns the verdict."""
+
+    template_fields = ("environment", "version", "switched")
+
+    def __init__(self, *, switched: Any, version: str = "{{ params.version }}", **kwargs):
+        kwargs.setdefault("retries", 0)
+        super().__init__(**kwargs)
+        self.switched = switched
+        self.version = version
+
+    def execute(self, context) -> None:
+        from varai_deploy.hooks.prometheus import PrometheusHook
+        from varai_deploy.triggers.analysis import ReleaseAnalysisTrigger
+
+        switched = as_list(self.switched)
+        if not switched:
+            raise AirflowSkipException("no service was switched: nothing to analyse")
+        policy = self.env_config.analysis
+        switched_at = max(datetime.fromisoformat(s["switched_at"]).timestamp() for s in switched)
+        health = {s["service"]: s["live"]["url"].rstrip("/") + "/health" for s in switched}
+        self.log.info(
+            "Analysing %s %s for %ss (deadline %ss)",
+            ", ".join(sorted(health)),
+            self.version,
+            policy.duration_seconds,
+            policy.deadline_seconds,
+        )
+        self.defer(
+            trigger=ReleaseAnalysisTrigger(
+                metrics_url=PrometheusHook(self.env_config.metrics_conn_id).url,
+                version=self.version,
+                health_urls=health,
+                switched_at=switched_at,
+                policy=vars(policy).copy(),
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=policy.deadline_seconds + 120),
+        )
+
+    def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
+        self.log.info("Verdict %s: %s", event["verdict"], describe_verdict(event))
+        return event

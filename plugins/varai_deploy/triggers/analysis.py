@@ -1,0 +1,159 @@
+"""Post-switch analysis: the guide's automatic rollback triggers, judged while the release bakes.
+
+Rules, each against the version this release switched to:
+  * health:   N consecutive failed health checks of a switched service (a flap resets the count);
+  * error:    error rate above the threshold for the whole error window;
+  * latency:  p95 above the threshold for the whole latency window.
+No data is not healthy: a service that has not served ``min_requests`` keeps the analysis
+inconclusive, and at the deadline an inconclusive analysis fails safe (roll back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from varai_deploy.metrics import MetricSourceError
+from varai_deploy.metrics.rules import Scope, error_ratio, latency_p95, request_count
+
+
+class ReleaseAnalysisTrigger(BaseTrigger):
+    def __init__(
+        self,
+        metrics_url: str,
+        version: str,
+        health_urls: dict[str, str],
+        switched_at: float,
+        policy: dict[str, Any],
+    ):
+        super().__init__()
+        self.metrics_url = metrics_url
+        self.version = version
+        self.health_urls = health_urls
+        self.switched_at = switched_at
+        self.policy = policy
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "metrics_url": self.metrics_url,
+                "version": self.version,
+                "health_urls": self.health_urls,
+                "switched_at": self.switched_at,
+                "policy": self.policy,
+            },
+        )
+
+    def _source(self):
+        from varai_deploy.metrics.prometheus import PrometheusSource
+
+        return PrometheusSource(self.metrics_url)
+
+    async def _health(self, session, url: str) -> bool:
+        import aiohttp
+
+        try:
+            async with session.get(url) as resp:
+                await resp.read()
+                return 200 <= resp.status < 300
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    def _verdict(self, verdict: str, **detail: Any) -> dict[str, Any]:
+        return {
+            "verdict": verdict,
+            "version": self.version,
+            "services": sorted(self.health_urls),
+            "seconds_after_switch": round(time.time() - self.switched_at, 1),
+            **detail,
+        }
+
+    async def evaluate_metrics(self, elapsed: float) -> dict[str, Any] | None:
+        """A broken metric rule, or None. Each rule is judged once its whole window has passed."""
+        p, source = self.policy, self._source()
+        scope = Scope(tuple(sorted(self.health_urls)), self.version)
+        step = max(1, int(p["interval_seconds"]))
+        rules = [
+            ("error_rate", p["error_rate_for_seconds"], p["error_rate_threshold"], error_ratio),
+            ("latency_p95", p["latency_p95_for_seconds"], p["latency_p95_threshold_seconds"], latency_p95),
+        ]
+        for rule, window, threshold, promql in rules:
+            if elapsed < window + p["rate_window_seconds"]:
+                continue
+            values = await source.query(promql(scope, p["rate_window_seconds"], window, step))
+            for service, value in sorted(values.items()):
+                if value > threshold:
+                    return self._verdict(
+                        "rollback",
+                        rule=rule,
+                        service=service,
+                        value=value,
+                        threshold=threshold,
+                        window_seconds=window,
+                    )
+        return None
+
+    async def traffic_seen(self) -> dict[str, float]:
+        p = self.policy
+        counts = await self._source().query(
+            request_count(Scope(tuple(sorted(self.health_urls)), self.version), p["error_rate_for_seconds"])
+        )
+        return {service: counts.get(service, 0.0) for service in self.health_urls}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        import aiohttp
+
+        p = self.policy
+        failures = dict.fromkeys(self.health_urls, 0)
+        last_metric_error = None
+        timeout = aiohttp.ClientTimeout(total=max(1.0, p["interval_seconds"]))
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                elapsed = time.time() - self.switched_at
+                healthy = await asyncio.gather(*(self._health(session, url) for url in self.health_urls.values()))
+                for service, ok in zip(self.health_urls, healthy, strict=True):
+                    failures[service] = 0 if ok else failures[service] + 1
+                broken = [s for s, n in failures.items() if n >= p["health_failures"]]
+                if broken:
+                    payload = self._verdict(
+                        "rollback",
+                        rule="health",
+                        service=broken[0],
+                        value=failures[broken[0]],
+                        threshold=p["health_failures"],
+                        window_seconds=None,
+                    )
+                    break
+                try:
+                    payload = await self.evaluate_metrics(elapsed)
+                    if payload:
+                        break
+                    if elapsed >= p["duration_seconds"]:
+                        seen = await self.traffic_seen()
+                        starved = {s: n for s, n in seen.items() if n < p["min_requests"]}
+                        if not starved:
+                            payload = self._verdict("pass", requests=seen)
+                            break
+                        last_metric_error = "too little traffic to judge: " + ", ".join(
+                            f"{s} served {n:.0f} < {p['min_requests']}" for s, n in starved.items()
+                        )
+                except MetricSourceError as exc:
+                    last_metric_error = str(exc)
+                if elapsed >= p["deadline_seconds"]:
+                    payload = self._verdict(
+                        "rollback",
+                        rule="inconclusive",
+                        service=None,
+                        value=None,
+                        threshold=None,
+                        window_seconds=p["deadline_seconds"],
+                        reason=last_metric_error or "no verdict before the deadline",
+                    )
+                    break
+                await asyncio.sleep(p["interval_seconds"])
+        yield TriggerEvent(payload)
