@@ -137,7 +137,13 @@ def ai_discovery_release():
         verified = traffic.expand(candidate=all_candidates_healthy(healthy))
         # The old colours stay warm until the analysis has passed: a rollback is one atomic switch.
         analysis = ReleaseAnalysisOperator(task_id="analysis", switched=verified)
-        RetireRevisionOperator.partial(task_id="retire_previous", verdict=analysis.output).expand(switch=verified)
+
+        @task
+        def passed_switches(verdict: dict) -> list[dict]:
+            """What to retire: every switch, once the analysis passed; nothing otherwise."""
+            return verdict["switches"] if verdict["verdict"] == "pass" else []
+
+        RetireRevisionOperator.partial(task_id="retire_previous").expand(switch=passed_switches(analysis.output))
         analysis >> RollbackOnFailureOperator(
             task_id="rollback_on_failure",
             trigger_rule="all_done",

@@ -81,5 +81,6 @@ class ReleaseAnalysisOperator(EnvironmentOperator):
         )
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
+        """The verdict, with the switches it judged (what to retire when it passed)."""
         self.log.info("Verdict %s: %s", event["verdict"], describe_verdict(event))
-        return event
+        return {**event, "switches": as_list(self.switched)}

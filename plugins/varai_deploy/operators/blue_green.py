@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException
 
 from varai_deploy.operators.base import EnvironmentOperator
 from varai_deploy.services import SERVICES
@@ -119,21 +119,19 @@ class VerifyGatewayOperator(EnvironmentOperator):
 
 
 class RetireRevisionOperator(EnvironmentOperator):
-    """Once the analysis passed and after the bake time (a deferred wait), stops the revision the
-    switch replaced. Until then it stays warm, so a rollback is one atomic switch."""
+    """After the bake time (a deferred wait), stops the revision a switch replaced. The release DAG
+    runs it only for switches whose analysis passed; until then the old revision stays warm, so a
+    rollback is one atomic switch."""
 
-    template_fields = ("environment", "switch", "verdict")
+    template_fields = ("environment", "switch")
 
-    def __init__(self, *, switch: Any, verdict: Any = None, **kwargs):
+    def __init__(self, *, switch: Any, **kwargs):
         super().__init__(**kwargs)
         self.switch = switch
-        self.verdict = verdict
 
     def execute(self, context) -> str:
         from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 
-        if self.verdict is not None and self.verdict.get("verdict") != "pass":
-            raise AirflowSkipException("the analysis did not pass: the previous revision stays warm")
         if not self.switch.get("previous"):
             return f"{self.switch['service']}: first release, no previous revision to retire"
         bake_until = datetime.fromisoformat(self.switch["switched_at"]) + timedelta(
