@@ -82,6 +82,7 @@ sandbox-status: $(STAMP)/venv
 
 bench: setup
 	@PYTHONPATH=plugins:. $(PY) benchmarks/release_wall.py
+	@PYTHONPATH=plugins:. $(PY) benchmarks/rollback_latency.py
 
 lock:
 	$(UV) pip compile requirements.in -o requirements.txt --python-version 3.11 --no-header

@@ -12,6 +12,7 @@ good release and of each bad one.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +42,12 @@ CASES = [
     ("health", "v1.3.0", {"mode": "unhealthy", "after_seconds": 4}, lambda r: r["status"] >= 500),
 ]
 SERVICE = "recommendation"
+
+
+def read_log(path: Path, since: float) -> list[dict]:
+    """The load generator's own log: one JSON object per request."""
+    records = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return [r for r in records if r["ts"] >= since]
 
 
 def window(env, rule: str) -> float:
@@ -76,7 +83,7 @@ def main() -> None:
             assert not run.succeeded, f"{rule}: the bad release was not rolled back"
             time.sleep(2)  # let the last in-flight answers land in the log
             report = sandbox.traffic_report(since=started, until=time.time())
-            served = [r for r in sandbox.traffic_requests(since=started) if r["version"] == version]
+            served = [r for r in read_log(Path(report["log"]), started) if r["version"] == version]
             bad = [r for r in served if is_bad(r)]
             onset, back = min(r["ts"] for r in bad), max(r["ts"] for r in served)
             rows.append((rule, back - onset, window(env, rule)))

@@ -14,20 +14,20 @@ TARGET_PATTERN = r"^(previous|" + VERSION_PATTERN.removeprefix("^").removesuffix
 REASON_PATTERN = r"\S"
 
 
-class RollbackRefused(ConfigError):
+class RollbackRefusedError(ConfigError):
     pass
 
 
 def check_reason(reason: Any) -> str:
     if not isinstance(reason, str) or not re.search(REASON_PATTERN, reason):
-        raise RollbackRefused("a rollback needs a reason: say why (it is recorded with who and when)")
+        raise RollbackRefusedError("a rollback needs a reason: say why (it is recorded with who and when)")
     return reason.strip()
 
 
 def resolve_targets(platform: Platform, services: list[str], target: str) -> list[dict[str, Any]]:
     """For each service, the revision to put traffic back on; refuses if any is unknown."""
     if not re.fullmatch(TARGET_PATTERN, target):
-        raise RollbackRefused(f"target {target!r} must be 'previous' or a release tag such as v1.4.2")
+        raise RollbackRefusedError(f"target {target!r} must be 'previous' or a release tag such as v1.4.2")
     chosen, refused = [], []
     for service in services:
         known = platform.known_revisions(service)
@@ -47,5 +47,5 @@ def resolve_targets(platform: Platform, services: list[str], target: str) -> lis
             continue
         chosen.append(dict(match))
     if refused:
-        raise RollbackRefused("cannot roll back: " + "; ".join(refused))
+        raise RollbackRefusedError("cannot roll back: " + "; ".join(refused))
     return chosen

@@ -99,8 +99,13 @@ def wait_for_dag(token: str) -> None:
         time.sleep(1)
 
 
+def release_runs(token: str) -> int:
+    return call("GET", "/api/v2/dags/ai_discovery_release/dagRuns", token)[1]["total_entries"]
+
+
 def test_bad_params_are_refused_with_400_and_no_run(airflow_api):
     wait_for_dag(airflow_api)
+    before = release_runs(airflow_api)
     status, body = call(
         "POST",
         "/api/v2/dags/ai_discovery_release/dagRuns",
@@ -109,7 +114,7 @@ def test_bad_params_are_refused_with_400_and_no_run(airflow_api):
     )
     assert status == 400
     assert "Invalid input for param version" in body["detail"]
-    assert call("GET", "/api/v2/dags/ai_discovery_release/dagRuns", airflow_api)[1]["total_entries"] == 0
+    assert release_runs(airflow_api) == before
 
 
 def test_a_release_triggered_through_the_rest_api_goes_live(airflow_api):
@@ -164,12 +169,21 @@ def rollback_runs(token: str) -> int:
 
 @pytest.mark.parametrize("auth", [None, "Bearer wrong-token", f"Basic {WEBHOOK_TOKEN}", "Bearer "])
 def test_the_alert_webhook_refuses_a_bad_token_and_starts_nothing(airflow_api, auth):
+    before = rollback_runs(airflow_api)
     status, body = call("POST", "/varai/alerts", body=ALERT, auth=auth or "")
     assert status == 401, body
-    assert rollback_runs(airflow_api) == 0
+    assert rollback_runs(airflow_api) == before
 
 
 def test_a_firing_alert_rolls_the_labelled_service_back(airflow_api, sandbox):
+    status, run = call(
+        "POST",
+        "/api/v2/dags/ai_discovery_release/dagRuns",
+        airflow_api,
+        {"logical_date": None, "conf": {"version": "v1.2.1", "services": ["analytics"]}},
+    )
+    assert status == 200, run
+    assert wait_for_run(airflow_api, "ai_discovery_release", run["dag_run_id"]) == "success"
     slots = sandbox.status()["services"]["analytics"]
     previous, live = slots["idle"], slots["live"]["version"]
     assert previous["state"] == "retired"

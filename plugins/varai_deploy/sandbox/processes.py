@@ -32,7 +32,7 @@ LAUNCHER_MODULE = "varai_deploy.sandbox.launcher"
 TRAFFIC_MODULE = "varai_deploy.sandbox.traffic"
 OUR_MODULES = (SERVICE_MODULE, GATEWAY_MODULE, LAUNCHER_MODULE, TRAFFIC_MODULE)
 
-STOP_GRACE_SECONDS = 5.0
+STOP_GRACE_SECONDS = 12.0  # > serving.DRAIN_SECONDS: a draining process is not killed
 
 
 @dataclass(frozen=True)

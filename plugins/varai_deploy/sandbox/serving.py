@@ -16,7 +16,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-DRAIN_SECONDS = 2.0
+#: Requests in flight at SIGTERM may finish for this long (a slow revision's 6 s answers
+#: included): retiring or discarding a revision must not cut off users it is still answering.
+DRAIN_SECONDS = 10.0
 HOP_BY_HOP = frozenset(
     {
         "connection",
