@@ -14,11 +14,10 @@ service back on the revision it replaced and fails the run with the rule and the
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from airflow.sdk import Param, TaskGroup, dag, task, task_group
 
-from varai_deploy.config import ENVIRONMENTS, VERSION_PATTERN
+from varai_deploy.config import VERSION_PATTERN
+from varai_deploy.dag_params import FAIL_FAST, OPERATIONS_DAG, default_args, environment_param, services_param
 from varai_deploy.operators.analysis import ReleaseAnalysisOperator
 from varai_deploy.operators.blue_green import (
     DeployCandidateOperator,
@@ -33,22 +32,14 @@ from varai_deploy.operators.terraform import (
     TerraformPlanOperator,
 )
 from varai_deploy.sensors.health import HealthStreakSensor
-from varai_deploy.services import SERVICE_NAMES
-
-FAIL_FAST = {"retries": 0}
 
 
 @dag(
     dag_id="ai_discovery_release",
-    schedule=None,
-    start_date=datetime(2025, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    # Runs only when triggered; paused-at-creation would leave CI's API-triggered runs queued.
-    is_paused_upon_creation=False,
+    **OPERATIONS_DAG,
     tags=["varai", "release"],
     doc_md=__doc__,
-    default_args={"owner": "platform", "retries": 1, "retry_delay": timedelta(seconds=10)},
+    default_args=default_args(),
     params={
         "version": Param(
             type="string",
@@ -56,22 +47,8 @@ FAIL_FAST = {"retries": 0}
             title="Version",
             description="The release tag to deploy, e.g. v1.4.2 or v1.5.0-rc.1",
         ),
-        "environment": Param(
-            "sandbox",
-            type="string",
-            enum=list(ENVIRONMENTS),
-            title="Environment",
-            description="Where to release: the local sandbox, staging or production",
-        ),
-        "services": Param(
-            list(SERVICE_NAMES),
-            type="array",
-            items={"type": "string", "enum": list(SERVICE_NAMES)},
-            minItems=1,
-            uniqueItems=True,
-            title="Services",
-            description="Which backend services to release (default: all five)",
-        ),
+        "environment": environment_param("Where to release: the local sandbox, staging or production"),
+        "services": services_param("Which backend services to release (default: all five)"),
     },
 )
 def ai_discovery_release():

@@ -8,32 +8,23 @@ moves. Traffic moves only once every target passed its health streak.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from airflow.sdk import Param, TaskGroup, dag, task
 
-from varai_deploy.config import ENVIRONMENTS
+from varai_deploy.dag_params import FAIL_FAST, OPERATIONS_DAG, default_args, environment_param, services_param
 from varai_deploy.operators.blue_green import SwitchTrafficOperator, VerifyGatewayOperator
 from varai_deploy.operators.rollback import RecordRollbackOperator, RestoreRevisionOperator
 from varai_deploy.rollback import REASON_PATTERN, TARGET_PATTERN
 from varai_deploy.sensors.health import HealthStreakSensor
-from varai_deploy.services import SERVICE_NAMES
-
-FAIL_FAST = {"retries": 0}
 
 
 @dag(
     dag_id="ai_discovery_rollback",
-    schedule=None,
-    start_date=datetime(2025, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    is_paused_upon_creation=False,
+    **OPERATIONS_DAG,
     tags=["varai", "rollback"],
     doc_md=__doc__,
-    default_args={"owner": "platform", "retries": 1, "retry_delay": timedelta(seconds=5)},
+    default_args=default_args(retry_delay_seconds=5),
     params={
-        "environment": Param("sandbox", type="string", enum=list(ENVIRONMENTS), title="Environment"),
+        "environment": environment_param("Where to roll back"),
         "reason": Param(
             type="string",
             minLength=1,
@@ -48,14 +39,7 @@ FAIL_FAST = {"retries": 0}
             title="Target",
             description="'previous', or a release tag the platform still knows, e.g. v1.4.1",
         ),
-        "services": Param(
-            list(SERVICE_NAMES),
-            type="array",
-            items={"type": "string", "enum": list(SERVICE_NAMES)},
-            minItems=1,
-            uniqueItems=True,
-            title="Services",
-        ),
+        "services": services_param("Which services to roll back (default: all five)"),
     },
 )
 def ai_discovery_rollback():

@@ -1,0 +1,48 @@
+"""What the operations DAGs share: their defaults and the params every form asks for.
+
+Params are JSON-schema validated when a run is created (UI form, REST API, CLI), so bad input
+never starts a run; the same rules are checked again at run time by ``varai_deploy.config``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Param
+
+from varai_deploy.config import ENVIRONMENTS
+from varai_deploy.services import SERVICE_NAMES
+
+#: Keyword arguments of every operations DAG: triggered on demand, one run at a time, unpaused
+#: (paused-at-creation would leave CI's API-triggered runs queued).
+OPERATIONS_DAG = {
+    "schedule": None,
+    "start_date": datetime(2025, 1, 1),
+    "catchup": False,
+    "max_active_runs": 1,
+    "is_paused_upon_creation": False,
+}
+
+
+def default_args(retry_delay_seconds: float = 10) -> dict:
+    return {"owner": "platform", "retries": 1, "retry_delay": timedelta(seconds=retry_delay_seconds)}
+
+
+#: Checks that must fail at once rather than be retried.
+FAIL_FAST = {"retries": 0}
+
+
+def environment_param(description: str) -> Param:
+    return Param("sandbox", type="string", enum=list(ENVIRONMENTS), title="Environment", description=description)
+
+
+def services_param(description: str) -> Param:
+    return Param(
+        list(SERVICE_NAMES),
+        type="array",
+        items={"type": "string", "enum": list(SERVICE_NAMES)},
+        minItems=1,
+        uniqueItems=True,
+        title="Services",
+        description=description,
+    )
