@@ -6,7 +6,7 @@ It starts a scratch sandbox and a scratch Airflow metadata DB (ports 19280+, apa
 demo's and the tests'), releases v1.0.0 to set the stage, then times:
   * airflow: `airflow dags test ai_discovery_release` of the next version (a colour flip);
   * plain:   the same steps (validate, terraform, candidates + health streak, switch, verify,
-             bake + retire, post-deploy) called one after another in this process;
+             metric analysis, bake + retire, post-deploy) called one after another in this process;
 and prints both, their ratio, and the parse time of each DAG file.
 """
 
@@ -31,17 +31,21 @@ ENV = {
     "VARAI_SANDBOX_PORT_BASE": "19300",
 }
 os.environ.update(ENV)
-os.environ["AIRFLOW_CONN_VARAI_GATEWAY"] = '{"conn_type": "http", "host": "127.0.0.1", "port": 19280, "schema": "http"}'
+# The plain path runs in this process, so it needs the connections airflow.sh would derive.
+os.environ["AIRFLOW_CONN_VARAI_GATEWAY"] = '{"conn_type": "http", "host": "127.0.0.1", "port": 19280}'
+os.environ["AIRFLOW_CONN_VARAI_METRICS"] = '{"conn_type": "http", "host": "127.0.0.1", "port": 19290}'
 
 
 def plain_release(version: str) -> float:
     """The DAG's steps, in order, with the same library calls its tasks make."""
     from varai_deploy.config import load_environment
     from varai_deploy.hooks.gateway import GatewayHook
+    from varai_deploy.hooks.prometheus import PrometheusHook
     from varai_deploy.operators.terraform import release_variables, terraform_for
     from varai_deploy.platforms import get_platform
     from varai_deploy.post_deploy import check_gateway
     from varai_deploy.services import SERVICES
+    from varai_deploy.triggers.analysis import ReleaseAnalysisTrigger
     from varai_deploy.triggers.health import HealthStreakTrigger
     from varai_deploy.validation import check_credentials, check_prerequisites, check_request, check_resources
 
@@ -71,10 +75,20 @@ def plain_release(version: str) -> float:
         event = asyncio.run(anext(trigger.run()))
         assert event.payload["status"] == "healthy", event.payload
     switched = [(c, platform.switch_traffic(c["service"], c), time.monotonic()) for c in candidates]
+    switched_at = time.time()
     gateway = GatewayHook(env.gateway_conn_id)
     for candidate, _, _ in switched:
         for _ in range(policy.gateway_checks):
             assert gateway.probe(SERVICES[candidate["service"]].health_path).version == version
+    analysis = ReleaseAnalysisTrigger(
+        PrometheusHook(env.metrics_conn_id).url,
+        version,
+        {c["service"]: c["url"] + "/health" for c in candidates},
+        switched_at,
+        vars(env.analysis).copy(),
+    )
+    verdict = asyncio.run(anext(analysis.run())).payload
+    assert verdict["verdict"] == "pass", verdict
     for candidate, previous, at in switched:
         time.sleep(max(0.0, at + policy.bake_seconds - time.monotonic()))
         if previous:
@@ -121,7 +135,7 @@ def main() -> None:
     finally:
         sandbox.down(purge=True)
 
-    print("sandbox release, 5 services, colour flip (bake and health streak included in both)")
+    print("sandbox release, 5 services, colour flip (health streaks, analysis window and bake in both)")
     print(f"  through Airflow (dags test): {airflow_run.seconds:7.2f} s")
     print(f"  plain Python, same steps:    {plain:7.2f} s")
     print(f"  ratio airflow / plain:       {airflow_run.seconds / plain:7.2f} x")
