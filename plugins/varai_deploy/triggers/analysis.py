@@ -15,13 +15,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
 
 from varai_deploy.metrics import MetricSourceError
 from varai_deploy.metrics.rules import Scope, error_ratio, latency_p95, request_count
+from varai_deploy.triggers.base import ArgumentsTrigger
 
 
-class ReleaseAnalysisTrigger(BaseTrigger):
+class ReleaseAnalysisTrigger(ArgumentsTrigger):
     def __init__(
         self,
         metrics_url: str,
@@ -30,23 +31,12 @@ class ReleaseAnalysisTrigger(BaseTrigger):
         switched_at: float,
         policy: dict[str, Any],
     ):
-        super().__init__()
-        self.metrics_url = metrics_url
-        self.version = version
-        self.health_urls = health_urls
-        self.switched_at = switched_at
-        self.policy = policy
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "metrics_url": self.metrics_url,
-                "version": self.version,
-                "health_urls": self.health_urls,
-                "switched_at": self.switched_at,
-                "policy": self.policy,
-            },
+        super().__init__(
+            metrics_url=metrics_url,
+            version=version,
+            health_urls=health_urls,
+            switched_at=switched_at,
+            policy=policy,
         )
 
     def _source(self):

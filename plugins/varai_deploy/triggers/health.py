@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
+
+from varai_deploy.triggers.base import ArgumentsTrigger
 
 
-class HealthStreakTrigger(BaseTrigger):
+class HealthStreakTrigger(ArgumentsTrigger):
     """Fires ``healthy`` after ``streak`` consecutive 2xx answers, or ``timeout`` at ``deadline``.
 
     Any non-2xx answer or connection error resets the streak, so a flapping candidate never
@@ -18,24 +19,7 @@ class HealthStreakTrigger(BaseTrigger):
     """
 
     def __init__(self, url: str, streak: int, interval: float, deadline: float, request_timeout: float = 2.0):
-        super().__init__()
-        self.url = url
-        self.streak = streak
-        self.interval = interval
-        self.deadline = deadline
-        self.request_timeout = request_timeout
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "url": self.url,
-                "streak": self.streak,
-                "interval": self.interval,
-                "deadline": self.deadline,
-                "request_timeout": self.request_timeout,
-            },
-        )
+        super().__init__(url=url, streak=streak, interval=interval, deadline=deadline, request_timeout=request_timeout)
 
     async def _probe(self, session) -> tuple[bool, str]:
         import aiohttp

@@ -117,3 +117,10 @@ def test_verdicts_read_as_sentences(rule, value, threshold, text):
         "reason": "too little traffic",
     }
     assert describe_verdict(verdict) == text
+
+
+def test_serializes_to_its_import_path_for_the_triggerer():
+    trigger = ReleaseAnalysisTrigger("http://p:9090", "v1.0.0", {"analytics": "http://a/health"}, 12.5, POLICY)
+    path, kwargs = trigger.serialize()
+    assert path == "varai_deploy.triggers.analysis.ReleaseAnalysisTrigger"
+    assert ReleaseAnalysisTrigger(**kwargs).serialize() == (path, kwargs)
