@@ -17,7 +17,7 @@ from typing import Any
 
 from airflow.triggers.base import TriggerEvent
 
-from varai_deploy.metrics import MetricSourceError
+from varai_deploy.metrics import MetricSource, MetricSourceError
 from varai_deploy.metrics.rules import Scope, error_ratio, latency_p95, request_count
 from varai_deploy.triggers.base import ArgumentsTrigger
 
@@ -39,7 +39,8 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
             policy=policy,
         )
 
-    def _source(self):
+    def _source(self) -> MetricSource:
+        """Prometheus in every environment so far; Cloud Monitoring's PromQL API can stand in here."""
         from varai_deploy.metrics.prometheus import PrometheusSource
 
         return PrometheusSource(self.metrics_url)
