@@ -21,22 +21,36 @@ help:
 	@echo "make sandbox-up | sandbox-down | sandbox-status"
 	@echo "make bench                  run the benchmarks in benchmarks/"
 
-setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/airflow-db
+setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/node-tools $(STAMP)/airflow-db
 
-# Debian packages the sandbox runs (Prometheus). Installed only when missing (and then re-checked
-# even if the stamp exists); sudo only if not root. Where systemd runs, the package starts its own
-# Prometheus on :9090: the sandbox runs its own, so that service is stopped and disabled.
+# Debian packages the sandbox runs: Prometheus, and the widget channels' real servers and clients
+# (svnserve/svn, composer with PHP's zip extension, node/npm for Verdaccio). Only what is missing is
+# installed (and then re-checked even if the stamp exists); sudo only if not root. Where systemd
+# runs, the prometheus package starts its own server on :9090: the sandbox runs its own, so that
+# service is stopped and disabled.
+APT_NEEDS := /usr/bin/prometheus:prometheus /usr/bin/svnserve:subversion /usr/bin/composer:composer \
+	/usr/bin/php:php-cli /usr/bin/npm:npm
+APT_MISSING = $(strip $(foreach need,$(APT_NEEDS),$(if $(wildcard $(firstword $(subst :, ,$(need)))),,$(lastword $(subst :, ,$(need))))) \
+	$(if $(wildcard /usr/bin/php),$(if $(shell php -m 2>/dev/null | grep -x zip),,php8.2-zip),php8.2-zip))
 .PHONY: FORCE
-$(STAMP)/apt: $(if $(wildcard /usr/bin/prometheus),,FORCE)
+$(STAMP)/apt: $(if $(APT_MISSING),FORCE)
 	@mkdir -p $(STAMP)
-	@if [ ! -x /usr/bin/prometheus ]; then \
+	@if [ -n "$(APT_MISSING)" ]; then \
 		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
-		echo "Installing Prometheus (Debian package) ..."; \
+		echo "Installing Debian packages: $(APT_MISSING) ..."; \
 		{ $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y --no-install-recommends prometheus; } \
+			apt-get install -y --no-install-recommends $(APT_MISSING); } \
 			> $(STAMP)/apt.log 2>&1 || { tail -20 $(STAMP)/apt.log; exit 1; }; \
 		$$SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true; \
 	fi
+	@touch $@
+
+# Verdaccio (the sandbox npm registry), pinned by its package-lock.json.
+VERDACCIO := include/sandbox/verdaccio
+$(STAMP)/node-tools: $(VERDACCIO)/package-lock.json $(STAMP)/apt
+	@echo "Installing Verdaccio (npm ci) ..."
+	@npm ci --prefix $(VERDACCIO) --no-audit --no-fund --loglevel=error > $(STAMP)/npm.log 2>&1 \
+		|| { tail -20 $(STAMP)/npm.log; exit 1; }
 	@touch $@
 
 $(STAMP)/venv: requirements.txt
@@ -73,7 +87,7 @@ airflow: setup
 	@echo "  $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated   Ctrl-C stops it."
 	@./airflow.sh standalone
 
-sandbox-up: $(STAMP)/venv
+sandbox-up: $(STAMP)/venv $(STAMP)/node-tools
 	@$(SANDBOX) up
 sandbox-down: $(STAMP)/venv
 	@$(SANDBOX) down

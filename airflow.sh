@@ -31,6 +31,17 @@ fi
 if [[ -z "${AIRFLOW_CONN_VARAI_METRICS:-}" ]]; then
   export AIRFLOW_CONN_VARAI_METRICS="{\"conn_type\": \"http\", \"host\": \"127.0.0.1\", \"port\": ${VARAI_SANDBOX_PROMETHEUS_PORT:-$((sandbox_gateway_port + 10))}}"
 fi
+# ...and the widget stand-ins' connections (CDN bucket, npm, SVN, Marketplace, Shopify), which
+# `sandbox up` writes with their generated secrets; a connection already set in the environment wins.
+sandbox_home="${VARAI_SANDBOX_HOME:-.sandbox}"
+[[ "$sandbox_home" == /* ]] || sandbox_home="$ROOT/$sandbox_home"
+if [[ -f "$sandbox_home/connections.env" ]]; then
+  while IFS= read -r line; do
+    [[ "$line" =~ ^export\ (AIRFLOW_CONN_[A-Z0-9_]+)= ]] || continue
+    [[ -n "${!BASH_REMATCH[1]:-}" ]] && continue
+    eval "$line"
+  done < "$sandbox_home/connections.env"
+fi
 
 if [[ ! -x "$ROOT/.venv/bin/airflow" ]]; then
   echo "airflow.sh: $ROOT/.venv is not set up; run 'make setup' first" >&2

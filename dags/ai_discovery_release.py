@@ -1,7 +1,8 @@
 """Release the AI Discovery platform: the deployment guide's phases as one DAG.
 
 validate -> infrastructure (Terraform) -> backend (candidates per service, then traffic per service,
-then analysis against real metrics, then retire or roll back) -> post_deploy.
+then analysis against real metrics, then retire or roll back) -> widgets (build once, then publish and
+verify per marketplace) -> post_deploy.
 
 Trigger it from the UI form, from CI through the REST API
 (``POST /api/v2/dags/ai_discovery_release/dagRuns`` with ``{"conf": {"version": "v1.4.2", ...}}``),
@@ -10,6 +11,9 @@ Traffic only moves once every candidate passed its health streak; a candidate th
 healthy fails the run and the live revision keeps serving. After the switch the release is judged
 on real metrics (health checks, error rate, p95 latency); a broken rule puts every switched
 service back on the revision it replaced and fails the run with the rule and the measured value.
+Widgets are published only once the backend release passed; one marketplace failing does not stop
+the others, the summary says which are live, and clearing that marketplace's failed task retries
+only it. A version already published with other bytes is refused, never overwritten.
 """
 
 from __future__ import annotations
@@ -17,7 +21,14 @@ from __future__ import annotations
 from airflow.sdk import Param, TaskGroup, dag, task, task_group
 
 from varai_deploy.config import VERSION_PATTERN
-from varai_deploy.dag_params import FAIL_FAST, OPERATIONS_DAG, default_args, environment_param, services_param
+from varai_deploy.dag_params import (
+    FAIL_FAST,
+    OPERATIONS_DAG,
+    default_args,
+    environment_param,
+    marketplaces_param,
+    services_param,
+)
 from varai_deploy.operators.analysis import ReleaseAnalysisOperator
 from varai_deploy.operators.blue_green import (
     DeployCandidateOperator,
@@ -30,6 +41,12 @@ from varai_deploy.operators.terraform import (
     TerraformApplyOperator,
     TerraformOutputOperator,
     TerraformPlanOperator,
+)
+from varai_deploy.operators.widgets import (
+    BuildWidgetsOperator,
+    PublishWidgetOperator,
+    VerifyWidgetOperator,
+    WidgetSummaryOperator,
 )
 from varai_deploy.sensors.health import HealthStreakSensor
 
@@ -49,6 +66,9 @@ from varai_deploy.sensors.health import HealthStreakSensor
         ),
         "environment": environment_param("Where to release: the local sandbox, staging or production"),
         "services": services_param("Which backend services to release (default: all five)"),
+        "marketplaces": marketplaces_param(
+            "Where to publish the storefront widget (default: all four; none for a backend-only release)"
+        ),
     },
 )
 def ai_discovery_release():
@@ -69,11 +89,20 @@ def ai_discovery_release():
             return check_prerequisites(load_environment(params["environment"]))
 
         @task(**FAIL_FAST)
-        def credentials(params=None) -> dict:
+        def marketplaces(params=None) -> list[str]:
+            """The widget channels to publish, among those the environment has."""
+            from varai_deploy.config import load_environment
+            from varai_deploy.widgets.channels import check_channels
+
+            env = load_environment(params["environment"])
+            return check_channels(params["marketplaces"], allowed=env.marketplaces)
+
+        @task(**FAIL_FAST)
+        def credentials(channels: list[str], params=None) -> dict:
             from varai_deploy.config import load_environment
             from varai_deploy.validation import check_credentials
 
-            return check_credentials(load_environment(params["environment"]))
+            return check_credentials(load_environment(params["environment"]), channels)
 
         @task(**FAIL_FAST)
         def resources(services: list[str], params=None) -> dict:
@@ -83,7 +112,8 @@ def ai_discovery_release():
             return check_resources(load_environment(params["environment"]), services)
 
         checked = request()
-        checked >> [prerequisites(), credentials(), resources(checked)]
+        channels = marketplaces()
+        checked >> channels >> [prerequisites(), credentials(channels), resources(checked)]
 
     with TaskGroup("infrastructure", tooltip="Phase 2: Terraform plan, apply when changed, outputs") as infra:
         plan = TerraformPlanOperator(task_id="plan")
@@ -128,6 +158,38 @@ def ai_discovery_release():
             switch_task_id="backend.traffic.switch_traffic",
         )
 
+    with TaskGroup(
+        "widgets", tooltip="Phase 4: publish the storefront widget, check it as merchants get it"
+    ) as widgets:
+
+        @task(trigger_rule="none_failed")
+        def backend_released(ti=None) -> bool:
+            """Widgets go out only with a backend that passed its analysis (or was already live)."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            verdict = ti.xcom_pull(task_ids="backend.analysis")
+            if verdict and verdict.get("verdict") != "pass":
+                raise AirflowSkipException("the backend release was rolled back: no widget is published")
+            return True
+
+        build = BuildWidgetsOperator(task_id="build")
+
+        @task_group(group_id="marketplace", tooltip="Publish one channel, then check it from the consumer side")
+        def marketplace(channel: str, manifest: dict):
+            publish = PublishWidgetOperator(task_id="publish", channel=channel, manifest=manifest)
+            VerifyWidgetOperator(task_id="verify", channel=channel, manifest=manifest, publications=publish.output)
+
+        published = marketplace.partial(manifest=build.output).expand(channel=channels)
+        summary = WidgetSummaryOperator(
+            task_id="summary",
+            channels=channels,
+            group_id="widgets.marketplace",
+            gate_task_id="widgets.backend_released",
+            build_task_id="widgets.build",
+        )
+        backend_released() >> build
+        published >> summary
+
     with TaskGroup("post_deploy", tooltip="Phase 5: end-to-end checks through the gateway") as post_deploy:
 
         @task(trigger_rule="none_failed")
@@ -142,6 +204,7 @@ def ai_discovery_release():
         health_checks(checked)
 
     validate >> infra
+    backend >> widgets >> post_deploy
     backend >> post_deploy
 
 

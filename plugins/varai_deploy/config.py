@@ -135,6 +135,8 @@ class EnvironmentConfig:
     prerequisites: dict[str, str] = field(default_factory=dict)
     gcp: dict[str, str] = field(default_factory=dict)
     requires_approval: bool = False
+    #: The storefront widget channels this environment publishes to (widgets.channels.CHANNELS).
+    marketplaces: tuple[str, ...] = ()
 
     @property
     def gateway_conn_id(self) -> str:
@@ -157,6 +159,19 @@ def _build(cls, values: dict, where: str):
         return cls(**values)
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _marketplaces(widgets: dict, connections: dict, path: Path) -> tuple[str, ...]:
+    """``widgets.marketplaces``, each with a connection for every role it publishes through."""
+    from varai_deploy.widgets.channels import ROLES, check_channels
+
+    chosen = tuple(check_channels(widgets.get("marketplaces") or []))
+    for channel in chosen:
+        missing = [role for role in ROLES[channel] if role not in connections]
+        if missing:
+            needs = " and ".join(f"connections.{role}" for role in missing)
+            raise ConfigError(f"{path}: widgets.marketplaces has {channel}, which needs {needs}")
+    return chosen
 
 
 def load_environment(name: str, directory: Path = ENVIRONMENTS_DIR) -> EnvironmentConfig:
@@ -192,8 +207,10 @@ def load_environment(name: str, directory: Path = ENVIRONMENTS_DIR) -> Environme
     )
     if not tf_config.module.is_dir():
         raise ConfigError(f"{path}: terraform.module {tf_config.module} does not exist")
+    marketplaces = _marketplaces(_section(raw, "widgets", path), connections, path)
     return EnvironmentConfig(
         name=name,
+        marketplaces=marketplaces,
         platform=platform,
         services=services,
         connections={str(k): str(v) for k, v in connections.items()},

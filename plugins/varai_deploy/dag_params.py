@@ -46,3 +46,16 @@ def services_param(description: str) -> Param:
         title="Services",
         description=description,
     )
+
+
+def marketplaces_param(description: str) -> Param:
+    from varai_deploy.widgets.build import CHANNELS
+
+    return Param(
+        list(CHANNELS),
+        type="array",
+        items={"type": "string", "enum": list(CHANNELS)},
+        uniqueItems=True,
+        title="Marketplaces",
+        description=description,
+    )

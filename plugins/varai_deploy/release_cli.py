@@ -35,6 +35,15 @@ class ReleaseRun:
         return self.returncode == 0
 
 
+_WIDGET_RE = re.compile(r"VARAI-WIDGET (\S+) (\S+) (\S+)(?: (\S.*?))?\s*$", re.MULTILINE)
+
+
+def widget_lines(log: str) -> list[str]:
+    """The widget summary's rows (channel, destination, outcome, where), once each, as a table."""
+    rows = list(dict.fromkeys(m.groups(default="") for m in _WIDGET_RE.finditer(log)))
+    return [f"{c:12} {d:12} {o:10} {w}".rstrip() for c, d, o, w in rows]
+
+
 def failure_lines(log: str) -> list[str]:
     """The operator-facing reasons a run failed, de-duplicated, in order."""
     seen: list[str] = []
@@ -76,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.services:
         conf["services"] = args.services
     run = run_release(conf, log_path=args.log)
+    widgets = widget_lines(run.log)
+    if widgets:
+        print(f"Widgets of {args.version}:")
+        print("\n".join(f"  {line}" for line in widgets))
     if run.succeeded:
         print(f"Release {args.version} to {args.environment} succeeded in {run.seconds:.1f}s")
         return 0

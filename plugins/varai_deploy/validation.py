@@ -47,23 +47,32 @@ def check_prerequisites(env: EnvironmentConfig) -> dict[str, str]:
     return found
 
 
-def check_credentials(env: EnvironmentConfig) -> dict[str, str]:
-    """Every Airflow Connection the environment names exists (values are never logged)."""
+def check_credentials(env: EnvironmentConfig, marketplaces: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
+    """Every Airflow Connection this release goes through exists, and those that authenticate carry their
+    secret (values are never logged): the gateway and metrics always, plus each chosen marketplace's."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException, AirflowRuntimeError
 
+    from varai_deploy.widgets.channels import ROLES, SECRET_ROLES
+
+    roles = dict.fromkeys(["gateway", "metrics", *(role for channel in marketplaces for role in ROLES[channel])])
     present, missing = {}, []
-    for role, conn_id in sorted(env.connections.items()):
+    for role in roles:
+        conn_id = env.connections[role]
         try:
             conn = BaseHook.get_connection(conn_id)
         except (AirflowNotFoundException, AirflowRuntimeError):
             missing.append(f"{conn_id!r} ({role})")
+            continue
+        if role in SECRET_ROLES and not conn.password:
+            missing.append(f"{conn_id!r} ({role}) has no password: {SECRET_ROLES[role]}")
             continue
         present[role] = f"{conn_id} ({conn.conn_type})"
     if missing:
         raise ValidationError(
             f"missing Airflow connection(s) for {env.name}: {', '.join(missing)}. Create them with "
             "`./airflow.sh connections add <conn_id> --conn-uri ...` or in the UI under Admin > Connections"
+            + ("; in the sandbox, `make sandbox-up` writes them" if env.platform == "local" else "")
         )
     return present
 

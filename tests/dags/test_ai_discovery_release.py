@@ -31,6 +31,11 @@ def test_phases_run_in_the_guide_order(dag):
         "infrastructure.plan",
         "backend.candidates.deploy_candidate",
         "backend.traffic.switch_traffic",
+        "backend.analysis",
+        "widgets.build",
+        "widgets.marketplace.publish",
+        "widgets.marketplace.verify",
+        "widgets.summary",
         "post_deploy.health_checks",
     ]
     for upstream, downstream in itertools.pairwise(order):
@@ -59,6 +64,7 @@ def test_a_failure_after_the_switch_always_reaches_the_rollback(dag):
 def test_validation_fails_fast_without_retries(dag):
     for task_id in (
         "validate.request",
+        "validate.marketplaces",
         "validate.prerequisites",
         "validate.credentials",
         "validate.resources",
@@ -75,6 +81,7 @@ def test_defaults_release_every_service_to_the_sandbox(dag):
     params = resolve(dag, version="v1.4.2")
     assert params["environment"] == "sandbox"
     assert params["services"] == list(SERVICE_NAMES)
+    assert params["marketplaces"] == ["html", "shopify", "woocommerce", "magento"]
 
 
 @pytest.mark.parametrize(
@@ -88,6 +95,9 @@ def test_defaults_release_every_service_to_the_sandbox(dag):
         {"version": "v1.0.0", "services": ["billing"]},
         {"version": "v1.0.0", "services": []},
         {"version": "v1.0.0", "services": ["analytics", "analytics"]},
+        {"version": "v1.0.0", "marketplaces": ["etsy"]},
+        {"version": "v1.0.0", "marketplaces": ["html", "html"]},
+        {"version": "v1.0.0", "marketplaces": "html; id"},
     ],
 )
 def test_bad_params_are_refused(dag, conf):
@@ -97,3 +107,31 @@ def test_bad_params_are_refused(dag, conf):
 
 def test_pre_release_tags_are_accepted(dag):
     assert resolve(dag, version="v1.5.0-rc.1")["version"] == "v1.5.0-rc.1"
+
+
+def test_a_backend_only_release_publishes_no_widget(dag):
+    assert resolve(dag, version="v1.4.2", marketplaces=[])["marketplaces"] == []
+
+
+def test_widgets_go_out_only_after_the_backend_passed(dag):
+    gate = dag.get_task("widgets.backend_released")
+    upstream = gate.get_flat_relative_ids(upstream=True)
+    assert {"backend.analysis", "backend.rollback_on_failure", "backend.retire_previous"} <= upstream
+    assert gate.trigger_rule == "none_failed"
+    assert "widgets.build" in gate.downstream_task_ids
+
+
+def test_each_marketplace_is_published_then_verified_on_its_own(dag):
+    publish = dag.get_task("widgets.marketplace.publish")
+    verify = dag.get_task("widgets.marketplace.verify")
+    assert type(publish.task_group).__name__ == "MappedTaskGroup" and verify.task_group is publish.task_group
+    assert "widgets.marketplace.publish" in verify.upstream_task_ids
+    # The summary runs whatever each channel did, so it can say which are live.
+    summary = dag.get_task("widgets.summary")
+    assert summary.trigger_rule == "all_done"
+    assert "widgets.marketplace.verify" in summary.upstream_task_ids
+
+
+def test_post_deploy_checks_wait_for_the_backend_too(dag):
+    upstream = dag.get_task("post_deploy.health_checks").get_flat_relative_ids(upstream=True)
+    assert {"backend.rollback_on_failure", "widgets.summary"} <= upstream

@@ -30,7 +30,10 @@ def settings(tmp_path: Path) -> SandboxSettings:
     for _ in BLOCK_BASES:
         base = next(_next_block)
         if _block_is_free(base):
-            return SandboxSettings(home=tmp_path / "sandbox", gateway_port=base, service_port_base=base + 10)
+            # The widget stand-ins have their own fixtures; these tests need only the services.
+            return SandboxSettings(
+                home=tmp_path / "sandbox", gateway_port=base, service_port_base=base + 10, components=()
+            )
     pytest.fail("no free port block in 19500-19899 for the sandbox tests")
 
 
@@ -52,6 +55,7 @@ def sandbox_env(sandbox: Sandbox, settings: SandboxSettings, monkeypatch) -> San
     monkeypatch.setenv("VARAI_SANDBOX_HOME", str(settings.home))
     monkeypatch.setenv("VARAI_SANDBOX_GATEWAY_PORT", str(settings.gateway_port))
     monkeypatch.setenv("VARAI_SANDBOX_PORT_BASE", str(settings.service_port_base))
+    monkeypatch.setenv("VARAI_SANDBOX_COMPONENTS", "none")
     monkeypatch.setenv(
         "AIRFLOW_CONN_VARAI_GATEWAY",
         f'{{"conn_type": "http", "host": "127.0.0.1", "port": {settings.gateway_port}, "schema": "http"}}',

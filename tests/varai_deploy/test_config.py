@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from varai_deploy.config import (
+    ENVIRONMENTS_DIR,
     ConfigError,
     check_environment,
     check_services,
@@ -107,3 +108,21 @@ def test_bad_config_says_what_to_fix(tmp_path, text, message):
 def test_missing_environment_file_names_the_path(tmp_path):
     with pytest.raises(ConfigError, match=r"staging\.yaml"):
         load_environment("staging", tmp_path)
+
+
+def test_sandbox_publishes_to_all_four_marketplaces():
+    assert load_environment("sandbox").marketplaces == ("html", "shopify", "woocommerce", "magento")
+
+
+def test_a_marketplace_without_its_connections_is_a_config_error(tmp_path):
+    text = (ENVIRONMENTS_DIR / "sandbox.yaml").read_text().replace("  npm: varai_npm", "")
+    (tmp_path / "sandbox.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="widgets.marketplaces has html, which needs connections.npm"):
+        load_environment("sandbox", directory=tmp_path)
+
+
+def test_an_unknown_marketplace_is_a_config_error(tmp_path):
+    text = (ENVIRONMENTS_DIR / "sandbox.yaml").read_text().replace("[html, shopify,", "[html, etsy, shopify,")
+    (tmp_path / "sandbox.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="unknown marketplace.*'etsy'"):
+        load_environment("sandbox", directory=tmp_path)

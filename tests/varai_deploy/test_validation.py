@@ -81,3 +81,34 @@ def test_resources_refuse_a_candidate_port_held_by_another_program(sandbox_env, 
         with pytest.raises(ValidationError, match=rf"analytics blue needs 127.0.0.1:{squatter.getsockname()[1]}"):
             check_resources(load_environment("sandbox"), ["analytics", "recommendation"])
     assert check_resources(load_environment("sandbox"), ["analytics"])["services"] == ["analytics"]
+
+
+def _service_connections(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_VARAI_GATEWAY", '{"conn_type": "http", "host": "127.0.0.1"}')
+    monkeypatch.setenv("AIRFLOW_CONN_VARAI_METRICS", '{"conn_type": "http", "host": "127.0.0.1"}')
+
+
+def test_credentials_of_the_chosen_marketplaces_are_checked(monkeypatch):
+    _service_connections(monkeypatch)
+    monkeypatch.setenv("AIRFLOW_CONN_VARAI_WORDPRESS_SVN", '{"conn_type": "generic", "login": "u", "password": "p"}')
+    assert check_credentials(load_environment("sandbox"), ["woocommerce"]) == {
+        "gateway": "varai_gateway (http)",
+        "metrics": "varai_metrics (http)",
+        "wordpress_svn": "varai_wordpress_svn (generic)",
+    }
+
+
+def test_a_marketplace_connection_without_its_secret_is_refused_naming_it(monkeypatch):
+    _service_connections(monkeypatch)
+    monkeypatch.setenv("AIRFLOW_CONN_VARAI_CDN", '{"conn_type": "google_cloud_platform"}')
+    monkeypatch.setenv("AIRFLOW_CONN_VARAI_SHOPIFY", '{"conn_type": "http", "host": "shopify.example"}')
+    with pytest.raises(ValidationError, match=r"'varai_shopify' \(shopify\) has no password: the Shopify access token"):
+        check_credentials(load_environment("sandbox"), ["shopify"])
+
+
+def test_a_missing_marketplace_connection_is_named_with_its_role(monkeypatch):
+    _service_connections(monkeypatch)
+    monkeypatch.delenv("AIRFLOW_CONN_VARAI_NPM", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_VARAI_CDN", raising=False)
+    with pytest.raises(ValidationError, match=r"'varai_cdn' \(cdn\), 'varai_npm' \(npm\).*make sandbox-up"):
+        check_credentials(load_environment("sandbox"), ["html"])

@@ -13,7 +13,7 @@ import shutil
 import time
 from typing import Any
 
-from varai_deploy.sandbox import processes, prometheus, traffic
+from varai_deploy.sandbox import components, processes, prometheus, traffic
 from varai_deploy.sandbox.errors import PortInUseError, SandboxError
 from varai_deploy.sandbox.faults import FaultStore
 from varai_deploy.sandbox.processes import (
@@ -26,6 +26,7 @@ from varai_deploy.sandbox.processes import (
 from varai_deploy.sandbox.routes import write_routes, write_scrape_targets
 from varai_deploy.sandbox.settings import (
     DEFAULT_TRAFFIC_RPS,
+    ENV_COMPONENT_PORT_BASE,
     ENV_GATEWAY_PORT,
     ENV_PORT_BASE,
     ENV_PROMETHEUS_PORT,
@@ -81,7 +82,16 @@ class Sandbox:
                     processes.stop(self._recorded_pids(prom, self._prometheus_marker(prom.get("port"))))
                 assert s.prometheus_port is not None
                 needs.append((s.prometheus_port, "the sandbox Prometheus", ENV_PROMETHEUS_PORT))
+            stand_ins = self._stale_components(state)
+            needs += [(s.component_port(c.name), f"the sandbox {c.name}", ENV_COMPONENT_PORT_BASE) for c in stand_ins]
             self._require_free(needs)
+            for component in stand_ins:
+                port = s.component_port(component.name)
+                if component.prepare is not None:
+                    component.prepare(s, port)
+                state["components"][component.name] = self._spawn_component(
+                    component.name, component.marker(s, port), port=port
+                )
             for name, colour, slot in restarts:
                 slot.update(self._spawn_service(name, colour, slot["version"]))
                 waits.append((name, colour, slot))
@@ -109,6 +119,9 @@ class Sandbox:
                 }
         self._wait_gateway()
         self._wait_prometheus()
+        for component in components.enabled(s):
+            self._wait_component(component)
+        components.write_connections_env(s)
         for name, colour, slot in waits:
             processes.wait_listening(
                 s.host,
@@ -140,6 +153,11 @@ class Sandbox:
             first += [p for p in processes.find_ours(s.home) if processes.runs_module(p, TRAFFIC_MODULE)]
             processes.stop(first)
             pids: list[int | None] = []
+            stand_ins = components.enabled(s)
+            for component in stand_ins:
+                record = state["components"].get(component.name)
+                if record:
+                    pids += self._recorded_pids(record, component.marker(s, int(record["port"])))
             prom = state["components"].get("prometheus")
             if prom:
                 pids += self._recorded_pids(prom, self._prometheus_marker(prom.get("port")))
@@ -148,7 +166,9 @@ class Sandbox:
             for name, record in state["services"].items():
                 for colour, slot in record["slots"].items():
                     pids += self._recorded_pids(slot, self._service_marker(name, colour, slot))
-            pids += processes.find_ours(s.home)
+            pids += processes.find_ours(
+                s.home, [c.marker(s, int(state["components"].get(c.name, {}).get("port") or 0)) for c in stand_ins]
+            )
             processes.stop(pids)
             if purge:
                 shutil.rmtree(s.home, ignore_errors=True)
@@ -174,9 +194,14 @@ class Sandbox:
             }
         generator = state["components"].get("traffic")
         running = bool(generator and self._traffic_running(generator))
+        endpoints = {"gateway": self.settings.gateway_url, "prometheus": self.settings.prometheus_url}
+        for name in self.settings.components:
+            record = state["components"].get(name)
+            if record:
+                endpoints[name] = self.settings.url_for_port(int(record["port"]))
         return {
             "services": services,
-            "endpoints": {"gateway": self.settings.gateway_url, "prometheus": self.settings.prometheus_url},
+            "endpoints": endpoints,
             "traffic": {"running": running, "rps": float(generator["rps"]) if running else 0.0},
         }
 
@@ -311,6 +336,41 @@ class Sandbox:
         return self.fault_store.all()
 
     # -- internals -------------------------------------------------------------------------
+    def _stale_components(self, state: dict[str, Any]) -> list[components.Component]:
+        """Under the state lock: the enabled stand-ins not running where the settings say; a recorded
+        one on another port is stopped first."""
+        s = self.settings
+        stale = []
+        for component in components.enabled(s):
+            port = s.component_port(component.name)
+            record = state["components"].get(component.name)
+            if record and record.get("port") == port and self._component_running(component, record):
+                continue
+            if record:
+                processes.stop(self._recorded_pids(record, component.marker(s, int(record["port"]))))
+            if component.check_installed is not None:
+                component.check_installed(s)
+            stale.append(component)
+        return stale
+
+    def _component_running(self, component: components.Component, record: dict[str, Any]) -> bool:
+        marker = component.marker(self.settings, int(record["port"]))
+        return processes.is_ours(record.get("pid"), marker, record.get("starttime"))
+
+    def _wait_component(self, component: components.Component) -> None:
+        s = self.settings
+        port = s.component_port(component.name)
+        deadline = time.monotonic() + component.start_timeout
+        while time.monotonic() < deadline:
+            record = self.store.read()["components"].get(component.name)
+            if not record or not self._component_running(component, record):
+                break
+            if component.ready(s, port):
+                return
+            time.sleep(0.05)
+        tail = "\n  ".join(processes.log_tail(s.log_file(component.name), 10))
+        raise SandboxError(f"the sandbox {component.name} did not become ready on :{port}; its log ends:\n  {tail}")
+
     def _gateway_marker(self, port: int) -> Marker:
         s = self.settings
         return Marker(GATEWAY_MODULE, (("--home", str(s.home)), ("--host", s.host), ("--port", str(port))))

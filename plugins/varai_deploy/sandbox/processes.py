@@ -123,10 +123,11 @@ def is_ours(pid: int | None, marker: Marker, started: int | None = None) -> bool
     return marker.matches(_cmdline(pid))
 
 
-def find_ours(home: Path) -> list[int]:
+def find_ours(home: Path, markers: Iterable[Marker] = ()) -> list[int]:
     """Every live process started for this home, recorded or not (stale state, lost records):
-    our Python modules with ``--home <home>``, and Prometheus (and its wrapper) reading this
-    home's generated config."""
+    our Python modules with ``--home <home>``, Prometheus (and its wrapper) reading this
+    home's generated config, and whatever matches one of ``markers`` (the stand-ins)."""
+    markers = tuple(markers)
     found = []
     me = os.getpid()
     home_pair = ("--home", str(home))
@@ -136,7 +137,11 @@ def find_ours(home: Path) -> list[int]:
             continue
         args = _cmdline(int(entry.name))
         pairs = set(itertools.pairwise(args))
-        ours = (any(m in args for m in OUR_MODULES) and home_pair in pairs) or prometheus_pair in pairs
+        ours = (
+            (any(m in args for m in OUR_MODULES) and home_pair in pairs)
+            or prometheus_pair in pairs
+            or any(marker.matches(args) for marker in markers)
+        )
         if ours and is_alive(int(entry.name)):
             found.append(int(entry.name))
     return found

@@ -25,6 +25,9 @@ ENV_GATEWAY_PORT = "VARAI_SANDBOX_GATEWAY_PORT"
 ENV_PORT_BASE = "VARAI_SANDBOX_PORT_BASE"
 ENV_PROMETHEUS_PORT = "VARAI_SANDBOX_PROMETHEUS_PORT"
 ENV_TRAFFIC_RPS = "VARAI_SANDBOX_TRAFFIC_RPS"
+ENV_COMPONENT_PORT_BASE = "VARAI_SANDBOX_COMPONENT_PORT_BASE"
+#: Which widget-publishing stand-ins ``up`` starts: a comma-separated list, ``all`` or ``none``.
+ENV_COMPONENTS = "VARAI_SANDBOX_COMPONENTS"
 
 #: The Debian package's binary (``apt-get install prometheus``, or ``make setup``).
 PROMETHEUS_BINARY = "/usr/bin/prometheus"
@@ -55,6 +58,10 @@ class SandboxSettings:
     #: 0 turns the load generator off (``up`` does not start it).
     traffic_rps: float = DEFAULT_TRAFFIC_RPS
     traffic_max_seconds: float = DEFAULT_TRAFFIC_MAX_SECONDS
+    #: None: gateway_port - 20; the stand-ins listen at this base + their offset (see components.py).
+    component_port_base: int | None = None
+    #: The stand-ins ``up`` starts (names from components.COMPONENT_NAMES); None: all of them.
+    components: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         home = Path(self.home)
@@ -85,6 +92,7 @@ class SandboxSettings:
                 f"sandbox prometheus_port {self.prometheus_port} collides with the gateway or the service port range "
                 f"{self.service_port_base}-{last}; set {ENV_PROMETHEUS_PORT}"
             )
+        self._check_components(last)
         if not 0 <= self.traffic_rps <= MAX_TRAFFIC_RPS:
             raise SandboxError(
                 f"sandbox traffic_rps must be between 0 (off) and {MAX_TRAFFIC_RPS:g}, got {self.traffic_rps!r}"
@@ -95,6 +103,29 @@ class SandboxSettings:
                 f"sandbox traffic_max_seconds must be between 0 and {DEFAULT_TRAFFIC_MAX_SECONDS:g}, "
                 f"got {self.traffic_max_seconds!r}"
             )
+
+    def _check_components(self, last_service_port: int) -> None:
+        from varai_deploy.sandbox.components import COMPONENT_MODULES, COMPONENT_NAMES, COMPONENT_PORT_GAP
+
+        names = COMPONENT_NAMES if self.components is None else tuple(self.components)
+        unknown = [n for n in names if n not in COMPONENT_MODULES]
+        if unknown:
+            raise SandboxError(
+                f"unknown sandbox component(s) {', '.join(unknown)}; known: {', '.join(COMPONENT_NAMES)}"
+                f" (set {ENV_COMPONENTS} to a comma-separated list, 'all' or 'none')"
+            )
+        object.__setattr__(self, "components", names)
+        if self.component_port_base is None:
+            object.__setattr__(self, "component_port_base", self.gateway_port - COMPONENT_PORT_GAP)
+        taken = {self.gateway_port, self.prometheus_port}
+        for name in names:
+            port = self.component_port(name)
+            if not 1 <= port <= 65535 or port in taken or self.service_port_base <= port <= last_service_port:
+                raise SandboxError(
+                    f"sandbox component {name} would listen on {port}, which collides with the gateway, "
+                    f"Prometheus or the service port range; set {ENV_COMPONENT_PORT_BASE}"
+                )
+            taken.add(port)
 
     def _default_prometheus_port(self, last_service_port: int) -> int:
         for offset in (PROMETHEUS_PORT_OFFSET, PROMETHEUS_PORT_FALLBACK_OFFSET):
@@ -121,6 +152,8 @@ class SandboxSettings:
             service_port_base=_port(ENV_PORT_BASE, section.get("service_port_base", 18100)),
             prometheus_port=_optional_port(ENV_PROMETHEUS_PORT, section.get("prometheus_port")),
             traffic_rps=_rate(ENV_TRAFFIC_RPS, section.get("traffic_rps", DEFAULT_TRAFFIC_RPS)),
+            component_port_base=_optional_port(ENV_COMPONENT_PORT_BASE, section.get("component_port_base")),
+            components=_components(os.environ.get(ENV_COMPONENTS)),
         )
 
     # -- ports and URLs -------------------------------------------------------------------
@@ -137,6 +170,15 @@ class SandboxSettings:
     @property
     def prometheus_url(self) -> str:
         return f"http://{self.host}:{self.prometheus_port}"
+
+    def component_port(self, name: str) -> int:
+        from varai_deploy.sandbox.components import COMPONENT_NAMES
+
+        assert self.component_port_base is not None
+        return self.component_port_base + COMPONENT_NAMES.index(name)
+
+    def component_url(self, name: str) -> str:
+        return self.url_for_port(self.component_port(name))
 
     def service_url(self, service: str, colour: str) -> str:
         return f"http://{self.host}:{self.port_for(service, colour)}"
@@ -185,6 +227,16 @@ class SandboxSettings:
         return self.traffic_dir / "requests.jsonl"
 
     @property
+    def credentials_file(self) -> Path:
+        """Secrets the sandbox invented for its stand-ins (see credentials.py); 0600."""
+        return self.home / "credentials.json"
+
+    @property
+    def connections_env_file(self) -> Path:
+        """``export AIRFLOW_CONN_...`` lines for the stand-ins' connections; ``airflow.sh`` sources it."""
+        return self.home / "connections.env"
+
+    @property
     def faults_file(self) -> Path:
         return self.home / "faults.json"
 
@@ -218,6 +270,14 @@ def _optional_port(env_var: str, default: object) -> int | None:
     if (raw is None or raw == "") and default is None:
         return None
     return _port(env_var, default)
+
+
+def _components(raw: str | None) -> tuple[str, ...] | None:
+    if raw is None or raw.strip() in ("", "all"):
+        return None
+    if raw.strip() == "none":
+        return ()
+    return tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
 
 
 def _rate(env_var: str, default: object) -> float:

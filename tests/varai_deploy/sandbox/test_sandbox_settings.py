@@ -18,6 +18,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "VARAI_SANDBOX_PORT_BASE",
         "VARAI_SANDBOX_PROMETHEUS_PORT",
         "VARAI_SANDBOX_TRAFFIC_RPS",
+        "VARAI_SANDBOX_COMPONENT_PORT_BASE",
+        "VARAI_SANDBOX_COMPONENTS",
     ):
         monkeypatch.delenv(var, raising=False)
 
@@ -81,3 +83,27 @@ def test_a_config_without_the_new_keys_still_loads(tmp_path: Path) -> None:
     config.write_text("sandbox:\n  home: .sandbox\n  gateway_port: 18280\n  service_port_base: 18300\n")
     s = SandboxSettings.load(config)
     assert (s.prometheus_port, s.traffic_rps) == (18290, 20)
+
+
+def test_widget_stand_ins_listen_below_the_gateway_in_registry_order() -> None:
+    s = SandboxSettings.load()
+    assert s.components == ("storage", "cdn", "npm_registry", "svn", "marketplace", "shopify")
+    assert [s.component_port(name) for name in s.components] == list(range(18060, 18066))
+    assert s.component_url("cdn") == "http://127.0.0.1:18061"
+
+
+def test_stand_ins_can_be_chosen_and_moved(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VARAI_SANDBOX_COMPONENTS", "svn, storage")
+    monkeypatch.setenv("VARAI_SANDBOX_COMPONENT_PORT_BASE", "19700")
+    s = SandboxSettings.load()
+    assert s.components == ("svn", "storage")
+    assert s.component_port("svn") == 19703
+    monkeypatch.setenv("VARAI_SANDBOX_COMPONENTS", "none")
+    assert SandboxSettings.load().components == ()
+
+
+def test_unknown_or_colliding_stand_ins_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SandboxError, match="unknown sandbox component.*ftp.*VARAI_SANDBOX_COMPONENTS"):
+        SandboxSettings(home=tmp_path, components=("ftp",))
+    with pytest.raises(SandboxError, match="storage would listen on 18100.*VARAI_SANDBOX_COMPONENT_PORT_BASE"):
+        SandboxSettings(home=tmp_path, component_port_base=18100)

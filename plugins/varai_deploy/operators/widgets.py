@@ -1,0 +1,206 @@
+"""Phase 4 of the guide: build the storefront widget once, publish it per marketplace, check it as merchants get it.
+
+The build runs once and hands its manifest (every file's sha256, the CDN script's SRI) to one
+publish and one verify task per marketplace. Each of those rebuilds the same bytes locally (the
+build is deterministic, so a Celery worker on another machine needs no shared disk) and refuses to
+go on if they differ from the manifest. Conflicts and refused credentials fail at once; anything
+else is retried. A channel's error is kept in XCom so the summary can say which channels are live.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from varai_deploy.operators.base import EnvironmentOperator
+
+#: Seconds a verify task waits (deferred) for the CDN to serve the published bytes.
+CDN_CHECK_TIMEOUT = 120.0
+CDN_POLL_INTERVAL = 1.0
+#: Marks the lines of the summary that ``release_cli`` and ``make demo`` print.
+SUMMARY_PREFIX = "VARAI-WIDGET"
+
+
+class BuildWidgetsOperator(BaseOperator):
+    """Builds every channel's artifact for the release and returns the manifest."""
+
+    template_fields = ("version",)
+
+    def __init__(self, *, version: str = "{{ params.version }}", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.version = version
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from varai_deploy.widgets import build_release
+
+        with tempfile.TemporaryDirectory(prefix="varai-widgets-") as tmp:
+            manifest = build_release(self.version, Path(tmp) / "build")
+        self.log.info(
+            "Widget %s: sha256 %s, %d bytes, SRI %s; %d artifacts for %s",
+            manifest.version,
+            manifest.widget_sha256,
+            manifest.widget_size,
+            manifest.widget_sri,
+            len(manifest.artifacts),
+            ", ".join(manifest.channels),
+        )
+        return manifest.to_dict()
+
+
+class ChannelOperator(EnvironmentOperator):
+    """One marketplace's step, run with a fresh build that matches the release manifest."""
+
+    template_fields = ("environment", "channel", "manifest")
+
+    def __init__(self, *, channel: str, manifest: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("map_index_template", "{{ task.channel }}")
+        super().__init__(**kwargs)
+        self.channel = channel
+        self.manifest = manifest
+
+    @contextlib.contextmanager
+    def channel_context(self) -> Iterator[Any]:
+        from varai_deploy.widgets import Manifest, build_release
+        from varai_deploy.widgets.channels import ROLES
+        from varai_deploy.widgets.publishing import ChannelContext
+
+        expected = Manifest.from_dict(self.manifest)
+        with tempfile.TemporaryDirectory(prefix=f"varai-{self.channel}-") as tmp:
+            build_dir = Path(tmp) / "build"
+            rebuilt = build_release(expected.version, build_dir)
+            if rebuilt.to_dict() != expected.to_dict():
+                raise RuntimeError(
+                    f"{self.channel}: the widget built here differs from widgets.build's manifest "
+                    f"(sha256 {rebuilt.widget_sha256} vs {expected.widget_sha256}); the sources under "
+                    "include/widgets changed during the run: clear widgets.build to publish what is there now"
+                )
+            scratch = Path(tmp) / "scratch"
+            scratch.mkdir()
+            connections = {role: self.env_config.connections[role] for role in ROLES[self.channel]}
+            yield ChannelContext(expected.version, expected, build_dir, connections, scratch)
+
+    def run_channel_step(self, context: Any, step: str, *args: Any) -> Any:
+        """Runs ``step`` of the channel's module; a conflict or refused credentials fail without retries."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from varai_deploy.widgets.channels import module
+        from varai_deploy.widgets.publishing import PublishAuthError, PublishConflictError
+
+        try:
+            with self.channel_context() as ctx:
+                return getattr(module(self.channel), step)(ctx, *args)
+        except (PublishConflictError, PublishAuthError) as exc:
+            context["ti"].xcom_push(key="error", value=str(exc))
+            raise AirflowFailException(str(exc)) from exc
+        except Exception as exc:
+            context["ti"].xcom_push(key="error", value=f"{type(exc).__name__}: {exc}")
+            raise
+
+
+class PublishWidgetOperator(ChannelOperator):
+    """Publishes one marketplace's artifact; already published with the same bytes is a quick success."""
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        publications = self.run_channel_step(context, "publish")
+        for pub in publications:
+            self.log.info("%s -> %s: %s %s %s", pub.channel, pub.destination, pub.outcome, pub.location, pub.detail)
+        return [pub.to_dict() for pub in publications]
+
+
+class VerifyWidgetOperator(ChannelOperator):
+    """Checks the channel as a merchant gets it: CDN URLs in a deferred trigger, then the channel's own checks."""
+
+    template_fields = (*ChannelOperator.template_fields, "publications")
+
+    def __init__(self, *, publications: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.publications = publications
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from varai_deploy.hooks.cdn import expected_cache_control
+        from varai_deploy.triggers.cdn import CdnHashTrigger
+        from varai_deploy.widgets import Manifest
+
+        urls = [p["location"] for p in self.publications if p["destination"] == "cdn" and p["outcome"] != "skipped"]
+        if not urls:
+            return self.verified(context, None)
+        self.defer(
+            trigger=CdnHashTrigger(
+                urls=urls,
+                sha256=Manifest.from_dict(self.manifest).widget_sha256,
+                expect_cache_control={url: expected_cache_control(url) for url in urls},
+                poll_interval=CDN_POLL_INTERVAL,
+                timeout=CDN_CHECK_TIMEOUT,
+            ),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowException
+
+        if event.get("status") != "success":
+            message = f"{self.channel}: CDN check failed: {event.get('message')}"
+            context["ti"].xcom_push(key="error", value=message)
+            raise AirflowException(message)
+        return self.verified(context, event)
+
+    def verified(self, context: Any, cdn_event: dict[str, Any] | None) -> dict[str, Any]:
+        checks = [f"CDN serves the release's bytes at {url}" for url in (cdn_event or {}).get("urls", {})]
+        checks += self.run_channel_step(context, "verify")
+        for check in checks:
+            self.log.info("%s verified: %s", self.channel, check)
+        return {"channel": self.channel, "checks": checks}
+
+
+class WidgetSummaryOperator(BaseOperator):
+    """Which marketplaces are live and where; fails the run when any channel failed (after all of them ran)."""
+
+    template_fields = ("channels",)
+
+    def __init__(self, *, channels: Any, group_id: str, gate_task_id: str, build_task_id: str, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(**kwargs)
+        self.channels = channels
+        self.group_id = group_id
+        self.gate_task_id = gate_task_id
+        self.build_task_id = build_task_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+
+        ti = context["ti"]
+        if not ti.xcom_pull(task_ids=self.gate_task_id):
+            raise AirflowSkipException("the backend release did not pass: no widget was published")
+        if ti.xcom_pull(task_ids=self.build_task_id) is None:
+            raise AirflowException(f"{self.build_task_id} failed: no widget was published (see its log)")
+        channels = list(self.channels or [])
+        summary: dict[str, Any] = {}
+        for index, channel in enumerate(channels):
+            published = ti.xcom_pull(task_ids=f"{self.group_id}.publish", map_indexes=index) or []
+            verified = ti.xcom_pull(task_ids=f"{self.group_id}.verify", map_indexes=index)
+            error = ti.xcom_pull(task_ids=f"{self.group_id}.verify", map_indexes=index, key="error") or ti.xcom_pull(
+                task_ids=f"{self.group_id}.publish", map_indexes=index, key="error"
+            )
+            live = verified is not None
+            summary[channel] = {"live": live, "publications": published, "error": None if live else error}
+        lines = []
+        for channel, row in summary.items():
+            if row["live"]:
+                for pub in row["publications"]:
+                    lines.append(f"{SUMMARY_PREFIX} {channel} {pub['destination']} {pub['outcome']} {pub['location']}")
+            else:
+                lines.append(f"{SUMMARY_PREFIX} {channel} FAILED {row['error'] or 'did not complete'}")
+        print("\n".join(lines) if lines else f"{SUMMARY_PREFIX} none: no marketplace was selected")
+        failed = [c for c, row in summary.items() if not row["live"]]
+        if failed:
+            live = [c for c, row in summary.items() if row["live"]]
+            raise AirflowException(
+                f"widget publication failed for {', '.join(failed)} (live: {', '.join(live) or 'none'}); "
+                f"fix the cause and clear the failed {self.group_id} task of that channel to retry only it"
+            )
+        return summary

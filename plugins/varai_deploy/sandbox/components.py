@@ -1,0 +1,84 @@
+"""The sandbox's widget-publishing stand-ins (storage, CDN, npm, SVN, Marketplace, Shopify), one shape each.
+
+Each is a local server the control plane starts on ``up``, stops on ``down`` and lists under
+``endpoints`` in ``status``; each module describes itself with a :class:`Component`, so adding one
+touches only the registry below. Connections the components serve are written, for Airflow, to
+``<home>/connections.env`` (0600), which ``airflow.sh`` sources.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from varai_deploy.sandbox.processes import Marker
+    from varai_deploy.sandbox.settings import SandboxSettings
+
+#: Registry order is start order: the CDN serves what the storage emulator holds.
+COMPONENT_MODULES: dict[str, str] = {
+    "storage": "varai_deploy.sandbox.storage",
+    "cdn": "varai_deploy.sandbox.cdn",
+    "npm_registry": "varai_deploy.sandbox.npm_registry",
+    "svn": "varai_deploy.sandbox.svn",
+    "marketplace": "varai_deploy.sandbox.marketplace",
+    "shopify": "varai_deploy.sandbox.shopify",
+}
+COMPONENT_NAMES = tuple(COMPONENT_MODULES)
+#: Ports: ``component_port_base + offset``; the base defaults to the gateway port minus this.
+COMPONENT_PORT_GAP = 20
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    offset: int
+    #: The command line; one flag/value pair names a path under the home, so the process is known as ours.
+    marker: Callable[[SandboxSettings, int], Marker]
+    #: Does it answer yet? Fast, never raises.
+    ready: Callable[[SandboxSettings, int], bool]
+    #: Idempotent set-up before a start: directories, config files, repositories, credential files.
+    prepare: Callable[[SandboxSettings, int], None] | None = None
+    #: The Airflow connections it serves: ``{conn_id: {"conn_type": ..., "host": ..., ...}}``.
+    connections: Callable[[SandboxSettings, int], dict[str, dict[str, Any]]] | None = None
+    #: Raise SandboxError with an install hint when its program is missing.
+    check_installed: Callable[[SandboxSettings], None] | None = None
+    start_timeout: float = 30.0
+
+
+def load(name: str) -> Component:
+    component = importlib.import_module(COMPONENT_MODULES[name]).COMPONENT
+    assert component.name == name, f"{COMPONENT_MODULES[name]} describes {component.name!r}, not {name!r}"
+    assert component.offset == COMPONENT_NAMES.index(name), f"{name}: offset must be its registry position"
+    return component
+
+
+def enabled(settings: SandboxSettings) -> list[Component]:
+    return [load(name) for name in settings.components]
+
+
+def connections_env(settings: SandboxSettings) -> str:
+    """``export AIRFLOW_CONN_<ID>=<json>`` lines for every enabled component's connections."""
+    lines = ["# Written by `python -m varai_deploy.sandbox up`: the sandbox's Airflow connections (secrets: 0600)."]
+    for component in enabled(settings):
+        if component.connections is None:
+            continue
+        port = settings.component_port(component.name)
+        for conn_id, conn in component.connections(settings, port).items():
+            lines.append(f"export AIRFLOW_CONN_{conn_id.upper()}={shlex.quote(json.dumps(conn, sort_keys=True))}")
+    return "\n".join(lines) + "\n"
+
+
+def write_connections_env(settings: SandboxSettings) -> None:
+    path = settings.connections_env_file
+    text = connections_env(settings)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,37 @@
+"""Secrets the sandbox invents for its stand-ins (SVN password, npm password, API tokens).
+
+Random, generated once per sandbox home and kept in ``<home>/credentials.json`` (0600), so a
+restarted sandbox keeps accepting what Airflow's connections hold. Never printed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from varai_deploy.sandbox.settings import SandboxSettings
+
+
+def secret(settings: SandboxSettings, name: str) -> str:
+    """The sandbox's secret called ``name``, created on first use."""
+    path = settings.credentials_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(path.name + ".lock")
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            values = {}
+        if name not in values:
+            values[name] = secrets.token_urlsafe(24)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(values, fh)
+            os.replace(tmp, path)
+        return values[name]
