@@ -11,6 +11,8 @@ UV_VERSION := 0.13.9
 STAMP := .make
 SANDBOX := PYTHONPATH=plugins $(PY) -m varai_deploy.sandbox
 AIRFLOW_HOME ?= .airflow
+VERDACCIO := include/sandbox/verdaccio
+NODE_TOOLS := $(VERDACCIO)/node_modules/.package-lock.json
 
 .PHONY: help setup demo test lint airflow sandbox-up sandbox-down sandbox-status lock bench clean
 
@@ -21,7 +23,7 @@ help:
 	@echo "make sandbox-up | sandbox-down | sandbox-status"
 	@echo "make bench                  run the benchmarks in benchmarks/"
 
-setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/node-tools $(STAMP)/airflow-db
+setup: $(STAMP)/apt $(STAMP)/venv $(NODE_TOOLS) $(STAMP)/airflow-db
 
 # Debian packages the sandbox runs: Prometheus, and the widget channels' real servers and clients
 # (svnserve/svn, composer with PHP's zip extension, node/npm for Verdaccio). Only what is missing is
@@ -45,9 +47,8 @@ $(STAMP)/apt: $(if $(APT_MISSING),FORCE)
 	fi
 	@touch $@
 
-# Verdaccio (the sandbox npm registry), pinned by its package-lock.json.
-VERDACCIO := include/sandbox/verdaccio
-$(STAMP)/node-tools: $(VERDACCIO)/package-lock.json $(STAMP)/apt
+# Verdaccio (the sandbox npm registry), pinned by its package-lock.json; npm ci writes the target.
+$(NODE_TOOLS): $(VERDACCIO)/package-lock.json $(STAMP)/apt
 	@echo "Installing Verdaccio (npm ci) ..."
 	@npm ci --prefix $(VERDACCIO) --no-audit --no-fund --loglevel=error > $(STAMP)/npm.log 2>&1 \
 		|| { tail -20 $(STAMP)/npm.log; exit 1; }
@@ -87,7 +88,7 @@ airflow: setup
 	@echo "  $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated   Ctrl-C stops it."
 	@./airflow.sh standalone
 
-sandbox-up: $(STAMP)/venv $(STAMP)/node-tools
+sandbox-up: $(STAMP)/venv $(NODE_TOOLS)
 	@$(SANDBOX) up
 sandbox-down: $(STAMP)/venv
 	@$(SANDBOX) down

@@ -29,6 +29,8 @@ ENV = {
     "VARAI_SANDBOX_HOME": str(SCRATCH / "sandbox"),
     "VARAI_SANDBOX_GATEWAY_PORT": "19280",
     "VARAI_SANDBOX_PORT_BASE": "19300",
+    # Backend timings only: no widget stand-ins, no marketplaces (benchmarks/widget_publish.py times those).
+    "VARAI_SANDBOX_COMPONENTS": "none",
 }
 os.environ.update(ENV)
 # The plain path runs in this process, so it needs the connections airflow.sh would derive.
@@ -127,9 +129,9 @@ def main() -> None:
     sandbox = Sandbox()
     sandbox.up()
     try:
-        stage = run_release({"version": "v1.0.0"})
+        stage = run_release({"version": "v1.0.0", "marketplaces": []})
         assert stage.succeeded, stage.errors
-        airflow_run = run_release({"version": "v1.0.1"})
+        airflow_run = run_release({"version": "v1.0.1", "marketplaces": []})
         assert airflow_run.succeeded, airflow_run.errors
         plain = plain_release("v1.0.2")
     finally:

@@ -30,6 +30,8 @@ os.environ.update(
         "VARAI_SANDBOX_HOME": str(SCRATCH / "sandbox"),
         "VARAI_SANDBOX_GATEWAY_PORT": "19280",
         "VARAI_SANDBOX_PORT_BASE": "19300",
+        # Backend timings only: no widget stand-ins, no marketplaces.
+        "VARAI_SANDBOX_COMPONENTS": "none",
     }
 )
 for derived in ("AIRFLOW_CONN_VARAI_GATEWAY", "AIRFLOW_CONN_VARAI_METRICS"):
@@ -70,16 +72,16 @@ def main() -> None:
     sandbox.up()
     rows, failed = [], {}
     try:
-        assert run_release({"version": "v1.0.0"}).succeeded
+        assert run_release({"version": "v1.0.0", "marketplaces": []}).succeeded
         started = time.time()
-        good = run_release({"version": "v1.0.1"})
+        good = run_release({"version": "v1.0.1", "marketplaces": []})
         assert good.succeeded, good.errors
         failed["good release v1.0.1"] = sandbox.traffic_report(since=started, until=time.time())["failed"]
         for rule, version, fault, is_bad in CASES:
             fault = dict(fault)
             sandbox.register_fault(version, fault.pop("mode"), services=[SERVICE], **fault)
             started = time.time()
-            run = run_release({"version": version, "services": [SERVICE]})
+            run = run_release({"version": version, "services": [SERVICE], "marketplaces": []})
             assert not run.succeeded, f"{rule}: the bad release was not rolled back"
             time.sleep(2)  # let the last in-flight answers land in the log
             report = sandbox.traffic_report(since=started, until=time.time())

@@ -32,6 +32,8 @@ from varai_deploy.widgets.manifest import MANIFEST_NAME, SCHEMA, Artifact, Chann
 from varai_deploy.widgets.minify import minify_js, sri
 from varai_deploy.widgets.versions import package_version
 
+#: Builds from another checkout of the sources when set (the tests change a published version's bytes).
+SOURCES_ENV = "VARAI_WIDGET_SOURCES"
 #: The widget sources and the per-channel package templates.
 WIDGETS_DIR = REPO_ROOT / "include" / "widgets"
 #: Replaced, in every source and template, by the version without its ``v`` (``1.4.2``).
@@ -61,7 +63,7 @@ def magento_zip_name(plain_version: str) -> str:
 
 
 def build_release(
-    version: str, out_dir: str | os.PathLike[str], *, sources: str | os.PathLike[str] = WIDGETS_DIR
+    version: str, out_dir: str | os.PathLike[str], *, sources: str | os.PathLike[str] | None = None
 ) -> Manifest:
     """Build every channel's artifact for ``version`` (a tag such as ``v1.4.2``) into ``out_dir``.
 
@@ -69,7 +71,7 @@ def build_release(
     retried task converges). Nothing is written before the version and the sources are checked.
     """
     plain = package_version(version)
-    sources = Path(sources)
+    sources = Path(sources or os.environ.get(SOURCES_ENV) or WIDGETS_DIR)
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
 

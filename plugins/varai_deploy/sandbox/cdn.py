@@ -1,0 +1,42 @@
+"""The sandbox's CDN: serves the storage emulator's widget bucket over HTTP at the guide's public paths.
+
+``public_url`` of the ``varai_cdn`` connection points here, so the URLs a release reports are the
+ones a merchant's browser (and the release's own consumer-side check) loads.
+"""
+
+from __future__ import annotations
+
+import http.client
+
+from varai_deploy.sandbox.cdn_server import HEALTH_PATH
+from varai_deploy.sandbox.components import Component
+from varai_deploy.sandbox.processes import Marker
+from varai_deploy.sandbox.settings import SandboxSettings
+from varai_deploy.sandbox.storage import BUCKET
+
+MODULE = "varai_deploy.sandbox.cdn_server"
+
+
+def marker(settings: SandboxSettings, port: int) -> Marker:
+    flags = (
+        ("--home", str(settings.home)),
+        ("--host", settings.host),
+        ("--port", str(port)),
+        ("--storage", settings.component_url("storage")),
+        ("--bucket", BUCKET),
+    )
+    return Marker(MODULE, flags)
+
+
+def ready(settings: SandboxSettings, port: int) -> bool:
+    conn = http.client.HTTPConnection(settings.host, port, timeout=0.5)
+    try:
+        conn.request("GET", HEALTH_PATH)
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+COMPONENT = Component(name="cdn", offset=1, marker=marker, ready=ready)

@@ -1,0 +1,78 @@
+"""The sandbox's GCS bucket for the widget CDN: the storage emulator, and the ``varai_cdn`` connection.
+
+The release publishes the HTML widget into bucket ``varai-widgets`` through ``CdnHook`` exactly as
+in production; only the connection differs (anonymous, ``api_endpoint`` pointing here). The CDN
+component (cdn.py) serves the same bucket to browsers.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib.util
+from typing import Any
+
+from varai_deploy.sandbox.components import Component
+from varai_deploy.sandbox.errors import SandboxError
+from varai_deploy.sandbox.processes import Marker
+from varai_deploy.sandbox.settings import SandboxSettings
+from varai_deploy.sandbox.storage_server import data_dir
+
+MODULE = "varai_deploy.sandbox.storage_server"
+BUCKET = "varai-widgets"
+PROJECT = "varai-sandbox"
+CONN_ID = "varai_cdn"
+COMPOSER_CONN_ID = "varai_composer"
+
+
+def marker(settings: SandboxSettings, port: int) -> Marker:
+    flags = (("--home", str(settings.home)), ("--host", settings.host), ("--port", str(port)), ("--bucket", BUCKET))
+    return Marker(MODULE, flags)
+
+
+def ready(settings: SandboxSettings, port: int) -> bool:
+    """Answering, with the bucket created."""
+    conn = http.client.HTTPConnection(settings.host, port, timeout=0.5)
+    try:
+        conn.request("GET", f"/storage/v1/b/{BUCKET}")
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def prepare(settings: SandboxSettings, port: int) -> None:
+    data_dir(settings.home).mkdir(parents=True, exist_ok=True)
+
+
+def connections(settings: SandboxSettings, port: int) -> dict[str, dict[str, Any]]:
+    extra = {
+        "is_anonymous": True,
+        "project": PROJECT,
+        "api_endpoint": settings.url_for_port(port),
+        "bucket": BUCKET,
+        "public_url": settings.component_url("cdn"),
+    }
+    cdn = {"conn_type": "google_cloud_platform", "extra": extra}
+    # The Composer repository is a static one in the same bucket, under composer/ (production may
+    # give it its own bucket and domain through its own connection).
+    return {CONN_ID: cdn, COMPOSER_CONN_ID: {**cdn, "extra": {**extra, "prefix": "composer"}}}
+
+
+def check_installed(settings: SandboxSettings) -> None:
+    if importlib.util.find_spec("gcp_storage_emulator") is None:
+        raise SandboxError(
+            "the sandbox storage needs the gcp-storage-emulator package in the venv: "
+            "`.venv/bin/pip install -r requirements.txt` (or `make setup`)"
+        )
+
+
+COMPONENT = Component(
+    name="storage",
+    offset=0,
+    marker=marker,
+    ready=ready,
+    prepare=prepare,
+    connections=connections,
+    check_installed=check_installed,
+)
