@@ -79,11 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", required=True)
     parser.add_argument("--environment", default="sandbox")
     parser.add_argument("--services", nargs="*", help="default: all")
+    parser.add_argument("--marketplaces", nargs="*", help="widget channels (default: all; none given: no widget)")
     parser.add_argument("--log", type=Path, help="write the full Airflow output here")
     args = parser.parse_args(argv)
     conf = {"version": args.version, "environment": args.environment}
     if args.services:
         conf["services"] = args.services
+    if args.marketplaces is not None:
+        conf["marketplaces"] = args.marketplaces
     run = run_release(conf, log_path=args.log)
     widgets = widget_lines(run.log)
     if widgets:
