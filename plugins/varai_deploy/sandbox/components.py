@@ -49,6 +49,11 @@ class Component:
     #: Raise SandboxError with an install hint when its program is missing.
     check_installed: Callable[[SandboxSettings], None] | None = None
     start_timeout: float = 30.0
+    #: Its URL in ``status``; None: ``http://<host>:<port>``.
+    endpoint: Callable[[SandboxSettings, int], str] | None = None
+
+    def url(self, settings: SandboxSettings, port: int) -> str:
+        return self.endpoint(settings, port) if self.endpoint else settings.url_for_port(port)
 
 
 def load(name: str) -> Component:

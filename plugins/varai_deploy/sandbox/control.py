@@ -195,10 +195,10 @@ class Sandbox:
         generator = state["components"].get("traffic")
         running = bool(generator and self._traffic_running(generator))
         endpoints = {"gateway": self.settings.gateway_url, "prometheus": self.settings.prometheus_url}
-        for name in self.settings.components:
-            record = state["components"].get(name)
+        for component in components.enabled(self.settings):
+            record = state["components"].get(component.name)
             if record:
-                endpoints[name] = self.settings.url_for_port(int(record["port"]))
+                endpoints[component.name] = component.url(self.settings, int(record["port"]))
         return {
             "services": services,
             "endpoints": endpoints,

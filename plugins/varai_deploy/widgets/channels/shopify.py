@@ -21,18 +21,14 @@ import tomllib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from varai_deploy.widgets.channels.cdn_script import ALIAS, publish_script
 from varai_deploy.widgets.publishing import ChannelContext, Publication, PublishConflictError, PublishError
 
 if TYPE_CHECKING:
-    from varai_deploy.hooks.cdn import CdnHook, Stored
     from varai_deploy.hooks.shopify import AppVersion, ShopifyHook
     from varai_deploy.widgets.manifest import Manifest
 
 CHANNEL = "shopify"
-CONTENT_TYPE = "application/javascript; charset=utf-8"
-ALIAS = "latest"
-#: Custom metadata on the alias: the version it serves, so an older release never moves it back.
-VERSION_KEY = "varai-version"
 EXTENSION_TOML = "shopify.extension.toml"
 THEME_MODULE_CONFIG = json.dumps({"theme_extension": {"files": {}}})
 _DIGEST = re.compile(r"extension sha256 ([0-9a-f]{64})")
@@ -49,7 +45,7 @@ def publish(ctx: ChannelContext) -> list[Publication]:
 
     files, toml = _extension(ctx)
     widget = files[ctx.manifest.channels[CHANNEL].widget]
-    publications = _publish_cdn(ctx, CdnHook(ctx.connection("cdn"), channel=CHANNEL), widget)
+    publications = publish_script(ctx, CdnHook(ctx.connection("cdn"), channel=CHANNEL), CHANNEL, object_name, widget)
     publications.append(_publish_app_version(ctx, ShopifyHook(ctx.connection("shopify")), files, toml))
     return publications
 
@@ -120,48 +116,6 @@ def _bundled_from_manifest(manifest: Manifest) -> dict[str, str]:
 
 def _handle(toml: dict) -> str:
     return toml.get("handle") or re.sub(r"[^a-z0-9]+", "-", toml["name"].lower()).strip("-")
-
-
-# -- CDN ------------------------------------------------------------------------------------------
-def _publish_cdn(ctx: ChannelContext, hook: CdnHook, widget: bytes) -> list[Publication]:
-    from varai_deploy.hooks.cdn import ALIAS_CACHE_CONTROL, IMMUTABLE_CACHE_CONTROL
-
-    version = ctx.manifest.package_version
-    pinned = object_name(version)
-    outcome = hook.put_immutable(
-        pinned, widget, content_type=CONTENT_TYPE, cache_control=IMMUTABLE_CACHE_CONTROL, channel=CHANNEL
-    )
-    publications = [Publication(CHANNEL, "cdn", outcome, hook.public_url(pinned), f"integrity {ctx.manifest.cdn_sri}")]
-    alias = object_name(ALIAS)
-    held_back = _why_alias_stays(ctx, hook.stat(alias))
-    if held_back:
-        publications.append(Publication(CHANNEL, "cdn", "skipped", hook.public_url(alias), held_back))
-        return publications
-    outcome = hook.put_alias(
-        alias,
-        widget,
-        content_type=CONTENT_TYPE,
-        cache_control=ALIAS_CACHE_CONTROL,
-        channel=CHANNEL,
-        metadata={VERSION_KEY: version},
-    )
-    publications.append(Publication(CHANNEL, "cdn", outcome, hook.public_url(alias), f"serves {version}"))
-    return publications
-
-
-def _why_alias_stays(ctx: ChannelContext, alias: Stored | None) -> str | None:
-    version = ctx.manifest.package_version
-    if ctx.prerelease:
-        return f"{version} is a pre-release: {ALIAS} is left alone (pin /{version}/ to test it)"
-    current = (alias.metadata.get(VERSION_KEY) if alias else None) or ""
-    if _release_key(current) > _release_key(version):
-        return f"{ALIAS} serves {current}, newer than {version}: left alone ({ALIAS} only moves forward)"
-    return None
-
-
-def _release_key(version: str) -> tuple[int, ...]:
-    parts = version.split(".")
-    return tuple(int(p) for p in parts) if len(parts) == 3 and all(p.isdigit() for p in parts) else ()
 
 
 # -- the app version ------------------------------------------------------------------------------
