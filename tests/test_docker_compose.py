@@ -71,3 +71,11 @@ def test_secrets_must_come_from_the_environment():
     result = config({})
     assert result.returncode != 0
     assert "required variable" in result.stderr and "in .env" in result.stderr
+
+
+def test_the_worker_image_has_the_clients_the_widget_tasks_run(project):
+    dockerfile = project["services"]["airflow-worker"]["build"]["dockerfile_inline"]
+    install = next(line for line in dockerfile.splitlines() if "apt-get install" in line)
+    for package in ("subversion", "composer", "php-cli", "php-zip", "npm"):
+        assert package in install.split(), package
+    assert "pip install --no-cache-dir -r /requirements.txt" in dockerfile

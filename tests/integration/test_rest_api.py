@@ -180,7 +180,7 @@ def test_a_firing_alert_rolls_the_labelled_service_back(airflow_api, sandbox):
         "POST",
         "/api/v2/dags/ai_discovery_release/dagRuns",
         airflow_api,
-        {"logical_date": None, "conf": {"version": "v1.2.1", "services": ["analytics"]}},
+        {"logical_date": None, "conf": {"version": "v1.2.1", "services": ["analytics"], "marketplaces": []}},
     )
     assert status == 200, run
     assert wait_for_run(airflow_api, "ai_discovery_release", run["dag_run_id"]) == "success"
@@ -205,3 +205,53 @@ def test_a_resolved_alert_is_ignored(airflow_api):
     resolved = {**ALERT, "status": "resolved", "alerts": [{**ALERT["alerts"][0], "status": "resolved"}]}
     status, body = call("POST", "/varai/alerts", body=resolved, auth=f"Bearer {WEBHOOK_TOKEN}")
     assert (status, body["status"]) == (200, "ignored")
+
+
+def task_instances(token: str, run_id: str) -> dict[tuple[str, int], dict]:
+    path = f"/api/v2/dags/ai_discovery_release/dagRuns/{run_id}/taskInstances?limit=200"
+    return {(ti["task_id"], ti["map_index"]): ti for ti in call("GET", path, token)[1]["task_instances"]}
+
+
+def test_a_failed_marketplace_is_retried_alone_by_clearing_its_task(airflow_api, sandbox):
+    """The npm registry is down: html fails, woocommerce goes live; once npm is back, clearing html's
+    failed task (as an operator does in the UI) republishes html only and the run ends successful."""
+    record = sandbox.store.read()["components"]["npm_registry"]
+    os.kill(record["pid"], signal.SIGTERM)
+    try:
+        conf = {"version": "v1.2.2", "services": ["analytics"], "marketplaces": ["html", "woocommerce"]}
+        status, run = call(
+            "POST", "/api/v2/dags/ai_discovery_release/dagRuns", airflow_api, {"logical_date": None, "conf": conf}
+        )
+        assert status == 200, run
+        run_id = run["dag_run_id"]
+        assert wait_for_run(airflow_api, "ai_discovery_release", run_id, timeout=300) == "failed"
+    finally:
+        sandbox.up()  # brings the registry back
+    tis = task_instances(airflow_api, run_id)
+    publish = "widgets.marketplace.publish"
+    assert tis[(publish, 0)]["rendered_map_index"] == "html"
+    assert tis[(publish, 0)]["state"] == "failed"
+    assert tis[("widgets.marketplace.verify", 1)]["state"] == "success"  # woocommerce is live
+    assert tis[("widgets.summary", -1)]["state"] == "failed"
+    # The backend release stands: analytics serves v1.2.2.
+    assert gateway_versions()["analytics"][1] == "v1.2.2"
+    woocommerce_tries = tis[(publish, 1)]["try_number"]
+
+    status, cleared = call(
+        "POST",
+        "/api/v2/dags/ai_discovery_release/clearTaskInstances",
+        airflow_api,
+        {
+            "dag_run_id": run_id,
+            "task_ids": [[publish, 0]],
+            "include_downstream": True,
+            "only_failed": False,
+            "dry_run": False,
+        },
+    )
+    assert status == 200, cleared
+    assert wait_for_run(airflow_api, "ai_discovery_release", run_id, timeout=300) == "success"
+    tis = task_instances(airflow_api, run_id)
+    assert tis[(publish, 0)]["state"] == "success"
+    assert tis[(publish, 1)]["try_number"] == woocommerce_tries  # woocommerce was not published again
+    assert tis[("widgets.summary", -1)]["state"] == "success"

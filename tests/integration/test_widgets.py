@@ -1,0 +1,163 @@
+"""Phase 4 through real Airflow: the widget published to all four marketplaces on the sandbox's real servers.
+
+Runs after the release and rollback tests on the same sandbox (a session fixture); each test starts
+from what the previous one left. Every check reads what a merchant would get: the CDN over HTTP,
+the npm registry's packument, an anonymous SVN read, the Composer repository's packages.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.support.stack import gateway_versions, release
+from varai_deploy.release_cli import widget_lines
+from varai_deploy.services import SERVICE_NAMES
+from varai_deploy.widgets import WIDGETS_DIR, build_release
+
+pytestmark = pytest.mark.integration
+
+VERSION = "v2.0.0"
+PLAIN = "2.0.0"
+ALL = ["html", "shopify", "woocommerce", "magento"]
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    return build_release(VERSION, tmp_path_factory.mktemp("widgets") / "build")
+
+
+@pytest.fixture(scope="module")
+def endpoints(sandbox):
+    return sandbox.status()["endpoints"]
+
+
+def fetch(url: str) -> tuple[int, bytes, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read(), dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), dict(exc.headers)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def cdn_state(endpoints) -> dict[str, tuple[int, str]]:
+    cdn = endpoints["cdn"]
+    paths = [
+        f"/widgets/html/{PLAIN}/js/varai-widget.min.js",
+        "/widgets/html/latest/js/varai-widget.min.js",
+        f"/widgets/shopify/{PLAIN}/widget.js",
+    ]
+    return {path: (lambda r: (r[0], sha256(r[1])))(fetch(cdn + path)) for path in paths}
+
+
+def npm_state(endpoints) -> dict:
+    status, body, _ = fetch(endpoints["npm_registry"] + "/@varai%2fwidget")
+    assert status == 200, body[:300]
+    doc = json.loads(body)
+    return {"dist-tags": doc["dist-tags"], "dist": doc["versions"][PLAIN]["dist"]}
+
+
+def svn_tag_file(endpoints, path: str) -> bytes:
+    """What an anonymous user (a merchant's WordPress) reads from the plugin repository."""
+    url = f"{endpoints['svn']}/varai-ai-discovery/tags/{PLAIN}/{path}"
+    done = subprocess.run(["svn", "cat", "--non-interactive", url], capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout
+
+
+def rows(run) -> dict[str, list[tuple[str, str]]]:
+    """channel -> [(destination, outcome)] from the summary the run printed."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for line in widget_lines(run.log):
+        channel, destination, outcome, *_ = line.split()
+        out.setdefault(channel, []).append((destination, outcome))
+    return out
+
+
+def test_a_full_release_publishes_every_marketplace_and_verifies_it(stack, sandbox, endpoints, manifest):
+    run = release(stack, VERSION, marketplaces=ALL)
+    assert run.succeeded, run.errors or run.log[-3000:]
+    assert gateway_versions() == {name: (200, VERSION, gateway_versions()[name][2]) for name in SERVICE_NAMES}
+    published = rows(run)
+    assert sorted(published) == sorted(ALL), published
+    assert all(outcome == "published" for pairs in published.values() for _, outcome in pairs), published
+    # Merchants get the same bytes everywhere: the CDN (versioned and latest), npm, SVN.
+    assert set(cdn_state(endpoints).values()) == {(200, manifest.widget_sha256)}
+    versioned = fetch(endpoints["cdn"] + f"/widgets/html/{PLAIN}/js/varai-widget.min.js")[2]
+    assert "immutable" in versioned["Cache-Control"]
+    npm = npm_state(endpoints)
+    assert npm["dist-tags"]["latest"] == PLAIN
+    assert sha256(svn_tag_file(endpoints, "assets/js/varai-widget.min.js")) == manifest.widget_sha256
+    readme = subprocess.run(
+        ["svn", "cat", "--non-interactive", f"{endpoints['svn']}/varai-ai-discovery/trunk/readme.txt"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"Stable tag: {PLAIN}" in readme
+    # The verify tasks ran the consumer-side checks (npm pack, svn export, composer require).
+    assert run.log.count("verified:") >= 4
+
+
+def test_publishing_the_same_version_again_changes_nothing(stack, sandbox, endpoints):
+    before = (cdn_state(endpoints), npm_state(endpoints))
+    run = release(stack, VERSION, marketplaces=ALL)
+    assert run.succeeded, run.errors or run.log[-3000:]
+    outcomes = {outcome for pairs in rows(run).values() for _, outcome in pairs}
+    assert outcomes == {"unchanged"}, rows(run)
+    assert (cdn_state(endpoints), npm_state(endpoints)) == before
+
+
+def test_different_bytes_under_a_published_version_are_refused_and_nothing_is_overwritten(
+    stack, sandbox, endpoints, manifest, tmp_path
+):
+    sources = tmp_path / "widgets"
+    shutil.copytree(WIDGETS_DIR, sources)
+    script = sources / "src" / "varai-widget.js"
+    script.write_text(script.read_text().replace("__VARAI_VERSION__", "__VARAI_VERSION__-tampered", 1))
+    before = (cdn_state(endpoints), npm_state(endpoints), svn_tag_file(endpoints, "assets/js/varai-widget.min.js"))
+    run = release(stack, VERSION, marketplaces=ALL, env={"VARAI_WIDGET_SOURCES": str(sources)})
+    assert not run.succeeded
+    failed = {line.split()[0] for line in widget_lines(run.log) if line.split()[1] == "FAILED"}
+    assert failed == set(ALL), widget_lines(run.log)
+    assert "already published" in run.log
+    after = (cdn_state(endpoints), npm_state(endpoints), svn_tag_file(endpoints, "assets/js/varai-widget.min.js"))
+    assert after == before
+    assert set(after[0].values()) == {(200, manifest.widget_sha256)}
+
+
+def test_a_refused_token_fails_only_its_marketplace(stack, sandbox, endpoints):
+    wrong = json.dumps({"conn_type": "http", "host": endpoints["npm_registry"], "password": "not-the-token"})
+    run = release(stack, "v2.0.1", marketplaces=["html", "woocommerce"], env={"AIRFLOW_CONN_VARAI_NPM": wrong})
+    assert not run.succeeded
+    summary = rows(run)
+    assert ("svn", "published") in summary["woocommerce"], summary
+    assert summary["html"][0][0] == "FAILED", summary
+    assert "varai_npm" in " ".join(widget_lines(run.log))
+    assert "not-the-token" not in run.log
+    # The backend release stands: a widget channel failing is no reason to roll the services back.
+    assert {v for _, v, _ in gateway_versions().values()} == {"v2.0.1"}
+    # The same release again with the right token converges: html goes live, woocommerce is unchanged.
+    again = release(stack, "v2.0.1", marketplaces=["html", "woocommerce"])
+    assert again.succeeded, again.errors or again.log[-3000:]
+    assert ("svn", "unchanged") in rows(again)["woocommerce"]
+    assert ("npm", "published") in rows(again)["html"]
+
+
+def test_a_missing_credential_fails_before_anything_changes(stack, sandbox, endpoints):
+    no_token = json.dumps({"conn_type": "http", "host": "127.0.0.1"})
+    run = release(stack, "v2.0.2", marketplaces=ALL, env={"AIRFLOW_CONN_VARAI_SHOPIFY": no_token})
+    assert not run.succeeded
+    assert "'varai_shopify' (shopify) has no password" in " ".join(run.errors)
+    assert {v for _, v, _ in gateway_versions().values()} == {"v2.0.1"}
+    assert fetch(endpoints["cdn"] + "/widgets/html/2.0.2/js/varai-widget.min.js")[0] == 404
