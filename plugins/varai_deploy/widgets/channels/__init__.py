@@ -22,7 +22,7 @@ ROLES: dict[str, tuple[str, ...]] = {
 
 #: Roles whose connection must carry a secret in its password field, and what that secret is.
 SECRET_ROLES: dict[str, str] = {
-    "npm": "the npm automation token",
+    "npm": "the npm automation token (with a login: the publisher password)",
     "wordpress_svn": "the WordPress.org SVN password",
     "magento_marketplace": "the Marketplace API secret (login: the API key)",
     "shopify": "the Shopify access token",
