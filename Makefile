@@ -21,7 +21,7 @@ help:
 	@echo "make test                   set everything up, run ruff and the tests"
 	@echo "make airflow                airflow standalone on http://127.0.0.1:8080 (user admin)"
 	@echo "make sandbox-up | sandbox-down | sandbox-status"
-	@echo "make bench                  run the benchmarks in benchmarks/"
+	@echo "make bench                  run the benchmarks in benchmarks/ (release, rollback, widget publication)"
 
 setup: $(STAMP)/apt $(STAMP)/venv $(NODE_TOOLS) $(STAMP)/airflow-db
 
@@ -98,6 +98,7 @@ sandbox-status: $(STAMP)/venv
 bench: setup
 	@PYTHONPATH=plugins:. $(PY) benchmarks/release_wall.py
 	@PYTHONPATH=plugins:. $(PY) benchmarks/rollback_latency.py
+	@PYTHONPATH=plugins:. $(PY) benchmarks/widget_publish.py
 
 lock:
 	$(UV) pip compile requirements.in -o requirements.txt --python-version 3.11 --no-header
