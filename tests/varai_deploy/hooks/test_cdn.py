@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.varai_deploy.sandbox.cdn_stack import CdnStack, cdn_stack
+from tests.support.cdn_stack import CdnStack, cdn_stack
 from varai_deploy.hooks.cdn import CdnHook
 from varai_deploy.widgets.publishing import PublishAuthError, PublishConflictError, PublishError
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.varai_deploy.sandbox.magento_stack import MagentoStack, magento_stack
+from tests.support.magento_stack import MagentoStack, magento_stack
 from varai_deploy.hooks.magento_marketplace import MagentoMarketplaceHook
 from varai_deploy.widgets.publishing import PublishAuthError, PublishError
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.varai_deploy.sandbox.npm_stack import NpmStack, npm_stack
+from tests.support.npm_stack import NpmStack, npm_stack
 from varai_deploy.hooks import npm as npm_module
 from varai_deploy.hooks.npm import NpmRegistryHook
 from varai_deploy.widgets import build_release

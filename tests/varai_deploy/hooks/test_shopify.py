@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.varai_deploy.sandbox.shopify_stack import ShopifyStack, shopify_stack
+from tests.support.shopify_stack import ShopifyStack, shopify_stack
 from varai_deploy.hooks.shopify import ShopifyHook
 from varai_deploy.widgets.archives import deterministic_zip
 from varai_deploy.widgets.publishing import PublishAuthError, PublishConflictError, PublishError

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.varai_deploy.sandbox.magento_stack import MagentoStack, magento_stack, start
+from tests.support.magento_stack import MagentoStack, magento_stack
+from tests.support.stand_ins import start
 from varai_deploy.sandbox import credentials, processes
 from varai_deploy.sandbox.marketplace import COMPONENT
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 import yaml
 
-from tests.varai_deploy.sandbox.npm_stack import NpmStack, npm_stack
+from tests.support.npm_stack import NpmStack, npm_stack
 from varai_deploy.sandbox import npm_registry, processes
 from varai_deploy.sandbox.errors import SandboxError
 from varai_deploy.sandbox.settings import SandboxSettings

@@ -6,7 +6,7 @@ import re
 import stat
 from pathlib import Path
 
-from tests.varai_deploy.sandbox.shopify_stack import shopify_stack
+from tests.support.shopify_stack import shopify_stack
 from varai_deploy.sandbox import credentials, processes
 from varai_deploy.sandbox.components import load
 from varai_deploy.sandbox.shopify import COMPONENT

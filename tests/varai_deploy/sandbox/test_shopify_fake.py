@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.varai_deploy.sandbox.shopify_stack import ShopifyStack, shopify_stack
+from tests.support.shopify_stack import ShopifyStack, shopify_stack
 from varai_deploy.hooks.shopify import (
     APP_DEPLOY,
     APP_VERSION_BY_TAG,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.varai_deploy.sandbox.cdn_stack import CdnStack, cdn_stack, start
+from tests.support.cdn_stack import CdnStack, cdn_stack
+from tests.support.stand_ins import start
 from varai_deploy.hooks.cdn import CdnHook
 from varai_deploy.sandbox import components, processes
 from varai_deploy.sandbox.storage import BUCKET, COMPONENT, CONN_ID

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.varai_deploy.sandbox.cdn_stack import CdnStack, cdn_stack
+from tests.support.cdn_stack import CdnStack, cdn_stack
 from varai_deploy.hooks.cdn import ALIAS_CACHE_CONTROL, IMMUTABLE_CACHE_CONTROL, CdnHook, expected_cache_control
 from varai_deploy.triggers.cdn import CdnHashTrigger
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.varai_deploy.sandbox.cdn_stack import CdnStack, cdn_stack
+from tests.support.cdn_stack import CdnStack, cdn_stack
 from varai_deploy.hooks.cdn import CdnHook
 from varai_deploy.widgets import Manifest, WidgetIntegrityError, build_release, verify_against_manifest
 from varai_deploy.widgets.channels import html_cdn

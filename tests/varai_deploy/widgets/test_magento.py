@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.varai_deploy.sandbox.magento_stack import MagentoStack, magento_stack
+from tests.support.magento_stack import MagentoStack, magento_stack
 from varai_deploy.widgets import build_release
 from varai_deploy.widgets.build import WIDGETS_DIR
 from varai_deploy.widgets.channels import magento, magento_composer, magento_marketplace

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.varai_deploy.sandbox.shopify_stack import ShopifyStack, shopify_stack
+from tests.support.shopify_stack import ShopifyStack, shopify_stack
 from varai_deploy.hooks.cdn import ALIAS_CACHE_CONTROL, IMMUTABLE_CACHE_CONTROL
 from varai_deploy.hooks.shopify import ShopifyHook
 from varai_deploy.widgets import WIDGETS_DIR, build_release, verify_against_manifest

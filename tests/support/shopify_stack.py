@@ -1,7 +1,7 @@
 """The sandbox's Shopify stand-in (and, on request, the real storage emulator + CDN) on ports 19380-19399.
 
-Started the way ``sandbox up`` starts them (``cdn_stack.start``: prepare, spawn detached, wait until
-ready) and always stopped afterwards, checking that nothing is left running.
+Started and stopped by :mod:`tests.support.stand_ins`, the way ``sandbox up`` starts them, with a
+check that nothing is left running.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from typing import Any
 
 import requests
 
-from tests.varai_deploy.sandbox.cdn_stack import start
-from varai_deploy.sandbox import processes
+from tests.support import stand_ins
 from varai_deploy.sandbox.cdn import COMPONENT as CDN
 from varai_deploy.sandbox.settings import SandboxSettings
 from varai_deploy.sandbox.shopify import COMPONENT as SHOPIFY
@@ -24,6 +23,7 @@ from varai_deploy.sandbox.shopify import CONN_ID
 from varai_deploy.sandbox.storage import COMPONENT as STORAGE
 from varai_deploy.sandbox.storage import CONN_ID as CDN_CONN_ID
 
+PORTS = range(19380, 19400)
 #: component_port_base candidates: storage +0, cdn +1, shopify +5 all stay inside 19380-19399.
 PORT_BASES = (19380, 19386, 19392)
 
@@ -73,27 +73,8 @@ class ShopifyStack:
         )
 
 
-def _free_base(components: tuple) -> int:
-    for base in PORT_BASES:
-        if all(processes.port_is_free("127.0.0.1", base + c.offset) for c in components):
-            return base
-    raise RuntimeError("no free port block in 19380-19399 for the Shopify tests")
-
-
 @contextmanager
 def shopify_stack(home: Path, *, cdn: bool = False) -> Iterator[ShopifyStack]:
     components = (STORAGE, CDN, SHOPIFY) if cdn else (SHOPIFY,)
-    home.mkdir(parents=True, exist_ok=True)
-    settings = SandboxSettings(
-        home=home, component_port_base=_free_base(components), components=tuple(c.name for c in components)
-    )
-    pids: dict[str, int] = {}
-    try:
-        for component in components:
-            pids[component.name] = start(settings, component)
-        yield ShopifyStack(settings, pids)
-    finally:
-        processes.stop(pids.values())
-        markers = [c.marker(settings, settings.component_port(c.name)) for c in components]
-        left = processes.find_ours(settings.home, markers)
-        assert not left, f"processes left behind: {left}"
+    with stand_ins.running(home, components, PORTS, bases=PORT_BASES) as started:
+        yield ShopifyStack(started.settings, started.pids)
