@@ -8,6 +8,7 @@ import os
 import shlex
 import signal
 import stat
+import time
 
 import pytest
 
@@ -42,7 +43,11 @@ def test_up_starts_them_status_lists_them_down_stops_them(with_stand_ins: Sandbo
 
         # A stand-in that died is started again by the next `up`, on the same port, with the same secrets.
         before = env_file.read_text()
-        os.kill(sandbox.store.read()["components"]["marketplace"]["pid"], signal.SIGKILL)
+        pid = sandbox.store.read()["components"]["marketplace"]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while processes.is_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
         sandbox.up()
         assert load("marketplace").ready(s, s.component_port("marketplace"))
         assert env_file.read_text() == before
