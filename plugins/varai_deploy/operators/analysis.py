@@ -41,12 +41,16 @@ def describe_verdict(verdict: dict[str, Any] | None) -> str:
 
 
 class ReleaseAnalysisOperator(EnvironmentOperator):
-    """Defers to :class:`ReleaseAnalysisTrigger` over every service this run switched; returns the verdict."""
+    """Defers to :class:`ReleaseAnalysisTrigger` over every service this run switched; returns the verdict.
+
+    A failed rule is a verdict, not an error; the task keeps the DAG's retry for errors, among them
+    Airflow 3.3 failing a resumed deferred task on a stale executor event (apache/airflow#72716),
+    which would otherwise roll a healthy release back.
+    """
 
     template_fields = ("environment", "version", "switched")
 
     def __init__(self, *, switched: Any, version: str = "{{ params.version }}", **kwargs):
-        kwargs.setdefault("retries", 0)
         super().__init__(**kwargs)
         self.switched = switched
         self.version = version

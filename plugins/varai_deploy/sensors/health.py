@@ -18,15 +18,16 @@ class HealthStreakSensor(EnvironmentOperator):
     Returns the candidate once healthy, so what flows on to the traffic switch is only ever a
     revision that passed its streak.
 
-    On timeout the candidate is discarded and the task fails (no retry: a candidate that never
-    got healthy will not get healthy by asking again), naming the service and why. Traffic was
-    never moved, so the live revision keeps serving.
+    On timeout the candidate is discarded and the task fails without a retry (a candidate that
+    never got healthy will not get healthy by asking again), naming the service and why. Traffic
+    was never moved, so the live revision keeps serving. The task keeps the DAG's retry for
+    failures that are not the candidate's: Airflow 3.3 can fail a resumed deferred task on a stale
+    executor event (apache/airflow#72716); the retry starts a fresh streak.
     """
 
     template_fields = ("environment", "candidate")
 
     def __init__(self, *, candidate: Any, **kwargs):
-        kwargs.setdefault("retries", 0)
         super().__init__(**kwargs)
         self.candidate = candidate
 

@@ -1,6 +1,7 @@
 """HealthStreakSensor: defers to the trigger, and on failure says why and leaves traffic alone."""
 
 import asyncio
+import time
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
@@ -61,5 +62,12 @@ def test_an_already_live_version_is_not_waited_for(sandbox_env):
     assert sensor(candidate).execute({}) == candidate
 
 
-def test_the_sensor_is_never_retried():
-    assert sensor({}).retries == 0
+def test_a_retry_waits_for_a_fresh_streak_within_a_fresh_deadline():
+    """A genuine failure raises AirflowFailException (never retried, above); the DAG's retry is for
+    Airflow failing a resumed deferred task on its own (apache/airflow#72716), and starts over."""
+    candidate = {"service": "analytics", "version": "v1.0.1", "url": "http://127.0.0.1:9/"}
+    first = defer(sensor(candidate))
+    time.sleep(0.01)
+    again = defer(sensor(candidate))
+    assert again.deadline > first.deadline
+    assert (again.url, again.streak) == (first.url, first.streak)
