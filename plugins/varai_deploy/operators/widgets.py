@@ -192,7 +192,10 @@ class WidgetSummaryOperator(BaseOperator):
         for channel, row in summary.items():
             if row["live"]:
                 for pub in row["publications"]:
-                    lines.append(f"{SUMMARY_PREFIX} {channel} {pub['destination']} {pub['outcome']} {pub['location']}")
+                    detail = f"  ({pub['detail']})" if pub.get("detail") else ""
+                    lines.append(
+                        f"{SUMMARY_PREFIX} {channel} {pub['destination']} {pub['outcome']} {pub['location']}{detail}"
+                    )
             else:
                 lines.append(f"{SUMMARY_PREFIX} {channel} FAILED {row['error'] or 'did not complete'}")
         print("\n".join(lines) if lines else f"{SUMMARY_PREFIX} none: no marketplace was selected")
