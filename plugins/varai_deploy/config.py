@@ -137,6 +137,9 @@ class EnvironmentConfig:
     requires_approval: bool = False
     #: The storefront widget channels this environment publishes to (widgets.channels.CHANNELS).
     marketplaces: tuple[str, ...] = ()
+    #: How long a widget's verify task waits for the CDN to serve the published bytes; at least the
+    #: ``latest`` alias's cache lifetime where a caching CDN sits in front of the bucket.
+    cdn_check_timeout_seconds: float = 120.0
 
     @property
     def gateway_conn_id(self) -> str:
@@ -207,10 +210,15 @@ def load_environment(name: str, directory: Path = ENVIRONMENTS_DIR) -> Environme
     )
     if not tf_config.module.is_dir():
         raise ConfigError(f"{path}: terraform.module {tf_config.module} does not exist")
-    marketplaces = _marketplaces(_section(raw, "widgets", path), connections, path)
+    widgets = _section(raw, "widgets", path)
+    marketplaces = _marketplaces(widgets, connections, path)
+    cdn_check_timeout = widgets.get("cdn_check_timeout_seconds", 120)
+    if not isinstance(cdn_check_timeout, int | float) or cdn_check_timeout <= 0:
+        raise ConfigError(f"{path}: widgets.cdn_check_timeout_seconds must be a positive number of seconds")
     return EnvironmentConfig(
         name=name,
         marketplaces=marketplaces,
+        cdn_check_timeout_seconds=float(cdn_check_timeout),
         platform=platform,
         services=services,
         connections={str(k): str(v) for k, v in connections.items()},

@@ -111,7 +111,20 @@ def test_missing_environment_file_names_the_path(tmp_path):
 
 
 def test_sandbox_publishes_to_all_four_marketplaces():
-    assert load_environment("sandbox").marketplaces == ("html", "shopify", "woocommerce", "magento")
+    env = load_environment("sandbox")
+    assert env.marketplaces == ("html", "shopify", "woocommerce", "magento")
+    assert env.cdn_check_timeout_seconds == 60.0
+
+
+def test_a_cdn_check_timeout_must_be_positive(tmp_path):
+    text = (
+        (ENVIRONMENTS_DIR / "sandbox.yaml")
+        .read_text()
+        .replace("cdn_check_timeout_seconds: 60", "cdn_check_timeout_seconds: 0")
+    )
+    (tmp_path / "sandbox.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="widgets.cdn_check_timeout_seconds must be a positive"):
+        load_environment("sandbox", directory=tmp_path)
 
 
 def test_a_marketplace_without_its_connections_is_a_config_error(tmp_path):

@@ -19,8 +19,6 @@ from airflow.sdk import BaseOperator
 
 from varai_deploy.operators.base import EnvironmentOperator
 
-#: Seconds a verify task waits (deferred) for the CDN to serve the published bytes.
-CDN_CHECK_TIMEOUT = 120.0
 CDN_POLL_INTERVAL = 1.0
 #: Marks the lines of the summary that ``release_cli`` and ``make demo`` print.
 SUMMARY_PREFIX = "VARAI-WIDGET"
@@ -135,7 +133,7 @@ class VerifyWidgetOperator(ChannelOperator):
                 sha256=Manifest.from_dict(self.manifest).widget_sha256,
                 expect_cache_control={url: expected_cache_control(url) for url in urls},
                 poll_interval=CDN_POLL_INTERVAL,
-                timeout=CDN_CHECK_TIMEOUT,
+                timeout=self.env_config.cdn_check_timeout_seconds,
             ),
             method_name="execute_complete",
         )
