@@ -49,7 +49,7 @@ def services_param(description: str) -> Param:
 
 
 def marketplaces_param(description: str) -> Param:
-    from varai_deploy.widgets.build import CHANNELS
+    from varai_deploy.widgets.channels import CHANNELS
 
     return Param(
         list(CHANNELS),

@@ -6,11 +6,9 @@ ones a merchant's browser (and the release's own consumer-side check) loads.
 
 from __future__ import annotations
 
-import http.client
-
 from varai_deploy.sandbox.cdn_server import HEALTH_PATH
 from varai_deploy.sandbox.components import Component
-from varai_deploy.sandbox.processes import Marker
+from varai_deploy.sandbox.processes import Marker, http_status
 from varai_deploy.sandbox.settings import SandboxSettings
 from varai_deploy.sandbox.storage import BUCKET
 
@@ -29,14 +27,7 @@ def marker(settings: SandboxSettings, port: int) -> Marker:
 
 
 def ready(settings: SandboxSettings, port: int) -> bool:
-    conn = http.client.HTTPConnection(settings.host, port, timeout=0.5)
-    try:
-        conn.request("GET", HEALTH_PATH)
-        return conn.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
+    return http_status(settings.host, port, HEALTH_PATH) == 200
 
 
 COMPONENT = Component(name="cdn", offset=1, marker=marker, ready=ready)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,10 +79,6 @@ def connections_env(settings: SandboxSettings) -> str:
 
 
 def write_connections_env(settings: SandboxSettings) -> None:
-    path = settings.connections_env_file
-    text = connections_env(settings)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    from varai_deploy.sandbox.state import write_text_atomic
+
+    write_text_atomic(settings.connections_env_file, connections_env(settings))

@@ -8,7 +8,6 @@ for long. Mutating methods are idempotent so a retried task converges.
 
 from __future__ import annotations
 
-import http.client
 import shutil
 import time
 from typing import Any
@@ -563,14 +562,7 @@ class Sandbox:
         raise PortInUseError("; ".join(lines) + f". To fix: {hint}.", host, taken[0][0])
 
     def _gateway_answers(self, port: int, timeout: float = 1.0) -> bool:
-        conn = http.client.HTTPConnection(self.settings.host, port, timeout=timeout)
-        try:
-            conn.request("GET", "/_sandbox/routes")
-            return conn.getresponse().status == 200
-        except (OSError, http.client.HTTPException):
-            return False
-        finally:
-            conn.close()
+        return processes.http_status(self.settings.host, port, "/_sandbox/routes", timeout=timeout) == 200
 
     def _wait_prometheus(self) -> None:
         s = self.settings

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import secrets
 from typing import TYPE_CHECKING
+
+from varai_deploy.sandbox.state import write_text_atomic
 
 if TYPE_CHECKING:
     from varai_deploy.sandbox.settings import SandboxSettings
@@ -29,9 +30,5 @@ def secret(settings: SandboxSettings, name: str) -> str:
             values = {}
         if name not in values:
             values[name] = secrets.token_urlsafe(24)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(values, fh)
-            os.replace(tmp, path)
+            write_text_atomic(path, json.dumps(values))
         return values[name]

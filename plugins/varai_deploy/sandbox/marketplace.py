@@ -9,13 +9,13 @@ password = application secret), the same shape as production's connection to
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING, Any
 
 from varai_deploy.sandbox import credentials
 from varai_deploy.sandbox.components import Component
 from varai_deploy.sandbox.marketplace_fake import API_KEYS_FILE
 from varai_deploy.sandbox.processes import Marker, is_listening
+from varai_deploy.sandbox.state import write_text_atomic
 
 if TYPE_CHECKING:
     from varai_deploy.sandbox.settings import SandboxSettings
@@ -44,12 +44,7 @@ def prepare(settings: SandboxSettings, port: int) -> None:
     root = settings.home / "marketplace"
     root.mkdir(parents=True, exist_ok=True)
     app_id, app_secret = _keys(settings)
-    path = root / API_KEYS_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump({"application_id": app_id, "application_secret": app_secret}, fh)
-    os.replace(tmp, path)
+    write_text_atomic(root / API_KEYS_FILE, json.dumps({"application_id": app_id, "application_secret": app_secret}))
 
 
 def connections(settings: SandboxSettings, port: int) -> dict[str, dict[str, Any]]:

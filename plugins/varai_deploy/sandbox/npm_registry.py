@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import os
 import shutil
 from pathlib import Path
@@ -20,8 +19,9 @@ from typing import Any
 
 from varai_deploy.sandbox.components import Component
 from varai_deploy.sandbox.errors import SandboxError
-from varai_deploy.sandbox.processes import Marker
+from varai_deploy.sandbox.processes import Marker, http_status
 from varai_deploy.sandbox.settings import REPO_ROOT, SandboxSettings
+from varai_deploy.sandbox.state import write_text_atomic
 
 VERDACCIO_DIR = REPO_ROOT / "include" / "sandbox" / "verdaccio"
 #: Runs Verdaccio's CLI with the command line intact (Verdaccio's own bin overwrites it with its title).
@@ -50,14 +50,7 @@ def marker(settings: SandboxSettings, port: int) -> Marker:
 
 
 def ready(settings: SandboxSettings, port: int) -> bool:
-    conn = http.client.HTTPConnection(settings.host, port, timeout=0.5)
-    try:
-        conn.request("GET", "/-/ping")
-        return conn.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
+    return http_status(settings.host, port, "/-/ping") == 200
 
 
 def config(settings: SandboxSettings) -> dict[str, Any]:
@@ -89,8 +82,8 @@ def prepare(settings: SandboxSettings, port: int) -> None:
     # library here; with a 192-bit random password and the plaintext already 0600 in credentials.json
     # beside it, a stronger hash would protect nothing more.
     digest = base64.b64encode(hashlib.sha1(password.encode("utf-8")).digest()).decode("ascii")  # noqa: S324
-    _write_private(home / "htpasswd", f"{PUBLISHER}:{{SHA}}{digest}\n")
-    _write_private(config_file(settings), yaml.safe_dump(config(settings), sort_keys=False))
+    write_text_atomic(home / "htpasswd", f"{PUBLISHER}:{{SHA}}{digest}\n")
+    write_text_atomic(config_file(settings), yaml.safe_dump(config(settings), sort_keys=False))
 
 
 def secret_password(settings: SandboxSettings) -> str:
@@ -118,14 +111,6 @@ def check_installed(settings: SandboxSettings) -> None:
             f"the sandbox npm registry (Verdaccio) is not installed in {VERDACCIO_DIR / 'node_modules'}: "
             f"run `make setup` (or `npm ci --no-audit --no-fund` in {VERDACCIO_DIR})"
         )
-
-
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 COMPONENT = Component(

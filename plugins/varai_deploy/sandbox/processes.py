@@ -272,6 +272,32 @@ def is_listening(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def http_status(
+    host: str,
+    port: int,
+    path: str,
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 0.5,
+) -> int | None:
+    """The status a local server answers ``method path`` with, or None when it does not answer:
+    how the control plane and every stand-in's ``ready`` tell a started server from a serving one."""
+    import http.client
+
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
 def wait_listening(host: str, port: int, timeout: float, alive: Callable[[], bool]) -> bool:
     """Wait until the port accepts connections; give up early when the process has died."""
     deadline = time.monotonic() + timeout

@@ -9,12 +9,11 @@ and ``colour`` labels each process puts on its own metrics, whatever the target 
 
 from __future__ import annotations
 
-import http.client
 import os
 from pathlib import Path
 
 from varai_deploy.sandbox.errors import SandboxError
-from varai_deploy.sandbox.processes import Marker
+from varai_deploy.sandbox.processes import Marker, http_status
 from varai_deploy.sandbox.settings import SandboxSettings
 
 JOB_NAME = "varai-sandbox"
@@ -86,13 +85,4 @@ def marker(settings: SandboxSettings, port: int) -> Marker:
 
 def is_ready(host: str, port: int, timeout: float = 1.0) -> bool:
     """``/-/ready`` answers 200 once the TSDB is open and the config loaded."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", "/-/ready")
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
+    return http_status(host, port, "/-/ready", timeout=timeout) == 200

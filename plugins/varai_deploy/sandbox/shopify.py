@@ -9,14 +9,13 @@ the password of ``varai_shopify``.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
-import os
 
 from varai_deploy.sandbox import credentials
 from varai_deploy.sandbox.components import Component
-from varai_deploy.sandbox.processes import Marker
+from varai_deploy.sandbox.processes import Marker, http_status
 from varai_deploy.sandbox.settings import SandboxSettings
+from varai_deploy.sandbox.state import write_text_atomic
 
 MODULE = "varai_deploy.sandbox.shopify_fake"
 CONN_ID = "varai_shopify"
@@ -46,26 +45,15 @@ def prepare(settings: SandboxSettings, port: int) -> None:
         "access_token": credentials.secret(settings, TOKEN_SECRET),
         "signing_key": credentials.secret(settings, "shopify_upload_signing_key"),
     }
-    path = directory / "config.json"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(config, fh)
-    os.replace(tmp, path)
+    write_text_atomic(directory / "config.json", json.dumps(config))
 
 
 def ready(settings: SandboxSettings, port: int) -> bool:
     """Answers the GraphQL endpoint (401 without a token is an answer)."""
-    conn = http.client.HTTPConnection(settings.host, port, timeout=1.0)
-    try:
-        conn.request("POST", "/api/cli/graphql", body=b"{}", headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status == 401
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
+    answer = http_status(
+        settings.host, port, "/api/cli/graphql", method="POST", body=b"{}", headers={"Content-Type": "application/json"}
+    )
+    return answer == 401
 
 
 def connections(settings: SandboxSettings, port: int) -> dict[str, dict]:

@@ -71,6 +71,17 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def write_text_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    """Like write_json_atomic for text, created with ``mode`` (private by default: the stand-ins'
+    passwords, tokens and the connections handed to Airflow) so it is never readable by others."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, mode)  # whatever the umask
+    os.replace(tmp, path)
+
+
 class StateStore:
     """``state.json`` plus its lock file; one instance per sandbox home."""
 

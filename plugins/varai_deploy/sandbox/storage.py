@@ -7,13 +7,12 @@ component (cdn.py) serves the same bucket to browsers.
 
 from __future__ import annotations
 
-import http.client
 import importlib.util
 from typing import Any
 
 from varai_deploy.sandbox.components import Component
 from varai_deploy.sandbox.errors import SandboxError
-from varai_deploy.sandbox.processes import Marker
+from varai_deploy.sandbox.processes import Marker, http_status
 from varai_deploy.sandbox.settings import SandboxSettings
 from varai_deploy.sandbox.storage_server import data_dir
 
@@ -31,14 +30,7 @@ def marker(settings: SandboxSettings, port: int) -> Marker:
 
 def ready(settings: SandboxSettings, port: int) -> bool:
     """Answering, with the bucket created."""
-    conn = http.client.HTTPConnection(settings.host, port, timeout=0.5)
-    try:
-        conn.request("GET", f"/storage/v1/b/{BUCKET}")
-        return conn.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
+    return http_status(settings.host, port, f"/storage/v1/b/{BUCKET}") == 200
 
 
 def prepare(settings: SandboxSettings, port: int) -> None:

@@ -21,6 +21,7 @@ from varai_deploy.sandbox.credentials import secret
 from varai_deploy.sandbox.errors import SandboxError
 from varai_deploy.sandbox.processes import Marker
 from varai_deploy.sandbox.settings import SandboxSettings
+from varai_deploy.sandbox.state import write_text_atomic
 from varai_deploy.widgets.build import WOOCOMMERCE_SLUG
 
 SVNSERVE = "/usr/bin/svnserve"
@@ -76,8 +77,8 @@ def prepare(settings: SandboxSettings, port: int) -> None:
     repo = repository(settings)
     if not (repo / "format").is_file():
         _create(settings, repo)
-    _write(repo / "conf" / "svnserve.conf", SVNSERVE_CONF, 0o644)
-    _write(repo / "conf" / "passwd", f"[users]\n{USER} = {secret(settings, SECRET_NAME)}\n", 0o600)
+    write_text_atomic(repo / "conf" / "svnserve.conf", SVNSERVE_CONF, 0o644)
+    write_text_atomic(repo / "conf" / "passwd", f"[users]\n{USER} = {secret(settings, SECRET_NAME)}\n", 0o600)
 
 
 def _create(settings: SandboxSettings, repo: Path) -> None:
@@ -103,15 +104,6 @@ def _run(argv: list[str]) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, check=False, env={**os.environ, "LC_ALL": "C"})
     if done.returncode != 0:
         raise SandboxError(f"creating the sandbox SVN repository failed: {argv[0]} {argv[1]}: {done.stderr.strip()}")
-
-
-def _write(path: Path, text: str, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
 
 
 def marker(settings: SandboxSettings, port: int) -> Marker:

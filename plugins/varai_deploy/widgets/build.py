@@ -28,6 +28,7 @@ from pathlib import Path
 
 from varai_deploy.config import REPO_ROOT
 from varai_deploy.widgets.archives import deterministic_zip
+from varai_deploy.widgets.channels import CHANNELS
 from varai_deploy.widgets.manifest import MANIFEST_NAME, SCHEMA, Artifact, ChannelLayout, Manifest, sha256_of
 from varai_deploy.widgets.minify import minify_js, sri
 from varai_deploy.widgets.versions import package_version
@@ -40,7 +41,6 @@ WIDGETS_DIR = REPO_ROOT / "include" / "widgets"
 VERSION_PLACEHOLDER = b"__VARAI_VERSION__"
 WIDGET_SOURCE = Path("src", "varai-widget.js")
 
-CHANNELS: tuple[str, ...] = ("html", "shopify", "woocommerce", "magento")
 WOOCOMMERCE_SLUG = "varai-ai-discovery"
 COMPOSER_PACKAGE = "varai/module-ai-discovery"
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from varai_deploy.widgets.build import CHANNELS
+#: The marketplaces, in the order releases publish and report them (the DAG's form lists them too:
+#: this module stays light enough to import while a DAG file is parsed).
+CHANNELS: tuple[str, ...] = ("html", "shopify", "woocommerce", "magento")
 
 #: The connection roles (keys of an environment's ``connections:``) each channel publishes through.
 ROLES: dict[str, tuple[str, ...]] = {
