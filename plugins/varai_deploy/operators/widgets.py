@@ -82,7 +82,7 @@ class ChannelOperator(EnvironmentOperator):
             connections = {role: self.env_config.connections[role] for role in ROLES[self.channel]}
             yield ChannelContext(expected.version, expected, build_dir, connections, scratch)
 
-    def run_channel_step(self, context: Any, step: str, *args: Any) -> Any:
+    def run_channel_step(self, context: Any, step: str) -> Any:
         """Runs ``step`` of the channel's module; a conflict or refused credentials fail without retries."""
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -91,7 +91,7 @@ class ChannelOperator(EnvironmentOperator):
 
         try:
             with self.channel_context() as ctx:
-                return getattr(module(self.channel), step)(ctx, *args)
+                return getattr(module(self.channel), step)(ctx)
         except (PublishConflictError, PublishAuthError) as exc:
             context["ti"].xcom_push(key="error", value=str(exc))
             raise AirflowFailException(str(exc)) from exc
