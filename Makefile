@@ -26,12 +26,13 @@ help:
 setup: $(STAMP)/apt $(STAMP)/venv $(NODE_TOOLS) $(STAMP)/airflow-db
 
 # Debian packages the sandbox runs: Prometheus, and the widget channels' real servers and clients
-# (svnserve/svn, composer with PHP's zip extension, node/npm for Verdaccio). Only what is missing is
+# (svnserve/svn, composer with PHP's zip extension, node/npm for Verdaccio), and PostgreSQL for the
+# release ledger (the sandbox runs its own cluster; any Debian PostgreSQL version will do). Only what is missing is
 # installed (and then re-checked even if the stamp exists); sudo only if not root. Where systemd
 # runs, the prometheus package starts its own server on :9090: the sandbox runs its own, so that
 # service is stopped and disabled.
 APT_NEEDS := /usr/bin/prometheus:prometheus /usr/bin/svnserve:subversion /usr/bin/composer:composer \
-	/usr/bin/php:php-cli /usr/bin/npm:npm
+	/usr/bin/php:php-cli /usr/bin/npm:npm /usr/lib/postgresql/*/bin/initdb:postgresql
 APT_MISSING = $(strip $(foreach need,$(APT_NEEDS),$(if $(wildcard $(firstword $(subst :, ,$(need)))),,$(lastword $(subst :, ,$(need))))) \
 	$(if $(wildcard /usr/bin/php),$(if $(shell php -m 2>/dev/null | grep -x zip),,php8.2-zip),php8.2-zip))
 .PHONY: FORCE
