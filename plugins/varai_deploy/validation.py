@@ -29,14 +29,15 @@ def check_request(version: Any, environment: Any, services: Any) -> dict:
 
 
 def check_prerequisites(env: EnvironmentConfig) -> dict[str, str]:
-    """Tools and versions the run needs are present."""
+    """Tools and versions the run needs are present: the terraform the release will run, not any on PATH."""
     from varai_deploy.hooks.terraform import TerraformError, TerraformHook, find_terraform, parse_version
 
     found: dict[str, str] = {}
     minimum = env.prerequisites.get("terraform")
     try:
-        binary = find_terraform()
-        version = TerraformHook(env.terraform.module, "/tmp", binary=binary).version()  # noqa: S108
+        binary = find_terraform(env.terraform.binary)
+        with TerraformHook(env.terraform.module, binary=binary) as hook:
+            version = hook.version()
     except TerraformError as exc:
         raise ValidationError(f"prerequisite terraform: {exc}") from exc
     if minimum and version < parse_version(minimum):

@@ -1,9 +1,11 @@
+import textwrap
 from pathlib import Path
 
 import pytest
 
 from varai_deploy.config import (
     ENVIRONMENTS_DIR,
+    REPO_ROOT,
     ConfigError,
     check_environment,
     check_services,
@@ -139,3 +141,55 @@ def test_an_unknown_marketplace_is_a_config_error(tmp_path):
     (tmp_path / "sandbox.yaml").write_text(text)
     with pytest.raises(ConfigError, match="unknown marketplace.*'etsy'"):
         load_environment("sandbox", directory=tmp_path)
+
+
+TERRAFORM_BASE = """
+name: {name}
+platform: {platform}
+connections: {{gateway: gw, metrics: m, ledger: l}}
+terraform:
+  module: include/terraform/sandbox
+"""
+
+
+def _terraform_env(tmp_path: Path, name: str, terraform: str = ""):
+    platform = "local" if name == "sandbox" else "cloudrun"
+    text = TERRAFORM_BASE.format(name=name, platform=platform) + textwrap.indent(terraform, "  ")
+    return load_environment(name, _write(tmp_path, name, text))
+
+
+def test_sandbox_terraform_state_lives_under_the_sandbox_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("VARAI_SANDBOX_HOME", str(tmp_path / "home"))
+    tf = load_environment("sandbox").terraform
+    assert (tf.backend, tf.binary) == ("local", None)
+    assert tf.state_path == tmp_path / "home" / "terraform" / "sandbox" / "terraform.tfstate"
+    assert "images" in tf.outputs
+    monkeypatch.delenv("VARAI_SANDBOX_HOME")
+    assert (
+        load_environment("sandbox").terraform.state_path == REPO_ROOT / ".sandbox/terraform/sandbox/terraform.tfstate"
+    )
+
+
+@pytest.mark.parametrize("name", ["staging", "production"])
+@pytest.mark.parametrize("backend", ["", "backend: local\n"])
+def test_only_the_sandbox_may_keep_local_terraform_state(tmp_path, name, backend):
+    with pytest.raises(ConfigError, match=rf"{name}\.yaml: terraform\.backend is local.*set terraform\.backend: gcs"):
+        _terraform_env(tmp_path, name, backend)
+
+
+def test_a_gcs_backend_needs_its_bucket_and_keeps_no_local_state(tmp_path):
+    with pytest.raises(ConfigError, match=r"staging\.yaml: terraform\.backend gcs needs terraform\.state_bucket"):
+        _terraform_env(tmp_path, "staging", "backend: gcs\n")
+    tf = _terraform_env(tmp_path, "staging", "backend: gcs\nstate_bucket: varai-tf\nstate_prefix: staging\n").terraform
+    assert (tf.backend, tf.state_bucket, tf.state_prefix, tf.state_path) == ("gcs", "varai-tf", "staging", None)
+
+
+def test_terraform_outputs_and_binary_are_configurable(tmp_path):
+    tf = _terraform_env(tmp_path, "sandbox", "outputs: [images, url_map]\nbinary: tools/terraform\n").terraform
+    assert tf.outputs == ("images", "url_map")
+    assert tf.binary == str(REPO_ROOT / "tools" / "terraform")
+    assert _terraform_env(tmp_path, "sandbox", "binary: terraform\n").terraform.binary == "terraform"
+    assert _terraform_env(tmp_path, "sandbox").terraform.outputs == ("images",)
+    for bad in ("outputs: images\n", "outputs: []\n", "outputs: [images, 'a b']\n"):
+        with pytest.raises(ConfigError, match=r"sandbox\.yaml: terraform\.outputs must be a"):
+            _terraform_env(tmp_path, "sandbox", bad)
