@@ -5,10 +5,22 @@ parameters and optionally the services it applies to (all services when absent):
 
     {"schema": 1, "faults": {"v2.0.0": [{"mode": "crash", "services": null},
                                          {"mode": "errors", "rate": 0.5, "services": ["recommendation"]},
-                                         {"mode": "unhealthy", "after_seconds": 5, "services": null}]}}
+                                         {"mode": "unhealthy", "after_seconds": 5, "services": null},
+                                         {"mode": "flap", "period_seconds": 1, "services": ["analytics"]}]}}
 
 A service process reads the file once at start (a fault belongs to a deployed version, as a
 bug would). Adding a mode means adding it to ``MODES`` and teaching ``service.py`` what it does.
+
+``flap`` models an instance whose health comes and goes on its own (a leak freed by GC, a pool
+exhausted and refilled, a dependency timing out and recovering): its health endpoints answer 200
+for ``period_seconds`` after the process starts, 503 for the next ``period_seconds``, and so on,
+whoever asks. It is a matter of time, not of requests, so every prober (the candidate's health
+gate, the analysis, the load generator) sees the same instance at the same moment.
+Its other endpoints keep working. A prober whose probes arrive at least ``i`` and at most
+``period_seconds`` apart sees every healthy phase and at most ``ceil(period_seconds / i)``
+consecutive 503s. E.g. the sandbox analysis probes every 1 s plus its own work (1-2 s apart) and
+rolls back at 3 consecutive failures: with a period of 2 s it counts at most 2, so the health rule
+never fires on such a flap (and the metric rules leave health probes out).
 """
 
 from __future__ import annotations
@@ -28,10 +40,14 @@ MODES: dict[str, str | None] = {
     "unhealthy": None,  # health endpoints answer 503 (after after_seconds, if given); the rest works
     "errors": "rate",  # that fraction (0-1] of working-endpoint answers are 500
     "slow": "latency_seconds",  # every answer but /metrics and health is delayed this long
+    # health endpoints answer 200 for period_seconds after start, 503 for the next period_seconds,
+    # 200 again, and so on (by the clock, not per request); the rest works
+    "flap": "period_seconds",
 }
 CRASH_EXIT_CODE = 3
 CRASH_MESSAGE = "fault injected: crash at start"
 MAX_AFTER_SECONDS = 24 * 3600
+MAX_PERIOD_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,8 @@ class Fault:
     latency_seconds: float | None = None
     #: For ``unhealthy``: healthy for this long after the process starts, then 503 for good.
     after_seconds: float | None = None
+    #: For ``flap``: the length of each healthy and each unhealthy phase.
+    period_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -59,6 +77,15 @@ class Fault:
                 raise SandboxError(
                     f"fault mode 'unhealthy' takes after_seconds between 0 and {MAX_AFTER_SECONDS}, e.g. 5"
                 )
+        if self.period_seconds is not None and self.mode != "flap":
+            raise SandboxError(f"period_seconds only applies to fault mode 'flap', not {self.mode!r}")
+        if self.mode == "flap" and not (
+            self.period_seconds is not None and 0 < self.period_seconds <= MAX_PERIOD_SECONDS
+        ):
+            raise SandboxError(
+                f"fault mode 'flap' needs a period in seconds between 0 (exclusive) and {MAX_PERIOD_SECONDS}, "
+                "e.g. 1 (healthy for 1 s, then 503 for 1 s, and so on)"
+            )
 
     def applies_to(self, service: str) -> bool:
         return self.services is None or service in self.services
@@ -71,6 +98,8 @@ class Fault:
             out["latency_seconds"] = self.latency_seconds
         if self.after_seconds is not None:
             out["after_seconds"] = self.after_seconds
+        if self.period_seconds is not None:
+            out["period_seconds"] = self.period_seconds
         return out
 
     @classmethod
@@ -82,6 +111,7 @@ class Fault:
             rate=data.get("rate"),
             latency_seconds=data.get("latency_seconds"),
             after_seconds=data.get("after_seconds"),
+            period_seconds=data.get("period_seconds"),
         )
 
 
@@ -104,6 +134,7 @@ class FaultStore:
         rate: float | None = None,
         latency_seconds: float | None = None,
         after_seconds: float | None = None,
+        period_seconds: float | None = None,
     ) -> dict[str, Any]:
         """Add a fault; registering the same (version, mode) again replaces the earlier one."""
         check_version(version)
@@ -114,6 +145,7 @@ class FaultStore:
             rate=rate,
             latency_seconds=latency_seconds,
             after_seconds=after_seconds,
+            period_seconds=period_seconds,
         )
         with self.lock.locked():
             faults = self.all()
@@ -156,6 +188,8 @@ class ActiveFaults:
     unhealthy_after_seconds: float = 0.0
     error_rate: float = 0.0
     latency_seconds: float = 0.0
+    #: ``flap``: health alternates 200 / 503 every this many seconds from start (0: no flap).
+    flap_period_seconds: float = 0.0
 
     @classmethod
     def for_process(cls, faults_file: Path, version: str, service: str) -> ActiveFaults:
@@ -176,6 +210,8 @@ class ActiveFaults:
                 active["error_rate"] = float(fault.rate or 0)
             elif fault.mode == "slow":
                 active["latency_seconds"] = float(fault.latency_seconds or 0)
+            elif fault.mode == "flap":
+                active["flap_period_seconds"] = float(fault.period_seconds or 0)
         return cls(**active)
 
     def describe(self) -> list[str]:
@@ -187,4 +223,11 @@ class ActiveFaults:
             out.append(f"errors(rate={self.error_rate})")
         if self.latency_seconds:
             out.append(f"slow(latency={self.latency_seconds}s)")
+        if self.flap_period_seconds:
+            out.append(f"flap(period={self.flap_period_seconds:g}s)")
         return out
+
+    def flap_unhealthy(self, elapsed: float) -> bool:
+        """``flap``: whether ``elapsed`` seconds after start fall in an unhealthy (odd) phase."""
+        period = self.flap_period_seconds
+        return bool(period) and elapsed >= 0 and int(elapsed // period) % 2 == 1

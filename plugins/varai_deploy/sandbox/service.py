@@ -139,9 +139,11 @@ class ServiceApp:
         return status, {**payload, **self.identity()}, group
 
     def _unhealthy_now(self) -> bool:
-        if not self.faults.unhealthy:
-            return False
-        return time.monotonic() - self._started_monotonic >= self.faults.unhealthy_after_seconds
+        elapsed = time.monotonic() - self._started_monotonic
+        if self.faults.unhealthy and elapsed >= self.faults.unhealthy_after_seconds:
+            return True
+        # flap: by the clock since start, so every prober sees the same phase at the same moment.
+        return self.faults.flap_unhealthy(elapsed)
 
     def _inject_error(self) -> bool:
         """Exactly ``rate`` of working-endpoint answers fail, evenly spread (deterministic)."""
