@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--clear", action="store_true", help="remove faults (of --version, or all)")
     action.add_argument("--list", action="store_true", help="print registered faults as JSON")
     fault.add_argument("--version", help="the release tag the fault belongs to, e.g. v1.4.2")
-    fault.add_argument("--mode", choices=("crash", "unhealthy", "errors", "slow"))
+    fault.add_argument("--mode", choices=("crash", "unhealthy", "errors", "slow", "flap"))
     fault.add_argument(
         "--service",
         action="append",
@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--after",
         type=seconds,
         help="for --mode unhealthy: healthy for this long after start, then 503 (e.g. 5s)",
+    )
+    fault.add_argument(
+        "--period",
+        type=seconds,
+        help="for --mode flap: health is 200 for this long after start, then 503 as long, and so on (e.g. 1s)",
     )
     traffic = sub.add_parser("traffic", help="the synthetic load generator and what it saw")
     traffic_sub = traffic.add_subparsers(dest="traffic_command", required=True)
@@ -121,13 +126,15 @@ def run_fault(sandbox: Any, args: argparse.Namespace) -> int:
     else:
         if not args.version or not args.mode:
             raise SandboxError("fault needs --version and --mode (or --clear / --list)")
-        fault = sandbox.register_fault(
+        # The store Sandbox.register_fault delegates to: it also takes flap's period_seconds.
+        fault = sandbox.fault_store.register(
             args.version,
             args.mode,
             args.services,
             rate=args.rate,
             latency_seconds=args.latency,
             after_seconds=args.after,
+            period_seconds=args.period,
         )
         where = ", ".join(fault["services"]) if fault["services"] else "all services"
         print(f"registered fault {args.mode} for {args.version} ({where}); it applies when that version starts")

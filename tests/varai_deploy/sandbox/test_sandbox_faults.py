@@ -1,11 +1,17 @@
-"""Fault registration (no processes): what gets stored and what a service process will see."""
+"""Fault registration: what gets stored and what a service process will see (and does, with real processes)."""
 
 from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
 
 import pytest
 
 from varai_deploy.sandbox import Sandbox, SandboxError, SandboxSettings
 from varai_deploy.sandbox.faults import ActiveFaults
+from varai_deploy.services import SERVICES
 
 
 @pytest.fixture
@@ -76,3 +82,147 @@ def test_a_slow_version_is_slow_for_users_but_its_health_probe_is_not(sandbox: S
     started = time.monotonic()
     assert request(candidate["url"], "/analytics/events", method="POST", body={"events": []})[0] == 202
     assert time.monotonic() - started >= 1.0
+
+
+# -- flap: health comes and goes by the clock ---------------------------------------------------
+def test_flap_is_registered_with_its_period(sb: Sandbox) -> None:
+    sb.fault_store.register("v2.0.0", "flap", ["analytics"], period_seconds=1.5)
+    assert sb.faults()["v2.0.0"] == [{"mode": "flap", "services": ["analytics"], "period_seconds": 1.5}]
+    f = sb.settings.faults_file
+    assert ActiveFaults.for_process(f, "v2.0.0", "analytics") == ActiveFaults(flap_period_seconds=1.5)
+    assert ActiveFaults.for_process(f, "v2.0.0", "analytics").describe() == ["flap(period=1.5s)"]
+    assert ActiveFaults.for_process(f, "v2.0.0", "recommendation") == ActiveFaults()
+
+
+def test_flap_phases_healthy_first_then_every_other_period() -> None:
+    flap = ActiveFaults(flap_period_seconds=1.0)
+    assert [flap.flap_unhealthy(t) for t in (0, 0.99, 1.0, 1.99, 2.0, 2.99, 3.0, 7.5)] == [
+        False,
+        False,
+        True,
+        True,
+        False,
+        False,
+        True,
+        True,
+    ]
+    assert not ActiveFaults().flap_unhealthy(1.5)
+
+
+@pytest.mark.parametrize(
+    ("mode", "period", "message"),
+    [
+        ("flap", None, "fault mode 'flap' needs a period in seconds between 0 \\(exclusive\\) and 3600"),
+        ("flap", 0, "needs a period"),
+        ("flap", -1, "needs a period"),
+        ("flap", 3601, "needs a period"),
+        ("crash", 1, "period_seconds only applies to fault mode 'flap', not 'crash'"),
+        ("unhealthy", 1, "period_seconds only applies to fault mode 'flap'"),
+    ],
+)
+def test_bad_flap_periods_are_refused(sb: Sandbox, mode, period, message) -> None:
+    with pytest.raises(SandboxError, match=message):
+        sb.fault_store.register("v2.0.0", mode, period_seconds=period)
+    assert sb.faults() == {}
+
+
+def test_flap_from_the_command_line(settings: SandboxSettings) -> None:
+    from tests.support.sandbox import run_cli
+
+    done = run_cli(settings, "fault", "--version", "v1.2.3", "--mode", "flap", "--period", "1s")
+    assert done.returncode == 0, done.stderr
+    assert "registered fault flap for v1.2.3 (all services)" in done.stdout
+    done = run_cli(
+        settings, "fault", "--version", "v1.2.4", "--mode", "flap", "--period", "500ms", "--service", "analytics"
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(run_cli(settings, "fault", "--list").stdout) == {
+        "v1.2.3": [{"mode": "flap", "services": None, "period_seconds": 1.0}],
+        "v1.2.4": [{"mode": "flap", "services": ["analytics"], "period_seconds": 0.5}],
+    }
+    bad = run_cli(settings, "fault", "--version", "v1.2.3", "--mode", "flap")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: fault mode 'flap' needs a period")
+    assert "Traceback" not in bad.stderr
+    bad = run_cli(settings, "fault", "--version", "v1.2.3", "--mode", "flap", "--period", "0s")
+    assert bad.returncode == 1 and "needs a period" in bad.stderr
+    bad = run_cli(settings, "fault", "--version", "v1.2.3", "--mode", "flap", "--period", "often")
+    assert bad.returncode == 2 and "not a duration" in bad.stderr
+    bad = run_cli(settings, "fault", "--version", "v1.2.3", "--mode", "slow", "--latency", "1s", "--period", "1s")
+    assert bad.returncode == 1 and "only applies to fault mode 'flap'" in bad.stderr
+
+
+def _runs(statuses: list[int]) -> list[tuple[int, int]]:
+    """Consecutive equal answers: [(status, how many), ...]."""
+    runs: list[tuple[int, int]] = []
+    for status in statuses:
+        if runs and runs[-1][0] == status:
+            runs[-1] = (status, runs[-1][1] + 1)
+        else:
+            runs.append((status, 1))
+    return runs
+
+
+def test_a_flapping_version_alternates_by_the_clock_and_its_other_endpoints_work(sandbox: Sandbox) -> None:
+    from tests.support.sandbox import request, wait_listening
+
+    period, step = 0.4, 0.04
+    sandbox.fault_store.register("v4.1.0", "flap", ["analytics"], period_seconds=period)
+    candidate = sandbox.start_candidate("analytics", "v4.1.0")
+    wait_listening(candidate["url"])
+    health, root_health, events, bodies = [], [], [], []
+    deadline = time.monotonic() + 6.5 * period
+    while time.monotonic() < deadline:
+        at = time.monotonic()
+        status, _, answer = request(candidate["url"], "/analytics/health")
+        health.append((at, status))
+        if status == 503:
+            bodies.append(answer)
+        root_health.append(request(candidate["url"], "/health")[0])
+        events.append(request(candidate["url"], "/analytics/events", method="POST", body={"events": [{}]})[0])
+        time.sleep(step)
+
+    assert set(events) == {202}, "a flapping version keeps serving its working endpoints"
+    assert {s for _, s in health} == {200, 503} and set(root_health) == {200, 503}
+    assert bodies[0]["status"] == "unhealthy" and bodies[0]["version"] == "v4.1.0"
+    # Runs of 200 and of 503 alternate, each lasting one period (give or take a sampling step).
+    changes = [t for (_, prev), (t, s) in itertools.pairwise(health) if s != prev]
+    assert len(changes) >= 5, _runs([s for _, s in health])
+    spans = [later - earlier for earlier, later in itertools.pairwise(changes)]
+    assert all(period - 2 * step - 0.05 <= span <= period + 2 * step + 0.05 for span in spans), spans
+
+
+@pytest.mark.parametrize(
+    ("service", "period", "interval", "most"),
+    [
+        # Below the analysis' threshold of 3 consecutive failures.
+        ("recommendation", 0.5, 0.3, 2),
+        ("face-analysis", 1.0, 0.3, 4),
+    ],
+)
+def test_a_prober_sees_at_most_ceil_period_over_interval_consecutive_failures(
+    sandbox: Sandbox, service, period, interval, most
+) -> None:
+    """The analysis' loop (probe, count, sleep the interval) against a real flapping process."""
+    from tests.support.sandbox import request, wait_listening
+
+    assert most == math.ceil(period / interval)
+    sandbox.fault_store.register("v4.2.0", "flap", [service], period_seconds=period)
+    candidate = sandbox.start_candidate(service, "v4.2.0")
+    wait_listening(candidate["url"])
+    health_path = SERVICES[service].health_path
+    probes: list[tuple[float, bool]] = []
+    consecutive = worst = 0
+    deadline = time.monotonic() + 7 * period
+    while time.monotonic() < deadline:
+        at = time.monotonic()
+        ok = request(candidate["url"], health_path, timeout=interval)[0] == 200
+        probes.append((at, ok))
+        consecutive = 0 if ok else consecutive + 1
+        worst = max(worst, consecutive)
+        time.sleep(interval)
+
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(probes)]
+    assert interval <= min(gaps) and max(gaps) <= period, f"probes not {interval}-{period}s apart: {gaps}"
+    runs = _runs([200 if ok else 503 for _, ok in probes])
+    assert sum(1 for status, _ in runs if status == 503) >= 3, runs  # it really flaps
+    assert 1 <= worst <= most, runs
