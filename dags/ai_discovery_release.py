@@ -37,11 +37,7 @@ from varai_deploy.operators.blue_green import (
     VerifyGatewayOperator,
 )
 from varai_deploy.operators.rollback import RollbackOnFailureOperator
-from varai_deploy.operators.terraform import (
-    TerraformApplyOperator,
-    TerraformOutputOperator,
-    TerraformPlanOperator,
-)
+from varai_deploy.operators.terraform import TerraformApplyOperator, TerraformPlanOperator
 from varai_deploy.operators.widgets import (
     BuildWidgetsOperator,
     PublishWidgetOperator,
@@ -115,11 +111,13 @@ def ai_discovery_release():
         channels = marketplaces()
         checked >> channels >> [prerequisites(), credentials(channels), resources(checked)]
 
-    with TaskGroup("infrastructure", tooltip="Phase 2: Terraform plan, apply when changed, outputs") as infra:
+    with TaskGroup(
+        "infrastructure", tooltip="Phase 2: Terraform plan, then apply what was planned and hand on its outputs"
+    ) as infra:
         plan = TerraformPlanOperator(task_id="plan")
+        # Apply plans again on its own worker and refuses anything but the planned changes; it returns
+        # the environment's whitelisted outputs (terraform.outputs), e.g. {"images": {service: image}}.
         apply = TerraformApplyOperator(task_id="apply", plan=plan.output)
-        outputs = TerraformOutputOperator(task_id="outputs", trigger_rule="none_failed")
-        apply >> outputs
 
     with TaskGroup("backend", tooltip="Phase 3: blue-green deployment of each service") as backend:
 
@@ -140,7 +138,7 @@ def ai_discovery_release():
             switch = SwitchTrafficOperator(task_id="switch_traffic", candidate=candidate)
             return VerifyGatewayOperator(task_id="verify_gateway", switch=switch.output).output
 
-        healthy = candidates.partial(infra=outputs.output).expand(service=checked)
+        healthy = candidates.partial(infra=apply.output).expand(service=checked)
         verified = traffic.expand(candidate=all_candidates_healthy(healthy))
         # The old colours stay warm until the analysis has passed: a rollback is one atomic switch.
         analysis = ReleaseAnalysisOperator(task_id="analysis", switched=verified)

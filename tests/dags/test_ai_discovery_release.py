@@ -29,6 +29,7 @@ def test_phases_run_in_the_guide_order(dag):
     order = [
         "validate.request",
         "infrastructure.plan",
+        "infrastructure.apply",
         "backend.candidates.deploy_candidate",
         "backend.traffic.switch_traffic",
         "backend.analysis",
@@ -43,6 +44,16 @@ def test_phases_run_in_the_guide_order(dag):
             upstream,
             downstream,
         )
+
+
+def test_candidates_get_the_outputs_from_apply_and_the_plan_is_applied_by_a_separate_task(dag):
+    # Plan and apply stay two tasks (an approval will sit between them); apply returns the outputs.
+    assert {t.task_id for t in dag.tasks if t.task_id.startswith("infrastructure.")} == {
+        "infrastructure.plan",
+        "infrastructure.apply",
+    }
+    assert dag.get_task("infrastructure.apply").upstream_task_ids == {"infrastructure.plan"}
+    assert "infrastructure.apply" in dag.get_task("backend.candidates.deploy_candidate").upstream_task_ids
 
 
 def test_traffic_moves_only_after_every_candidate_passed_its_health_streak(dag):

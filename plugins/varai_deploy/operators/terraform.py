@@ -1,27 +1,32 @@
-"""Terraform as three steps: plan (summary to XCom), apply only when the plan has changes, outputs."""
+"""Terraform as two steps that share no file: plan (a fingerprint to XCom), then apply (re-planned, checked).
+
+Workers share no disk, so each step runs init + plan in its own scratch directory against the shared
+state. The plan step hands on only {changes, summary, fingerprint}; the apply step plans again and
+applies only what has the same fingerprint, which is what an approval between the two approved.
+"""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException
 
-from varai_deploy.hooks.terraform import TerraformError, TerraformHook
+from varai_deploy.hooks.terraform import OutputError, PlanResult, TerraformHook, check_outputs
 from varai_deploy.operators.base import EnvironmentOperator
 from varai_deploy.services import SERVICES
 
+NO_CHANGES = "Terraform plan has no changes: nothing to apply"
+CHANGED_SINCE_PLAN = "the infrastructure changed since it was planned: re-run the release to plan again"
 
-def terraform_for(env) -> TerraformHook:
-    """The hook for an environment's module, with its state where the environment keeps state."""
-    from varai_deploy.sandbox import SandboxSettings
 
-    work_dir = SandboxSettings.load().home / "terraform" / env.name
-    if env.terraform.backend == "local":
-        backend = {"path": str(work_dir / "terraform.tfstate")}
+def terraform_for(env, work_dir=None) -> TerraformHook:
+    """The hook for an environment's module and state; its own scratch dir unless ``work_dir`` is given."""
+    tf = env.terraform
+    if tf.backend == "local":
+        backend = {"path": str(tf.state_path)}
     else:
-        backend = {"bucket": env.terraform.state_bucket, "prefix": env.terraform.state_prefix or env.name}
-    return TerraformHook(env.terraform.module, work_dir, backend_config=backend)
+        backend = {"bucket": tf.state_bucket, "prefix": tf.state_prefix or env.name}
+    return TerraformHook(tf.module, work_dir, backend_config=backend, binary=tf.binary)
 
 
 def release_variables(env, version: str) -> dict[str, Any]:
@@ -37,8 +42,15 @@ def release_variables(env, version: str) -> dict[str, Any]:
     }
 
 
+def _check_outputs(env, plan: PlanResult) -> None:
+    try:
+        check_outputs(env.terraform.outputs, plan.output_sensitivity)
+    except OutputError as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
 class TerraformPlanOperator(EnvironmentOperator):
-    """init + plan -detailed-exitcode -out; returns {changes, summary, plan_file}."""
+    """init + plan in a scratch dir; returns {changes, summary, fingerprint}, never a path or a value."""
 
     template_fields = ("environment", "version")
 
@@ -47,47 +59,50 @@ class TerraformPlanOperator(EnvironmentOperator):
         self.version = version
 
     def execute(self, context) -> dict[str, Any]:
-        hook = terraform_for(self.env_config)
-        hook.init()
-        run_id = re.sub(r"[^A-Za-z0-9_.-]", "_", context["run_id"])
-        plan_file = hook.work_dir / "plans" / f"{run_id}.tfplan"
-        plan_file.parent.mkdir(parents=True, exist_ok=True)
-        result = hook.plan(release_variables(self.env_config, self.version), plan_file)
+        env = self.env_config
+        with terraform_for(env) as hook:
+            hook.init()
+            result = hook.plan(release_variables(env, self.version))
         self.log.info("Terraform plan for %s %s:\n%s", self.environment, self.version, result.summary)
-        return {"changes": result.changes, "summary": result.summary, "plan_file": result.plan_file}
+        _check_outputs(env, result)
+        return {"changes": result.changes, "summary": result.summary, "fingerprint": result.fingerprint}
 
 
 class TerraformApplyOperator(EnvironmentOperator):
-    """Applies the saved plan; skipped when the plan has no changes. Safe to re-run (stale plan = done)."""
+    """Re-plans, applies only the plan that was planned, returns the whitelisted outputs.
 
-    template_fields = ("environment", "plan")
+    A retry converges: when the state already matches (an earlier attempt applied it) there is
+    nothing to apply; any other difference from the planned fingerprint is refused, unapplied.
+    """
 
-    def __init__(self, *, plan: Any, **kwargs):
+    template_fields = ("environment", "version", "plan")
+
+    def __init__(self, *, plan: Any, version: str = "{{ params.version }}", **kwargs):
         super().__init__(**kwargs)
         self.plan = plan
-
-    def execute(self, context) -> None:
-        if not self.plan["changes"]:
-            raise AirflowSkipException("Terraform plan has no changes: nothing to apply")
-        hook = terraform_for(self.env_config)
-        try:
-            hook.apply(self.plan["plan_file"])
-        except TerraformError as exc:
-            if "Saved plan is stale" not in str(exc):
-                raise
-            # A retry after a crash mid-apply: the state moved on, so re-plan and converge.
-            fresh = hook.plan(None, hook.work_dir / "plans" / "retry.tfplan")
-            if fresh.changes:
-                hook.apply(fresh.plan_file)
-
-
-class TerraformOutputOperator(EnvironmentOperator):
-    """Reads `terraform output -json` into XCom for the steps that follow."""
+        self.version = version
 
     def execute(self, context) -> dict[str, Any]:
-        hook = terraform_for(self.env_config)
-        hook.init()
-        outputs = hook.outputs()
-        if not outputs:
-            raise TerraformError("terraform state has no outputs: was the module ever applied?")
-        return outputs
+        planned = self.plan
+        if not isinstance(planned, dict) or not planned.get("fingerprint"):
+            raise AirflowFailException("apply needs the plan task's result {changes, summary, fingerprint}")
+        env = self.env_config
+        with terraform_for(env) as hook:
+            hook.init()
+            fresh = hook.plan(release_variables(env, self.version))
+            _check_outputs(env, fresh)
+            if not fresh.changes:
+                already = " (the state already matches what was planned)" if planned.get("changes") else ""
+                self.log.info("%s%s", NO_CHANGES, already)
+            elif fresh.fingerprint != planned["fingerprint"]:
+                self.log.info("Terraform plan now, for %s %s:\n%s", self.environment, self.version, fresh.summary)
+                raise AirflowFailException(
+                    f"{CHANGED_SINCE_PLAN} (planned {planned['fingerprint']}, now {fresh.fingerprint})"
+                )
+            else:
+                self.log.info("Applying the plan for %s %s:\n%s", self.environment, self.version, fresh.summary)
+                hook.apply(fresh.plan_file)
+            try:
+                return hook.outputs(env.terraform.outputs)
+            except OutputError as exc:
+                raise AirflowFailException(str(exc)) from exc
