@@ -224,12 +224,12 @@ class TerraformHook(BaseHook):
         binary: str | None = None,
     ):
         super().__init__()
+        self.binary = find_terraform(binary)
         self.module_dir = Path(module_dir)
         self._scratch = None if work_dir else tempfile.TemporaryDirectory(prefix="varai-terraform-")
         self.work_dir = Path(work_dir) if work_dir else Path(self._scratch.name)  # type: ignore[union-attr]
         self.backend_config = backend_config or {}
         self.extra_env = env or {}
-        self.binary = find_terraform(binary)
 
     def __enter__(self) -> TerraformHook:
         return self
