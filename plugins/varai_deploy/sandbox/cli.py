@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from varai_deploy.sandbox.errors import SandboxError
+from varai_deploy.sandbox.faults import MODES
 from varai_deploy.services import SERVICES
 
 
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--clear", action="store_true", help="remove faults (of --version, or all)")
     action.add_argument("--list", action="store_true", help="print registered faults as JSON")
     fault.add_argument("--version", help="the release tag the fault belongs to, e.g. v1.4.2")
-    fault.add_argument("--mode", choices=("crash", "unhealthy", "errors", "slow", "flap"))
+    fault.add_argument("--mode", choices=tuple(MODES))
     fault.add_argument(
         "--service",
         action="append",
@@ -44,11 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="limit to this service (repeatable; default: all services)",
     )
     fault.add_argument("--rate", type=float, help="for --mode errors: fraction of answers that are 500")
-    fault.add_argument("--latency", type=seconds, help="for --mode slow: time added to every answer, e.g. 1.5 or 6s")
+    fault.add_argument(
+        "--latency",
+        type=seconds,
+        help="for --mode slow: time added to every answer; slow_switch: how late a switch answers (e.g. 6s)",
+    )
     fault.add_argument(
         "--after",
         type=seconds,
-        help="for --mode unhealthy: healthy for this long after start, then 503 (e.g. 5s)",
+        help="for --mode unhealthy or flap: healthy for this long after start, then 503 or flapping (e.g. 5s)",
     )
     fault.add_argument(
         "--period",
@@ -126,8 +131,7 @@ def run_fault(sandbox: Any, args: argparse.Namespace) -> int:
     else:
         if not args.version or not args.mode:
             raise SandboxError("fault needs --version and --mode (or --clear / --list)")
-        # The store Sandbox.register_fault delegates to: it also takes flap's period_seconds.
-        fault = sandbox.fault_store.register(
+        fault = sandbox.register_fault(
             args.version,
             args.mode,
             args.services,

@@ -1,4 +1,4 @@
-"""The sandbox's widget-publishing stand-ins (storage, CDN, npm, SVN, Marketplace, Shopify), one shape each.
+"""The sandbox's stand-in servers (storage, CDN, npm, SVN, Marketplace, Shopify, PostgreSQL), one shape each.
 
 Each is a local server the control plane starts on ``up``, stops on ``down`` and lists under
 ``endpoints`` in ``status``; each module describes itself with a :class:`Component`, so adding one
@@ -27,6 +27,7 @@ COMPONENT_MODULES: dict[str, str] = {
     "svn": "varai_deploy.sandbox.svn",
     "marketplace": "varai_deploy.sandbox.marketplace",
     "shopify": "varai_deploy.sandbox.shopify",
+    "postgres": "varai_deploy.sandbox.postgres",
 }
 COMPONENT_NAMES = tuple(COMPONENT_MODULES)
 #: Ports: ``component_port_base + offset``; the base defaults to the gateway port minus this.
@@ -50,6 +51,8 @@ class Component:
     start_timeout: float = 30.0
     #: Its URL in ``status``; None: ``http://<host>:<port>``.
     endpoint: Callable[[SandboxSettings, int], str] | None = None
+    #: A clean stop of the running process (its record given) before ``down`` signals what is left.
+    shutdown: Callable[[SandboxSettings, dict[str, Any]], None] | None = None
 
     def url(self, settings: SandboxSettings, port: int) -> str:
         return self.endpoint(settings, port) if self.endpoint else settings.url_for_port(port)

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from varai_deploy.sandbox import components, processes, prometheus, traffic
-from varai_deploy.sandbox.errors import PortInUseError, SandboxError
+from varai_deploy.sandbox.errors import PortInUseError, SandboxError, SwitchConflictError
 from varai_deploy.sandbox.faults import FaultStore
 from varai_deploy.sandbox.processes import (
     GATEWAY_MODULE,
@@ -36,10 +36,16 @@ from varai_deploy.sandbox.state import StateStore, write_json_atomic
 from varai_deploy.sandbox.validation import check_colour, check_service, check_version, other_colour
 from varai_deploy.services import SERVICE_NAMES
 
+#: ``switch(expect_live=...)`` not given: the live slot is not checked.
+UNCHECKED = object()
 GATEWAY_START_TIMEOUT = 15.0
 SERVICE_START_TIMEOUT = 15.0
 PROMETHEUS_START_TIMEOUT = 30.0
 EXIT_CODE_WAIT = 1.0
+
+
+def _describe(slot: Any) -> str:
+    return f"{slot[1]} ({slot[0]})" if slot else "nothing"
 
 
 class Sandbox:
@@ -156,6 +162,8 @@ class Sandbox:
             for component in stand_ins:
                 record = state["components"].get(component.name)
                 if record:
+                    if component.shutdown is not None:
+                        component.shutdown(s, record)
                     pids += self._recorded_pids(record, component.marker(s, int(record["port"])))
             prom = state["components"].get("prometheus")
             if prom:
@@ -261,8 +269,15 @@ class Sandbox:
             write_scrape_targets(self.settings.scrape_targets_file, state, self.settings.host)
             return self._candidate(service, colour, slot)
 
-    def switch(self, service: str, colour: str) -> dict[str, Any]:
-        """Make ``colour`` live in one atomic routing change; the other colour keeps running."""
+    def switch(
+        self, service: str, colour: str, version: str | None = None, expect_live: Any = UNCHECKED
+    ) -> dict[str, Any]:
+        """Make ``colour`` live in one atomic routing change; the other colour keeps running.
+
+        Checked, when asked: ``colour`` must run ``version`` (the revision that was health-checked)
+        and the live slot must be ``expect_live`` (``(colour, version)``, or None for nothing live);
+        otherwise something changed since the caller looked, and nothing moves.
+        """
         check_service(service)
         check_colour(colour)
         with self.store.transaction() as state:
@@ -273,16 +288,42 @@ class Sandbox:
                 raise SandboxError(
                     f"cannot switch {service} to {colour}: {what} there; start a healthy candidate first"
                 )
+            if version is not None and slot["version"] != version:
+                raise SwitchConflictError(
+                    f"refusing to switch {service} to {colour}: it now runs {slot['version']}, not {version}"
+                )
+            live = record["live"]
+            current = (live, record["slots"][live]["version"]) if live else None
+            if expect_live is not UNCHECKED and current != (tuple(expect_live) if expect_live else None):
+                raise SwitchConflictError(
+                    f"refusing to switch {service}: live is {_describe(current)}, expected {_describe(expect_live)}"
+                )
             previous = record["live"]
             if previous != colour:
                 record["live"] = colour
                 write_routes(self.settings.routes_file, state, self.settings.host)
             other = other_colour(colour)
-            return {
+            result = {
                 "service": service,
                 "live": self._view(service, colour, slot),
                 "previous": self._view(service, other, record["slots"][other]) if other in record["slots"] else None,
             }
+        # Outside the lock: the switch is done, only its answer is late.
+        latency = self.fault_store.switch_latency(slot["version"], service) if previous != colour else 0.0
+        if latency:
+            time.sleep(latency)
+        return result
+
+    def remove(self, service: str) -> None:
+        """Stop both colours of a service and forget them: the service as before its first release."""
+        check_service(service)
+        with self.store.transaction() as state:
+            record = state["services"][service]
+            for colour, slot in record["slots"].items():
+                processes.stop(self._recorded_pids(slot, self._service_marker(service, colour, slot)))
+            record["slots"], record["live"] = {}, None
+            write_routes(self.settings.routes_file, state, self.settings.host)
+            write_scrape_targets(self.settings.scrape_targets_file, state, self.settings.host)
 
     def retire(self, service: str, colour: str) -> dict[str, Any]:
         """Stop a non-live colour after a release; its version stays recorded for rollback."""
@@ -323,9 +364,16 @@ class Sandbox:
         rate: float | None = None,
         latency_seconds: float | None = None,
         after_seconds: float | None = None,
+        period_seconds: float | None = None,
     ) -> dict[str, Any]:
         return self.fault_store.register(
-            version, mode, services, rate=rate, latency_seconds=latency_seconds, after_seconds=after_seconds
+            version,
+            mode,
+            services,
+            rate=rate,
+            latency_seconds=latency_seconds,
+            after_seconds=after_seconds,
+            period_seconds=period_seconds,
         )
 
     def clear_faults(self, version: str | None = None) -> int:

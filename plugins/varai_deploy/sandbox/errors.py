@@ -14,3 +14,7 @@ class PortInUseError(SandboxError):
         super().__init__(message)
         self.host = host
         self.port = port
+
+
+class SwitchConflictError(SandboxError):
+    """A checked switch found the service changed since the caller looked: nothing moved."""

@@ -43,6 +43,10 @@ MODES: dict[str, str | None] = {
     # health endpoints answer 200 for period_seconds after start, 503 for the next period_seconds,
     # 200 again, and so on (by the clock, not per request); the rest works
     "flap": "period_seconds",
+    # not the service but the platform: a switch to this version is applied at once, and the call
+    # that made it returns only latency_seconds later (a slow API answer; what a worker that dies
+    # mid-switch leaves behind)
+    "slow_switch": "latency_seconds",
 }
 CRASH_EXIT_CODE = 3
 CRASH_MESSAGE = "fault injected: crash at start"
@@ -68,14 +72,18 @@ class Fault:
             check_service(service)
         if self.mode == "errors" and not (self.rate is not None and 0 < self.rate <= 1):
             raise SandboxError("fault mode 'errors' needs a rate between 0 (exclusive) and 1, e.g. 0.5")
-        if self.mode == "slow" and not (self.latency_seconds is not None and 0 < self.latency_seconds <= 60):
-            raise SandboxError("fault mode 'slow' needs a latency in seconds between 0 and 60, e.g. 1.5")
+        if self.mode in ("slow", "slow_switch") and not (
+            self.latency_seconds is not None and 0 < self.latency_seconds <= 60
+        ):
+            raise SandboxError(f"fault mode {self.mode!r} needs a latency in seconds between 0 and 60, e.g. 1.5")
         if self.after_seconds is not None:
-            if self.mode != "unhealthy":
-                raise SandboxError(f"after_seconds only applies to fault mode 'unhealthy', not {self.mode!r}")
+            if self.mode not in ("unhealthy", "flap"):
+                raise SandboxError(
+                    f"after_seconds only applies to fault modes 'unhealthy' and 'flap', not {self.mode!r}"
+                )
             if not 0 <= self.after_seconds <= MAX_AFTER_SECONDS:
                 raise SandboxError(
-                    f"fault mode 'unhealthy' takes after_seconds between 0 and {MAX_AFTER_SECONDS}, e.g. 5"
+                    f"fault mode {self.mode!r} takes after_seconds between 0 and {MAX_AFTER_SECONDS}, e.g. 5"
                 )
         if self.period_seconds is not None and self.mode != "flap":
             raise SandboxError(f"period_seconds only applies to fault mode 'flap', not {self.mode!r}")
@@ -154,6 +162,13 @@ class FaultStore:
             self._write(faults)
         return fault.to_dict()
 
+    def switch_latency(self, version: str, service: str) -> float:
+        """``slow_switch``: how long a switch of ``service`` to ``version`` takes to answer (0: at once)."""
+        for raw in self.all().get(version, []):
+            if raw.get("mode") == "slow_switch" and (not raw.get("services") or service in raw["services"]):
+                return float(raw.get("latency_seconds") or 0)
+        return 0.0
+
     def clear(self, version: str | None = None) -> int:
         """Remove the faults of ``version`` (all versions when None); returns how many went."""
         if version is not None:
@@ -188,8 +203,10 @@ class ActiveFaults:
     unhealthy_after_seconds: float = 0.0
     error_rate: float = 0.0
     latency_seconds: float = 0.0
-    #: ``flap``: health alternates 200 / 503 every this many seconds from start (0: no flap).
+    #: ``flap``: health alternates 200 / 503 every this many seconds from start (0: no flap)...
     flap_period_seconds: float = 0.0
+    #: ...once this many seconds after start have passed (healthy until then).
+    flap_after_seconds: float = 0.0
 
     @classmethod
     def for_process(cls, faults_file: Path, version: str, service: str) -> ActiveFaults:
@@ -212,6 +229,7 @@ class ActiveFaults:
                 active["latency_seconds"] = float(fault.latency_seconds or 0)
             elif fault.mode == "flap":
                 active["flap_period_seconds"] = float(fault.period_seconds or 0)
+                active["flap_after_seconds"] = float(fault.after_seconds or 0)
         return cls(**active)
 
     def describe(self) -> list[str]:
@@ -224,10 +242,11 @@ class ActiveFaults:
         if self.latency_seconds:
             out.append(f"slow(latency={self.latency_seconds}s)")
         if self.flap_period_seconds:
-            out.append(f"flap(period={self.flap_period_seconds:g}s)")
+            after = f", after={self.flap_after_seconds:g}s" if self.flap_after_seconds else ""
+            out.append(f"flap(period={self.flap_period_seconds:g}s{after})")
         return out
 
     def flap_unhealthy(self, elapsed: float) -> bool:
         """``flap``: whether ``elapsed`` seconds after start fall in an unhealthy (odd) phase."""
-        period = self.flap_period_seconds
+        period, elapsed = self.flap_period_seconds, elapsed - self.flap_after_seconds
         return bool(period) and elapsed >= 0 and int(elapsed // period) % 2 == 1

@@ -53,9 +53,11 @@ class Marker:
     module: str
     flags: tuple[tuple[str, str], ...]
     program: str | None = None
+    #: What starts ``program`` and then execs it (``setpriv``): in the argv, not in the process's command line.
+    prefix: tuple[str, ...] = ()
 
     def argv(self) -> list[str]:
-        out = [self.program] if self.program else [sys.executable, "-m", self.module]
+        out = [*self.prefix, self.program] if self.program else [sys.executable, "-m", self.module]
         for flag, value in self.flags:
             out += [flag, value]
         return out
@@ -205,11 +207,11 @@ def stop(pids: Iterable[int | None], grace: float = STOP_GRACE_SECONDS) -> None:
     targets = [p for p in dict.fromkeys(pids) if p and is_alive(p)]
     for pid in targets:
         _signal(pid, signal.SIGTERM)
-    if _wait_gone(targets, grace):
+    if wait_gone(targets, grace):
         return
     for pid in targets:
         _signal(pid, signal.SIGKILL)
-    _wait_gone(targets, 2.0)
+    wait_gone(targets, 2.0)
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -217,7 +219,7 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
-def _wait_gone(pids: list[int], timeout: float) -> bool:
+def wait_gone(pids: list[int], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while True:
         if not any(is_alive(p) for p in pids):

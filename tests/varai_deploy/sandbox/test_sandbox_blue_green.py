@@ -197,3 +197,13 @@ def test_concurrent_callers_for_different_services_do_not_lose_each_others_chang
     assert {"analytics-blue"} == {f"{s}-{c}" for s in SERVICE_NAMES for c in ("blue", "green")} - {
         t["labels"]["sandbox_slot"] for t in targets
     }
+
+
+def test_a_removed_service_is_as_before_its_first_release(sandbox: Sandbox) -> None:
+    first = deploy(sandbox, "analytics", "v1.0.0")
+    deploy(sandbox, "analytics", "v1.0.1")
+    sandbox.remove("analytics")
+    assert sandbox.status()["services"]["analytics"] == {"live": None, "idle": None}
+    assert request(sandbox.settings.gateway_url, "/analytics/health")[0] >= 500
+    assert first["pid"] not in processes.find_ours(sandbox.settings.home)
+    assert deploy(sandbox, "analytics", "v1.0.2")["colour"] == "blue"

@@ -86,7 +86,7 @@ def test_a_slow_version_is_slow_for_users_but_its_health_probe_is_not(sandbox: S
 
 # -- flap: health comes and goes by the clock ---------------------------------------------------
 def test_flap_is_registered_with_its_period(sb: Sandbox) -> None:
-    sb.fault_store.register("v2.0.0", "flap", ["analytics"], period_seconds=1.5)
+    sb.register_fault("v2.0.0", "flap", ["analytics"], period_seconds=1.5)
     assert sb.faults()["v2.0.0"] == [{"mode": "flap", "services": ["analytics"], "period_seconds": 1.5}]
     f = sb.settings.faults_file
     assert ActiveFaults.for_process(f, "v2.0.0", "analytics") == ActiveFaults(flap_period_seconds=1.5)
@@ -122,7 +122,7 @@ def test_flap_phases_healthy_first_then_every_other_period() -> None:
 )
 def test_bad_flap_periods_are_refused(sb: Sandbox, mode, period, message) -> None:
     with pytest.raises(SandboxError, match=message):
-        sb.fault_store.register("v2.0.0", mode, period_seconds=period)
+        sb.register_fault("v2.0.0", mode, period_seconds=period)
     assert sb.faults() == {}
 
 
@@ -166,7 +166,7 @@ def test_a_flapping_version_alternates_by_the_clock_and_its_other_endpoints_work
     from tests.support.sandbox import request, wait_listening
 
     period, step = 0.4, 0.04
-    sandbox.fault_store.register("v4.1.0", "flap", ["analytics"], period_seconds=period)
+    sandbox.register_fault("v4.1.0", "flap", ["analytics"], period_seconds=period)
     candidate = sandbox.start_candidate("analytics", "v4.1.0")
     wait_listening(candidate["url"])
     health, root_health, events, bodies = [], [], [], []
@@ -206,7 +206,7 @@ def test_a_prober_sees_at_most_ceil_period_over_interval_consecutive_failures(
     from tests.support.sandbox import request, wait_listening
 
     assert most == math.ceil(period / interval)
-    sandbox.fault_store.register("v4.2.0", "flap", [service], period_seconds=period)
+    sandbox.register_fault("v4.2.0", "flap", [service], period_seconds=period)
     candidate = sandbox.start_candidate(service, "v4.2.0")
     wait_listening(candidate["url"])
     health_path = SERVICES[service].health_path
@@ -226,3 +226,32 @@ def test_a_prober_sees_at_most_ceil_period_over_interval_consecutive_failures(
     runs = _runs([200 if ok else 503 for _, ok in probes])
     assert sum(1 for status, _ in runs if status == 503) >= 3, runs  # it really flaps
     assert 1 <= worst <= most, runs
+
+
+def test_a_slow_switch_is_applied_at_once_and_answers_late(sandbox: Sandbox) -> None:
+    """What a worker killed mid-switch leaves behind: traffic moved, the caller never heard."""
+    import threading
+
+    from tests.support.sandbox import deploy, request, wait_for
+
+    deploy(sandbox, "analytics", "v5.0.0")
+    sandbox.register_fault("v5.0.1", "slow_switch", ["analytics"], latency_seconds=3)
+    candidate = deploy(sandbox, "analytics", "v5.0.1", switch=False)
+    started = time.monotonic()
+    done: list[float] = []
+    switching = threading.Thread(
+        target=lambda: (sandbox.switch("analytics", candidate["colour"]), done.append(time.monotonic() - started))
+    )
+    switching.start()
+    wait_for(
+        lambda: request(sandbox.settings.gateway_url, "/analytics/health")[1].get("x-served-version") == "v5.0.1",
+        timeout=2,
+        what="the gateway to serve v5.0.1 while the switch call is still out",
+    )
+    assert not done, "the switch answered before its latency"
+    switching.join()
+    assert done[0] >= 3
+    # A switch back (to a version without the fault) answers at once.
+    started = time.monotonic()
+    sandbox.switch("analytics", "blue")
+    assert time.monotonic() - started < 1

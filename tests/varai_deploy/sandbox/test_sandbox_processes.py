@@ -16,7 +16,7 @@ def test_a_zombie_is_not_alive() -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     try:
         # Not reaped yet: the pid still exists, as a zombie.
-        processes._wait_gone([child.pid], 10)
+        processes.wait_gone([child.pid], 10)
         assert os.path.exists(f"/proc/{child.pid}")
         assert not processes.is_alive(child.pid)
     finally:
