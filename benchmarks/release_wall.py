@@ -76,7 +76,10 @@ def plain_release(version: str) -> float:
         )
         event = asyncio.run(anext(trigger.run()))
         assert event.payload["status"] == "healthy", event.payload
-    switched = [(c, platform.switch_traffic(c["service"], c), time.monotonic()) for c in candidates]
+    switched = [
+        (c, platform.switch_traffic(c["service"], c, platform.current_revision(c["service"])), time.monotonic())
+        for c in candidates
+    ]
     switched_at = time.time()
     gateway = GatewayHook(env.gateway_conn_id)
     for candidate, _, _ in switched:

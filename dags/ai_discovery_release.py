@@ -36,6 +36,7 @@ from varai_deploy.operators.blue_green import (
     SwitchTrafficOperator,
     VerifyGatewayOperator,
 )
+from varai_deploy.operators.environment import FinishOperationOperator, LockEnvironmentOperator
 from varai_deploy.operators.rollback import RollbackOnFailureOperator
 from varai_deploy.operators.terraform import TerraformApplyOperator, TerraformPlanOperator
 from varai_deploy.operators.widgets import (
@@ -149,25 +150,38 @@ def ai_discovery_release():
             return verdict["switches"] if verdict["verdict"] == "pass" else []
 
         RetireRevisionOperator.partial(task_id="retire_previous").expand(switch=passed_switches(analysis.output))
-        analysis >> RollbackOnFailureOperator(
+        # Decides from the ledger and the platform what to undo, whichever tasks failed before it.
+        rollback = RollbackOnFailureOperator(
             task_id="rollback_on_failure",
             trigger_rule="all_done",
+            services=checked,
             analysis_task_id="backend.analysis",
-            switch_task_id="backend.traffic.switch_traffic",
         )
+        analysis >> rollback
 
     with TaskGroup(
         "widgets", tooltip="Phase 4: publish the storefront widget, check it as merchants get it"
     ) as widgets:
 
         @task(trigger_rule="none_failed")
-        def backend_released(ti=None) -> bool:
-            """Widgets go out only with a backend that passed its analysis (or was already live)."""
+        def backend_released(services: list[str], params=None) -> bool:
+            """Widgets go out only with a backend the ledger has live and passed, service by service."""
             from airflow.sdk.exceptions import AirflowSkipException
 
-            verdict = ti.xcom_pull(task_ids="backend.analysis")
-            if verdict and verdict.get("verdict") != "pass":
-                raise AirflowSkipException("the backend release was rolled back: no widget is published")
+            from varai_deploy.config import load_environment
+            from varai_deploy.ledger import PASSED, ledger_for
+
+            ledger = ledger_for(load_environment(params["environment"]))
+            verdicts = {s: ledger.revision(s, params["version"]) for s in services}
+            unreleased = [
+                f"{s} ({r.verdict if r else 'not deployed'})"
+                for s, r in verdicts.items()
+                if not r or r.verdict != PASSED
+            ]
+            if unreleased:
+                raise AirflowSkipException(
+                    f"the backend is not released: {', '.join(unreleased)}; no widget is published"
+                )
             return True
 
         build = BuildWidgetsOperator(task_id="build")
@@ -185,7 +199,7 @@ def ai_discovery_release():
             gate_task_id="widgets.backend_released",
             build_task_id="widgets.build",
         )
-        backend_released() >> build
+        backend_released(checked) >> build
         published >> summary
 
     with TaskGroup("post_deploy", tooltip="Phase 5: end-to-end checks through the gateway") as post_deploy:
@@ -201,9 +215,17 @@ def ai_discovery_release():
 
         health_checks(checked)
 
-    validate >> infra
+    # One operation per environment at a time: the lock is the setup, its release the teardown that
+    # runs however the tasks between them ended.
+    lock = LockEnvironmentOperator(task_id="lock", operation="release")
+    finish = FinishOperationOperator(
+        task_id="finish", operation="release", services=checked, version="{{ params.version }}", emit_outcome=True
+    )
+    validate >> lock >> infra
     backend >> widgets >> post_deploy
     backend >> post_deploy
+    [widgets, post_deploy] >> finish
+    finish.as_teardown(setups=lock)
 
 
 ai_discovery_release()

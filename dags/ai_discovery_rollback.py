@@ -12,6 +12,7 @@ from airflow.sdk import Param, TaskGroup, dag, task
 
 from varai_deploy.dag_params import FAIL_FAST, OPERATIONS_DAG, default_args, environment_param, services_param
 from varai_deploy.operators.blue_green import SwitchTrafficOperator, VerifyGatewayOperator
+from varai_deploy.operators.environment import FinishOperationOperator, LockEnvironmentOperator
 from varai_deploy.operators.rollback import RecordRollbackOperator, RestoreRevisionOperator
 from varai_deploy.rollback import REASON_PATTERN, TARGET_PATTERN
 from varai_deploy.sensors.health import HealthStreakSensor
@@ -49,13 +50,14 @@ def ai_discovery_rollback():
         def targets(params=None) -> list[dict]:
             """Each service's target revision; refuses an unknown target or a missing reason."""
             from varai_deploy.config import check_services, load_environment
+            from varai_deploy.ledger import ledger_for
             from varai_deploy.platforms import get_platform
             from varai_deploy.rollback import check_reason, resolve_targets
 
             check_reason(params["reason"])
             env = load_environment(params["environment"])
             services = list(check_services(params["services"], allowed=env.services))
-            return resolve_targets(get_platform(env), services, params["target"])
+            return resolve_targets(get_platform(env), ledger_for(env), services, params["target"])
 
         @task(**FAIL_FAST)
         def credentials(params=None) -> dict:
@@ -64,8 +66,12 @@ def ai_discovery_rollback():
 
             return check_credentials(load_environment(params["environment"]))
 
+        # The targets are read under the environment's lock, so nothing moves between the look and
+        # the switch; from here to the end it is ours, and the teardown records how it ended
+        # (a refused target too) and lets go.
+        lock = LockEnvironmentOperator(task_id="lock", operation="rollback")
         chosen = targets()
-        credentials() >> chosen
+        credentials() >> lock >> chosen
 
     with TaskGroup("restore", tooltip="Each target up and healthy, with no traffic yet") as restore:
         ready = RestoreRevisionOperator.partial(task_id="prepare_target").expand(target=chosen)
@@ -83,7 +89,9 @@ def ai_discovery_rollback():
         verified = VerifyGatewayOperator.partial(task_id="verify_gateway").expand(switch=switched.output)
 
     record = RecordRollbackOperator(task_id="record", switched=verified.output, trigger_rule="none_failed")
-    validate >> restore >> traffic >> record
+    finish = FinishOperationOperator(task_id="finish", operation="rollback")
+    validate >> restore >> traffic >> record >> finish
+    finish.as_teardown(setups=lock)
 
 
 ai_discovery_rollback()

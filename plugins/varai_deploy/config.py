@@ -166,6 +166,10 @@ class EnvironmentConfig:
     def metrics_conn_id(self) -> str:
         return self.connections["metrics"]
 
+    @property
+    def ledger_conn_id(self) -> str:
+        return self.connections["ledger"]
+
 
 def _section(raw: dict, key: str, path: Path) -> dict:
     value = raw.get(key) or {}
@@ -257,9 +261,13 @@ def load_environment(name: str, directory: Path = ENVIRONMENTS_DIR) -> Environme
         raise ConfigError(f"{path}: platform {platform!r} must be one of {', '.join(PLATFORMS)}")
     services = check_services(raw.get("services") or list(SERVICE_NAMES))
     connections = _section(raw, "connections", path)
-    for role, what in (("gateway", "the gateway"), ("metrics", "the Prometheus query API")):
+    for role, what in (
+        ("gateway", "the Airflow HTTP connection to the gateway"),
+        ("metrics", "the Airflow HTTP connection to the Prometheus query API"),
+        ("ledger", "the Airflow Postgres connection to the release ledger"),
+    ):
         if role not in connections:
-            raise ConfigError(f"{path}: connections.{role} (the Airflow HTTP connection to {what}) is required")
+            raise ConfigError(f"{path}: connections.{role} ({what}) is required")
     tf_config = _terraform(raw, name, path)
     widgets = _section(raw, "widgets", path)
     marketplaces = _marketplaces(widgets, connections, path)

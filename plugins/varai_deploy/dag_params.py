@@ -13,13 +13,13 @@ from airflow.sdk import Param
 from varai_deploy.config import ENVIRONMENTS
 from varai_deploy.services import SERVICE_NAMES
 
-#: Keyword arguments of every operations DAG: triggered on demand, one run at a time, unpaused
-#: (paused-at-creation would leave CI's API-triggered runs queued).
+#: Keyword arguments of every operations DAG: triggered on demand and unpaused (paused-at-creation
+#: would leave CI's API-triggered runs queued). Runs for different environments go side by side;
+#: the environment's lock in the ledger keeps two operations off the same one.
 OPERATIONS_DAG = {
     "schedule": None,
     "start_date": datetime(2025, 1, 1),
     "catchup": False,
-    "max_active_runs": 1,
     "is_paused_upon_creation": False,
 }
 

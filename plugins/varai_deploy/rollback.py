@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from varai_deploy.config import VERSION_PATTERN, ConfigError
 from varai_deploy.platforms import Platform
+
+if TYPE_CHECKING:
+    from varai_deploy.ledger import Ledger
 
 #: ``previous`` or a release tag (JSON-schema pattern of the rollback DAG's ``target`` param).
 TARGET_PATTERN = r"^(previous|" + VERSION_PATTERN.removeprefix("^").removesuffix("$") + r")$"
@@ -24,28 +27,36 @@ def check_reason(reason: Any) -> str:
     return reason.strip()
 
 
-def resolve_targets(platform: Platform, services: list[str], target: str) -> list[dict[str, Any]]:
-    """For each service, the revision to put traffic back on; refuses if any is unknown."""
+def resolve_targets(platform: Platform, ledger: Ledger, services: list[str], target: str) -> list[dict[str, Any]]:
+    """For each service, the revision to put traffic back on; refuses if any is unknown.
+
+    Only revisions that served traffic and passed their analysis (per the ledger) and that the
+    platform can still run are targets: a candidate that never served is never "previous".
+    """
     if not re.fullmatch(TARGET_PATTERN, target):
         raise RollbackRefusedError(f"target {target!r} must be 'previous' or a release tag such as v1.4.2")
     chosen, refused = [], []
     for service in services:
-        known = platform.known_revisions(service)
         live = platform.current_revision(service)
-        others = [r for r in known if not live or r["version"] != live["version"]]
-        if target == "previous":
-            match = others[0] if others else None
-        elif live and live["version"] == target:
+        if target != "previous" and live and live["version"] == target:
             chosen.append({**live, "noop": True})
             continue
+        known = {(r["version"], r["name"]): r for r in platform.known_revisions(service)}
+        good = [
+            dict(known[(r.version, r.name)])
+            for r in ledger.good_revisions(service)
+            if (r.version, r.name) in known and not (live and r.version == live["version"])
+        ]
+        if target == "previous":
+            match = good[0] if good else None
         else:
-            match = next((r for r in others if r["version"] == target), None)
+            match = next((r for r in good if r["version"] == target), None)
         if match is None:
-            listed = ", ".join(r["version"] for r in others) or "none"
+            listed = ", ".join(r["version"] for r in good) or "none"
             wanted = "no previous revision" if target == "previous" else f"{target} is not known to the platform"
-            refused.append(f"{service}: {wanted} (other revisions known: {listed})")
+            refused.append(f"{service}: {wanted} (known good revisions: {listed})")
             continue
-        chosen.append(dict(match))
+        chosen.append(match)
     if refused:
         raise RollbackRefusedError("cannot roll back: " + "; ".join(refused))
     return chosen

@@ -50,13 +50,16 @@ def check_prerequisites(env: EnvironmentConfig) -> dict[str, str]:
 
 def check_credentials(env: EnvironmentConfig, marketplaces: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
     """Every Airflow Connection this release goes through exists, and those that authenticate carry their
-    secret (values are never logged): the gateway and metrics always, plus each chosen marketplace's."""
+    secret (values are never logged): the gateway, metrics and ledger always, plus each chosen marketplace's."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException, AirflowRuntimeError
 
     from varai_deploy.widgets.channels import ROLES, SECRET_ROLES
 
-    roles = dict.fromkeys(["gateway", "metrics", *(role for channel in marketplaces for role in ROLES[channel])])
+    secret_roles = {**SECRET_ROLES, "ledger": "the ledger's database password"}
+    roles = dict.fromkeys(
+        ["gateway", "metrics", "ledger", *(role for channel in marketplaces for role in ROLES[channel])]
+    )
     present, missing = {}, []
     for role in roles:
         conn_id = env.connections[role]
@@ -65,8 +68,8 @@ def check_credentials(env: EnvironmentConfig, marketplaces: list[str] | tuple[st
         except (AirflowNotFoundException, AirflowRuntimeError):
             missing.append(f"{conn_id!r} ({role})")
             continue
-        if role in SECRET_ROLES and not conn.password:
-            missing.append(f"{conn_id!r} ({role}) has no password: {SECRET_ROLES[role]}")
+        if role in secret_roles and not conn.password:
+            missing.append(f"{conn_id!r} ({role}) has no password: {secret_roles[role]}")
             continue
         present[role] = f"{conn_id} ({conn.conn_type})"
     if missing:

@@ -90,8 +90,17 @@ def test_deferred_waits_keep_a_retry_for_airflows_stale_executor_event(dag):
         assert dag.get_task(task_id).retries >= 1, task_id
 
 
-def test_one_release_at_a_time(dag):
-    assert dag.max_active_runs == 1
+def test_the_environment_is_locked_around_everything_that_changes_it(dag):
+    lock, finish = dag.get_task("lock"), dag.get_task("finish")
+    assert lock.is_setup and finish.is_teardown and lock.retries == 0
+    assert "validate.credentials" in lock.get_flat_relative_ids(upstream=True)
+    changing = ["infrastructure.apply", "backend.traffic.switch_traffic", "backend.rollback_on_failure"]
+    changing += ["widgets.marketplace.publish", "post_deploy.health_checks"]
+    for task_id in changing:
+        assert task_id in lock.get_flat_relative_ids(upstream=False), task_id
+        assert task_id in finish.get_flat_relative_ids(upstream=True), task_id
+    # The lock serialises one environment; releases to different environments run side by side.
+    assert dag.max_active_runs > 1
 
 
 def test_defaults_release_every_service_to_the_sandbox(dag):

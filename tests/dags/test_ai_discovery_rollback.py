@@ -54,3 +54,12 @@ def test_traffic_moves_only_once_every_target_is_healthy(dag):
     assert dag.get_task("traffic.switch_traffic").upstream_task_ids == {"restore.all_targets_healthy"}
     assert "traffic.verify_gateway" in dag.get_task("record").upstream_task_ids
     assert dag.get_task("validate.targets").retries == 0
+
+
+def test_targets_are_chosen_under_the_environment_lock_and_every_ending_is_recorded(dag):
+    lock, finish = dag.get_task("validate.lock"), dag.get_task("finish")
+    assert lock.is_setup and finish.is_teardown
+    assert "validate.lock" in dag.get_task("validate.targets").upstream_task_ids
+    for task_id in ("validate.targets", "traffic.switch_traffic", "record"):
+        assert task_id in lock.get_flat_relative_ids(upstream=False)
+        assert task_id in finish.get_flat_relative_ids(upstream=True)

@@ -13,8 +13,7 @@ import time
 import pytest
 
 from tests.support.stack import gateway_versions, release, rollback
-from varai_deploy.audit import read_audit
-from varai_deploy.config import load_environment
+from varai_deploy.ledger import Ledger
 from varai_deploy.services import SERVICE_NAMES
 
 pytestmark = pytest.mark.integration
@@ -54,7 +53,7 @@ def test_a_good_release_under_steady_traffic_fails_no_request(stack, sandbox, tr
         (
             "v3.3.0",
             "face-analysis",
-            {"mode": "unhealthy", "after_seconds": 4},
+            {"mode": "unhealthy", "after_seconds": 8},
             "face-analysis v3.3.0 failed 3 consecutive health checks",
         ),
     ],
@@ -108,7 +107,7 @@ def test_manual_rollback_puts_traffic_back_and_records_who_when_why(stack, sandb
     run = rollback(stack, reason="checkout conversions dropped", services=["analytics"])
     assert run.succeeded, run.errors or run.log[-3000:]
     assert live_versions()["analytics"] == previous
-    record = read_audit(load_environment("sandbox"))[-1]
+    record = Ledger("sandbox").audit(action="rollback")[-1]["detail"]
     assert record["why"] == "checkout conversions dropped"
     assert len(record["restored"]) == 1 and record["restored"][0].startswith(f"analytics -> {previous} (")
     assert record["who"] and record["when"]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import urllib.error
 import urllib.request
 
 from varai_deploy.release_cli import ReleaseRun, run_release
 from varai_deploy.services import SERVICES
 
-#: The integration stack's sandbox ports, apart from the demo's 18080/18100.
-GATEWAY_PORT = 19080
-PORT_BASE = 19100
+#: The integration stack's sandbox ports, apart from the demo's 18080/18100 (services from gateway + 20,
+#: stand-ins from gateway - 20). VARAI_TEST_GATEWAY_PORT moves a second checkout's run out of the way.
+GATEWAY_PORT = int(os.environ.get("VARAI_TEST_GATEWAY_PORT", "19080"))
+PORT_BASE = GATEWAY_PORT + 20
 
 
 def rollback(stack, **conf) -> ReleaseRun:

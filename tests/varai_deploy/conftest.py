@@ -65,3 +65,74 @@ def sandbox_env(sandbox: Sandbox, settings: SandboxSettings, monkeypatch) -> San
         f'{{"conn_type": "http", "host": "127.0.0.1", "port": {settings.prometheus_port}}}',
     )
     return sandbox
+
+
+# -- the release ledger: one real PostgreSQL for the session, a fresh database per test ----------------
+#: Apart from the sandbox blocks above (19500-19899) and the integration stack (19060-19100).
+LEDGER_GATEWAY_PORT = 19960
+
+
+@pytest.fixture(scope="session")
+def ledger_server(tmp_path_factory) -> Iterator[dict]:
+    """The sandbox's own PostgreSQL, alone in a tmp home: the ``varai_ledger`` connection's fields."""
+    from varai_deploy.sandbox.postgres import connections
+
+    settings = SandboxSettings(
+        home=tmp_path_factory.mktemp("ledger") / "sandbox",
+        gateway_port=LEDGER_GATEWAY_PORT,
+        service_port_base=LEDGER_GATEWAY_PORT + 10,
+        components=("postgres",),
+        traffic_rps=0,
+    )
+    box = Sandbox(settings)
+    box.up()
+    try:
+        yield connections(settings, settings.component_port("postgres"))["varai_ledger"]
+    finally:
+        box.down(purge=True)
+        assert not processes.find_ours(settings.home)
+
+
+@pytest.fixture
+def ledger_conn(ledger_server, monkeypatch) -> dict:
+    """A database of the test's own on the session's server, as ``AIRFLOW_CONN_VARAI_LEDGER``."""
+    import json
+    import uuid
+
+    import psycopg2
+
+    name = f"ledger_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(
+        host=ledger_server["host"],
+        port=ledger_server["port"],
+        user=ledger_server["login"],
+        password=ledger_server["password"],
+        dbname=ledger_server["schema"],
+    )
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    admin.close()
+    conn = {**ledger_server, "schema": name}
+    monkeypatch.setenv("AIRFLOW_CONN_VARAI_LEDGER", json.dumps(conn))
+    return conn
+
+
+@pytest.fixture
+def environment(ledger_conn) -> str:
+    """An environment name for tests of the ledger alone."""
+    return "sandbox"
+
+
+@pytest.fixture
+def release_context(ledger_conn) -> dict:
+    """The task context of a release run that holds the sandbox's lock, as operators get it."""
+    from types import SimpleNamespace
+
+    from varai_deploy.ledger import Actor, Ledger
+
+    dag_run = SimpleNamespace(
+        dag_id="ai_discovery_release", run_id="manual__test", triggering_user_name="tester", run_type="manual"
+    )
+    Ledger("sandbox").acquire(Actor.from_context({"dag_run": dag_run}), "release", lambda d, r: True)
+    return {"dag_run": dag_run}

@@ -72,7 +72,7 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 BASE = """
 name: sandbox
 platform: local
-connections: {gateway: gw, metrics: m}
+connections: {gateway: gw, metrics: m, ledger: l}
 terraform: {module: include/terraform/sandbox}
 """
 
@@ -88,8 +88,9 @@ def test_minimal_config_gets_safe_production_defaults(tmp_path):
     [
         ("name: staging\n" + BASE.split("\n", 2)[2], "expected 'sandbox'"),
         (BASE.replace("local", "kubernetes"), "platform 'kubernetes'"),
-        (BASE.replace("connections: {gateway: gw, metrics: m}", "connections: {}"), "connections.gateway"),
+        (BASE.replace("connections: {gateway: gw, metrics: m, ledger: l}", "connections: {}"), "connections.gateway"),
         (BASE.replace(", metrics: m", ""), "connections.metrics"),
+        (BASE.replace(", ledger: l", ""), "connections.ledger"),
         (BASE + "analysis: {error_rate_threshold: 5}\n", "between 0 and 1"),
         (BASE + "analysis: {duration_seconds: 60}\n", "rule windows <= duration_seconds"),
         (BASE.replace("include/terraform/sandbox", "include/terraform/nowhere"), "does not exist"),

@@ -39,12 +39,19 @@ def test_bad_requests_are_refused(args, message):
 
 
 def test_credentials_present(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_VARAI_GATEWAY", '{"conn_type": "http", "host": "127.0.0.1"}')
-    monkeypatch.setenv("AIRFLOW_CONN_VARAI_METRICS", '{"conn_type": "http", "host": "127.0.0.1"}')
+    _service_connections(monkeypatch)
     assert check_credentials(load_environment("sandbox")) == {
         "gateway": "varai_gateway (http)",
         "metrics": "varai_metrics (http)",
+        "ledger": "varai_ledger (postgres)",
     }
+
+
+def test_a_ledger_connection_without_its_password_is_refused(monkeypatch):
+    _service_connections(monkeypatch)
+    monkeypatch.setenv("AIRFLOW_CONN_VARAI_LEDGER", '{"conn_type": "postgres", "host": "127.0.0.1", "login": "varai"}')
+    with pytest.raises(ValidationError, match=r"'varai_ledger' \(ledger\) has no password"):
+        check_credentials(load_environment("sandbox"))
 
 
 def test_missing_connection_says_how_to_create_it(monkeypatch):
@@ -86,6 +93,10 @@ def test_resources_refuse_a_candidate_port_held_by_another_program(sandbox_env, 
 def _service_connections(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_VARAI_GATEWAY", '{"conn_type": "http", "host": "127.0.0.1"}')
     monkeypatch.setenv("AIRFLOW_CONN_VARAI_METRICS", '{"conn_type": "http", "host": "127.0.0.1"}')
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_VARAI_LEDGER",
+        '{"conn_type": "postgres", "host": "127.0.0.1", "login": "varai", "password": "pw"}',
+    )
 
 
 def test_credentials_of_the_chosen_marketplaces_are_checked(monkeypatch):
@@ -94,6 +105,7 @@ def test_credentials_of_the_chosen_marketplaces_are_checked(monkeypatch):
     assert check_credentials(load_environment("sandbox"), ["woocommerce"]) == {
         "gateway": "varai_gateway (http)",
         "metrics": "varai_metrics (http)",
+        "ledger": "varai_ledger (postgres)",
         "wordpress_svn": "varai_wordpress_svn (generic)",
     }
 

@@ -85,6 +85,14 @@ class ReleaseAnalysisOperator(EnvironmentOperator):
         )
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
-        """The verdict, with the switches it judged (what to retire when it passed)."""
-        self.log.info("Verdict %s: %s", event["verdict"], describe_verdict(event))
+        """The verdict, written to the ledger for every switched service before anything acts on it,
+        with the switches it judged (what to retire when it passed)."""
+        from varai_deploy.ledger import FAILED, PASSED, Actor
+
+        actor = Actor.from_context(context)
+        passed = event["verdict"] == "pass"
+        reason = describe_verdict(event)
+        for switch in as_list(self.switched):
+            self.ledger.record_verdict(actor, switch["service"], self.version, PASSED if passed else FAILED, reason)
+        self.log.info("Verdict %s: %s", event["verdict"], reason)
         return {**event, "switches": as_list(self.switched)}

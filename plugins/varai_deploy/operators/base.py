@@ -9,6 +9,7 @@ from airflow.sdk import BaseOperator
 
 if TYPE_CHECKING:
     from varai_deploy.config import EnvironmentConfig
+    from varai_deploy.ledger import Ledger
     from varai_deploy.platforms import Platform
 
 
@@ -32,3 +33,9 @@ class EnvironmentOperator(BaseOperator):
         from varai_deploy.platforms import get_platform
 
         return get_platform(self.env_config)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        from varai_deploy.ledger import ledger_for
+
+        return ledger_for(self.env_config)

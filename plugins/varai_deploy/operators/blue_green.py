@@ -13,10 +13,12 @@ from varai_deploy.services import SERVICES
 
 
 class DeployCandidateOperator(EnvironmentOperator):
-    """Starts ``version`` of a service beside the live revision with no traffic.
+    """Starts ``version`` of a service beside the live revision with no traffic, pending in the ledger.
 
-    When the version already serves all traffic it returns the live revision marked
-    ``noop``: re-running a release is a quick no-op and nothing is touched.
+    When the version already serves and the ledger has it passed, it returns the live revision
+    marked ``noop``: re-running a release is a quick no-op and nothing is touched. When it serves
+    but was never judged (a run that died after its switch), it is marked ``serving`` and judged
+    again by this run: "already live" is never taken as "released".
     """
 
     template_fields = ("environment", "service", "version", "infra")
@@ -28,14 +30,29 @@ class DeployCandidateOperator(EnvironmentOperator):
         self.infra = infra
 
     def execute(self, context) -> dict:
+        from varai_deploy.ledger import PASSED, Actor
+
+        actor = Actor.from_context(context)
+        self.ledger.check_holds(actor)
         live = self.platform.current_revision(self.service)
         if live and live["version"] == self.version:
-            self.log.info("%s already serves %s (%s): nothing to do", self.service, self.version, live["name"])
-            return {**live, "noop": True}
+            record = self.ledger.revision(self.service, self.version)
+            if record and record.verdict == PASSED:
+                self.log.info("%s already serves %s (%s): nothing to do", self.service, self.version, live["name"])
+                return {**live, "noop": True}
+            self.log.warning(
+                "%s serves %s but the ledger has no passed verdict for it (%s): judging it again",
+                self.service,
+                self.version,
+                record.verdict if record else "never recorded",
+            )
+            self.ledger.record_candidate(actor, live)
+            return {**live, "serving": True}
         image = (self.infra.get("images") or {}).get(self.service)
         if not image:
             raise AirflowFailException(f"terraform outputs name no image for {self.service}: is it in the module?")
         candidate = self.platform.deploy_candidate(self.service, self.version, image)
+        self.ledger.record_candidate(actor, candidate)
         self.log.info(
             "%s %s started as %s at %s with no traffic (live: %s)",
             self.service,
@@ -48,7 +65,12 @@ class DeployCandidateOperator(EnvironmentOperator):
 
 
 class SwitchTrafficOperator(EnvironmentOperator):
-    """Moves all of a service's traffic to the candidate that passed its health streak."""
+    """Moves all of a service's traffic to the candidate that passed its health streak, checked.
+
+    The switch names the revision it expects to replace, so a concurrent change is refused rather
+    than overwritten; the ledger hears of the switch before and after. A retry that finds the
+    candidate already serving (the worker died mid-switch) reports the switch instead of failing.
+    """
 
     template_fields = ("environment", "candidate")
 
@@ -66,16 +88,42 @@ class SwitchTrafficOperator(EnvironmentOperator):
             return f"{url}: {type(exc).__name__}"
         return None if resp.ok else f"{url}: HTTP {resp.status_code}"
 
+    def _known(self, service: str, version: str | None) -> dict | None:
+        if not version:
+            return None
+        return next((dict(r) for r in self.platform.known_revisions(service) if r["version"] == version), None)
+
     def execute(self, context) -> dict:
+        from varai_deploy.ledger import Actor
+        from varai_deploy.platforms import SwitchConflictError
+
+        actor = Actor.from_context(context)
+        self.ledger.check_holds(actor)
         service, version = self.candidate["service"], self.candidate["version"]
+        live = self.platform.current_revision(service)
+        if live and live["version"] == version and live["name"] == self.candidate["name"]:
+            state = self.ledger.service_state(service)
+            if state.live_version == version:  # recorded: it replaced the previous version
+                previous = self._known(service, state.previous_version)
+            else:  # the try that switched died before recording it: it replaced what the ledger had live
+                previous = self._known(service, state.live_version)
+                replaced = previous or ({"version": state.live_version} if state.live_version else None)
+                self.ledger.record_switch(actor, service, live, replaced)
+            self.log.warning("%s already serves %s (%s): the switch had happened", service, version, live["name"])
+            return self._switched(service, live, previous)
         problem = self._still_healthy()
         if problem:
             # It passed its streak but is not healthy now: traffic must not move.
             raise AirflowFailException(
-                f"{service}: candidate {version} stopped answering healthy ({problem}); traffic stays where it was"
+                f"{service}: candidate {version} stopped answering healthy ({problem}); traffic stays on "
+                f"{live['version'] if live else 'nothing (no live revision)'}"
             )
-        previous = self.platform.switch_traffic(service, self.candidate)
-        switched_at = datetime.now(UTC).isoformat()
+        self.ledger.record(actor, "switch_intent", service, version, {"replacing": live and live["version"]})
+        try:
+            previous = self.platform.switch_traffic(service, self.candidate, expected=live)
+        except SwitchConflictError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        self.ledger.record_switch(actor, service, self.candidate, previous)
         self.log.info(
             "%s: traffic now on %s (%s); previous %s",
             service,
@@ -83,11 +131,15 @@ class SwitchTrafficOperator(EnvironmentOperator):
             self.candidate["name"],
             previous and f"{previous['version']} ({previous['name']})",
         )
+        return self._switched(service, self.candidate, previous)
+
+    @staticmethod
+    def _switched(service: str, live: dict, previous: dict | None) -> dict:
         return {
             "service": service,
-            "live": dict(self.candidate),
+            "live": dict(live),
             "previous": previous and dict(previous),
-            "switched_at": switched_at,
+            "switched_at": datetime.now(UTC).isoformat(),
         }
 
 
@@ -143,6 +195,9 @@ class RetireRevisionOperator(EnvironmentOperator):
         return self.execute_complete(context)
 
     def execute_complete(self, context, event: Any = None) -> str:
+        from varai_deploy.ledger import Actor
+
+        self.ledger.check_holds(Actor.from_context(context))
         previous = self.switch["previous"]
         started = time.monotonic()
         self.platform.retire(previous["service"], previous)

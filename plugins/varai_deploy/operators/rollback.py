@@ -4,71 +4,153 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from varai_deploy.operators.analysis import as_list, describe_verdict
 from varai_deploy.operators.base import EnvironmentOperator
+from varai_deploy.triggers.health import HealthStreaksTrigger
 
 
 class RollbackOnFailureOperator(EnvironmentOperator):
-    """Runs when the backend phase is done; if anything after a switch failed, every switched service
-    goes back to the revision it replaced (still warm: retirement waits for the analysis), its health
-    is verified through the gateway, and the run fails saying why. Skips when the analysis passed.
+    """Runs once the backend phase is done, whatever happened in it, and decides from the ledger and
+    the platform (never from which tasks left XCom):
+
+    - a service this release put live without a passed verdict goes back to its last known good
+      revision: restarted if it stopped, health-checked (deferred), switched (checked), verified
+      through the gateway, recorded; the version it leaves is marked rolled back;
+    - a candidate of this run that never took traffic is discarded and marked failed;
+    - a version with nothing to roll back to stays live, marked failed.
+
+    Each service is handled on its own: one failing does not stop the others. The run then fails
+    naming every service and where it ended. Skips only when every service passed.
     """
 
-    template_fields = ("environment", "version")
+    template_fields = ("environment", "version", "services")
 
-    def __init__(self, *, analysis_task_id: str, switch_task_id: str, version: str = "{{ params.version }}", **kwargs):
+    def __init__(self, *, services: Any, analysis_task_id: str, version: str = "{{ params.version }}", **kwargs):
         kwargs.setdefault("retries", 2)
         super().__init__(**kwargs)
+        self.services = services
         self.analysis_task_id = analysis_task_id
-        self.switch_task_id = switch_task_id
         self.version = version
 
+    def _target(self, service: str) -> dict | None:
+        """The most recently served revision with a passed verdict that the platform can still run."""
+        known = {(r["version"], r["name"]): r for r in self.platform.known_revisions(service)}
+        for record in self.ledger.good_revisions(service):
+            if record.version != self.version and (record.version, record.name) in known:
+                return dict(known[(record.version, record.name)])
+        return None
+
     def execute(self, context) -> None:
+        from varai_deploy.ledger import FAILED, PASSED, PENDING, ROLLED_BACK, Actor
+
+        actor = Actor.from_context(context)
+        verdict = context["ti"].xcom_pull(task_ids=self.analysis_task_id)
+        failed_verdict = verdict and verdict.get("verdict") != "pass"
+        reason = describe_verdict(verdict) if failed_verdict else "the release stopped before its analysis passed"
+        outcome: dict[str, str] = {}
+        restore: dict[str, dict] = {}
+        for service in as_list(self.services) if not isinstance(self.services, str) else [self.services]:
+            live = self.platform.current_revision(service)
+            record = self.ledger.revision(service, self.version)
+            if live and live["version"] == self.version:
+                if record and record.verdict == PASSED:
+                    continue
+                target = self._target(service)
+                if target is None:
+                    self.ledger.record_verdict(
+                        actor, service, self.version, FAILED, f"{reason}; nothing to roll back to"
+                    )
+                    outcome[service] = f"{self.version} stays live: nothing to roll back to"
+                    continue
+                try:
+                    ready = self.platform.restore(service, target)
+                except Exception as exc:  # carry on with the other services
+                    outcome[service] = f"{self.version} stays live: could not restart {target['version']}: {exc}"
+                    continue
+                restore[service] = {"from": dict(live), "to": dict(ready)}
+            elif record and record.run_id == actor.run_id and record.verdict == PENDING:
+                if any(
+                    (r["version"], r["name"]) == (record.version, record.name)
+                    for r in self.platform.known_revisions(service)
+                ):
+                    self.platform.discard(service, record.revision())
+                self.ledger.record_verdict(
+                    actor, service, self.version, FAILED, "discarded: the release stopped before it took traffic"
+                )
+                outcome[service] = f"candidate discarded, {live['version'] if live else 'nothing'} keeps serving"
+            elif record and record.run_id == actor.run_id and record.verdict in (FAILED, ROLLED_BACK):
+                # Decided by an earlier try of this task, or by the health gate: say so, move nothing.
+                serving = f"{live['version']} ({live['name']})" if live else "nothing"
+                outcome[service] = (
+                    f"{service} -> {serving}"
+                    if record.verdict == ROLLED_BACK
+                    else f"{self.version} failed ({record.reason}); {serving} serving"
+                )
+        if not restore:
+            return self._finish(context, outcome, reason, verdict)
+        policy = self.env_config.release
+        self.log.warning("Rolling back %s: %s", ", ".join(sorted(restore)), reason)
+        self.defer(
+            trigger=HealthStreaksTrigger(
+                urls={s: step["to"]["url"].rstrip("/") + "/health" for s, step in restore.items()},
+                streak=policy.health_streak,
+                interval=policy.health_interval_seconds,
+                deadline=time.time() + policy.health_timeout_seconds,
+                carry={"restore": restore, "outcome": outcome, "reason": reason, "verdict": verdict},
+            ),
+            method_name="resume",
+            timeout=timedelta(seconds=policy.health_timeout_seconds + 60),
+        )
+
+    def resume(self, context, event: dict) -> None:
+        """Once the restored revisions answered (or not): switch back each healthy one, checked."""
         from varai_deploy.hooks.gateway import GatewayHook
+        from varai_deploy.ledger import FAILED, ROLLED_BACK, Actor
         from varai_deploy.services import SERVICES
 
-        ti = context["ti"]
-        verdict = ti.xcom_pull(task_ids=self.analysis_task_id)
-        if verdict and verdict.get("verdict") == "pass":
-            raise AirflowSkipException("analysis passed: nothing to roll back")
-        switched = [s for s in as_list(ti.xcom_pull(task_ids=self.switch_task_id)) if s.get("previous")]
-        if not switched:
-            raise AirflowSkipException("no service was switched by this run: nothing to roll back")
-        reason = describe_verdict(verdict)
-        started = time.monotonic()
-        gateway, restored, problems = GatewayHook(self.env_config.gateway_conn_id), [], []
-        for switch in switched:
-            service, previous = switch["service"], switch["previous"]
-            live = self.platform.current_revision(service)
-            if live and live["version"] != previous["version"]:
-                self.platform.switch_traffic(service, previous)
-            # Never a rollback target again ("previous" must not point back at what failed).
-            self.platform.discard(service, switch["live"])
+        carry = event["carry"]
+        restore, outcome, reason, verdict = (carry[k] for k in ("restore", "outcome", "reason", "verdict"))
+
+        actor = Actor.from_context(context)
+        gateway = GatewayHook(self.env_config.gateway_conn_id)
+        for service, step in restore.items():
+            target, bad = step["to"], step["from"]
+            health = event["results"].get(service) or {}
+            if health.get("status") != "healthy":
+                self.ledger.record_verdict(actor, service, self.version, FAILED, reason)
+                outcome[service] = (
+                    f"{self.version} stays live: {target['version']} did not come back healthy ({health.get('last')})"
+                )
+                continue
+            try:
+                self.platform.switch_traffic(service, target, expected=bad)
+                self.ledger.record_restored(actor, service, target, self.version, ROLLED_BACK, reason)
+            except Exception as exc:  # carry on with the other services
+                outcome[service] = f"{self.version} stays live: switching back failed: {exc}"
+                continue
+            self.platform.discard(service, bad)  # never a rollback target again
             answer = gateway.probe(SERVICES[service].health_path)
-            if not answer.ok or answer.version != previous["version"]:
-                problems.append(answer.describe())
-            restored.append(f"{service} -> {previous['version']} ({previous['name']})")
-        payload = {
-            "version": self.version,
-            "reason": reason,
-            "verdict": verdict,
-            "restored": restored,
-            "seconds": round(time.monotonic() - started, 2),
-            "problems": problems,
-        }
-        ti.xcom_push(key="rollback", value=payload)
-        self.log.warning("Rolled back in %.2fs: %s", payload["seconds"], "; ".join(restored))
-        if problems:
-            raise AirflowFailException(
-                f"rollback of {self.version} could not verify the previous revision: {'; '.join(problems)}"
-            )
+            checked = "" if answer.ok and answer.version == target["version"] else f" (gateway: {answer.describe()})"
+            outcome[service] = f"{service} -> {target['version']} ({target['name']}){checked}"
+        self._finish(context, outcome, reason, verdict)
+
+    def _finish(self, context, outcome: dict[str, str], reason: str, verdict: Any) -> None:
+        from varai_deploy.ledger import Actor
+
+        if not outcome:
+            raise AirflowSkipException("every service of this release passed its analysis: nothing to roll back")
+        lines = [text if text.startswith(f"{s} -> ") else f"{s}: {text}" for s, text in sorted(outcome.items())]
+        payload = {"version": self.version, "reason": reason, "verdict": verdict, "services": outcome}
+        context["ti"].xcom_push(key="rollback", value=payload)
+        self.ledger.record(Actor.from_context(context), "release_rolled_back", None, self.version, payload)
+        self.log.warning("After %s: %s", reason, "; ".join(lines))
         raise AirflowFailException(
-            f"release {self.version} rolled back ({reason}); traffic is back on: {'; '.join(restored)}"
+            f"release {self.version} rolled back ({reason}); where each service is now: " + "; ".join(lines)
         )
 
 
@@ -92,9 +174,8 @@ class RestoreRevisionOperator(EnvironmentOperator):
 
 
 class RecordRollbackOperator(EnvironmentOperator):
-    """Writes who rolled back, when, why and what now serves: to the log, XCom and the audit trail.
-
-    The revisions rolled away from are discarded, so a later "previous" never points back at them.
+    """Records in the ledger who rolled back, when, why and what now serves. The revisions rolled
+    away from are discarded and marked rolled back, so a later "previous" never points back at them.
     """
 
     template_fields = ("environment", "reason", "switched")
@@ -105,23 +186,24 @@ class RecordRollbackOperator(EnvironmentOperator):
         self.switched = switched
 
     def execute(self, context) -> dict:
-        from varai_deploy.audit import append_audit
+        from varai_deploy.ledger import ROLLED_BACK, Actor
 
-        dag_run = context["dag_run"]
+        actor = Actor.from_context(context)
+        restored = []
         for switch in as_list(self.switched):
-            if switch.get("previous"):
-                self.platform.discard(switch["service"], switch["previous"])
+            service, live, away = switch["service"], switch["live"], switch.get("previous")
+            if away:
+                self.platform.discard(service, away)
+            self.ledger.record_restored(actor, service, live, away and away["version"], ROLLED_BACK, self.reason)
+            restored.append(f"{service} -> {live['version']} ({live['name']})")
         record = {
-            "event": "rollback",
             "environment": self.environment,
-            "who": dag_run.triggering_user_name or str(dag_run.run_type),
+            "who": actor.who,
             "when": datetime.now(UTC).isoformat(),
             "why": self.reason,
-            "run_id": dag_run.run_id,
-            "restored": [
-                f"{s['service']} -> {s['live']['version']} ({s['live']['name']})" for s in as_list(self.switched)
-            ],
+            "run_id": actor.run_id,
+            "restored": restored,
         }
-        path = append_audit(self.env_config, record)
-        self.log.info("Rollback recorded in %s: %s", path, json.dumps(record))
+        self.ledger.record(actor, "rollback", None, None, record)
+        self.log.info("Rollback recorded in the ledger: %s", json.dumps(record))
         return record

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from varai_deploy.platforms.base import Platform, PlatformError, Revision
+from varai_deploy.platforms.base import Platform, PlatformError, Revision, SwitchConflictError
 
 if TYPE_CHECKING:
     from varai_deploy.config import EnvironmentConfig
 
-__all__ = ["Platform", "PlatformError", "Revision", "get_platform"]
+__all__ = ["Platform", "PlatformError", "Revision", "SwitchConflictError", "get_platform"]
 
 
 def get_platform(env: EnvironmentConfig) -> Platform:

@@ -24,6 +24,10 @@ class PlatformError(RuntimeError):
     """The platform refused or failed an operation; the message is meant for the operator."""
 
 
+class SwitchConflictError(PlatformError):
+    """A checked switch found the service changed since it was looked at: traffic did not move."""
+
+
 class Platform(Protocol):
     def current_revision(self, service: str) -> Revision | None:
         """The revision serving all of the service's traffic, or None before its first release."""
@@ -34,8 +38,10 @@ class Platform(Protocol):
     def diagnose(self, revision: Revision) -> str:
         """One line on why a candidate is not healthy (for failure messages)."""
 
-    def switch_traffic(self, service: str, revision: Revision) -> Revision | None:
-        """Move all traffic to ``revision`` atomically; return the revision that served before."""
+    def switch_traffic(self, service: str, revision: Revision, expected: Revision | None) -> Revision | None:
+        """Move all traffic to ``revision`` atomically, only if ``expected`` (None: nothing) still
+        serves and ``revision`` is still what was health-checked; otherwise raise
+        :class:`SwitchConflictError` and move nothing. Returns the revision that served before."""
 
     def retire(self, service: str, revision: Revision) -> None:
         """Stop a revision that no longer serves traffic, keeping what a rollback needs. Idempotent."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from varai_deploy.platforms.base import PlatformError, Revision
+from varai_deploy.platforms.base import PlatformError, Revision, SwitchConflictError
 from varai_deploy.sandbox import Sandbox, SandboxError
+from varai_deploy.sandbox.errors import SwitchConflictError as SandboxConflict
 
 
 def _revision(service: str, slot: dict, image: str | None = None) -> Revision:
@@ -42,9 +43,14 @@ class LocalPlatform:
         tail = " | ".join(line for line in state.get("log_tail", [])[-3:] if line.strip())
         return f"process exited{f' with code {code}' if code is not None else ''}: {tail or 'no output'}"
 
-    def switch_traffic(self, service: str, revision: Revision) -> Revision | None:
+    def switch_traffic(self, service: str, revision: Revision, expected: Revision | None) -> Revision | None:
+        expect_live = (expected["name"], expected["version"]) if expected else None
         try:
-            result = self.sandbox.switch(service, revision["name"])
+            result = self.sandbox.switch(
+                service, revision["name"], version=revision["version"], expect_live=expect_live
+            )
+        except SandboxConflict as exc:
+            raise SwitchConflictError(f"{service}: traffic not moved to {revision['version']}: {exc}") from exc
         except SandboxError as exc:
             raise PlatformError(f"{service}: cannot switch traffic to {revision['version']}: {exc}") from exc
         previous = result.get("previous")

@@ -32,11 +32,12 @@ class HealthStreakSensor(EnvironmentOperator):
         self.candidate = candidate
 
     def execute(self, context) -> dict:
-        if self.candidate.get("noop"):
+        if self.candidate.get("noop") or self.candidate.get("serving"):
             self.log.info(
-                "%s already serves %s: no candidate to wait for",
+                "%s already serves %s: no candidate to wait for%s",
                 self.candidate["service"],
                 self.candidate["version"],
+                " (it is judged on its metrics after the traffic step)" if self.candidate.get("serving") else "",
             )
             return self.candidate
         policy = self.env_config.release
@@ -64,10 +65,15 @@ class HealthStreakSensor(EnvironmentOperator):
         if event.get("status") == "healthy":
             self.log.info("%s %s healthy after %s probes", service, version, event.get("probes"))
             return self.candidate
+        from varai_deploy.ledger import FAILED, PENDING, Actor
+
         policy = self.env_config.release
         diagnosis = self.platform.diagnose(self.candidate)
         live = self.platform.current_revision(service)
         self.platform.discard(service, self.candidate)
+        record = self.ledger.revision(service, version)
+        if record and record.verdict == PENDING:  # a candidate under judgement (not a rollback target)
+            self.ledger.record_verdict(Actor.from_context(context), service, version, FAILED, f"unhealthy: {diagnosis}")
         raise AirflowFailException(
             f"{service}: candidate {version} did not become healthy within "
             f"{policy.health_timeout_seconds:g}s (needed {policy.health_streak} consecutive healthy answers, "

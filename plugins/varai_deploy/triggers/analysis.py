@@ -61,6 +61,7 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
             "version": self.version,
             "services": sorted(self.health_urls),
             "seconds_after_switch": round(time.time() - self.switched_at, 1),
+            "health": getattr(self, "health", {}),
             **detail,
         }
 
@@ -101,6 +102,8 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
 
         p = self.policy
         failures = dict.fromkeys(self.health_urls, 0)
+        #: Every verdict says what the health checks saw: checks, failed ones, the longest failing streak.
+        self.health = {s: {"checks": 0, "failed": 0, "longest_failing_streak": 0} for s in self.health_urls}
         last_metric_error = None
         timeout = aiohttp.ClientTimeout(total=max(1.0, p["interval_seconds"]))
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -109,6 +112,10 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
                 healthy = await asyncio.gather(*(self._health(session, url) for url in self.health_urls.values()))
                 for service, ok in zip(self.health_urls, healthy, strict=True):
                     failures[service] = 0 if ok else failures[service] + 1
+                    seen = self.health[service]
+                    seen["checks"] += 1
+                    seen["failed"] += 0 if ok else 1
+                    seen["longest_failing_streak"] = max(seen["longest_failing_streak"], failures[service])
                 broken = [s for s, n in failures.items() if n >= p["health_failures"]]
                 if broken:
                     payload = self._verdict(

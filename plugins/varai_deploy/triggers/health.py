@@ -5,10 +5,38 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from airflow.triggers.base import TriggerEvent
 
 from varai_deploy.triggers.base import ArgumentsTrigger
+
+
+async def _probe(session, url: str) -> tuple[bool, str]:
+    import aiohttp
+
+    try:
+        async with session.get(url) as resp:
+            await resp.read()
+            version = resp.headers.get("X-Served-Version", "")
+            return 200 <= resp.status < 300, f"HTTP {resp.status}{f' from {version}' if version else ''}"
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        return False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def streak(session, url: str, streak: int, interval: float, deadline: float) -> dict:
+    """Probe ``url`` until ``streak`` consecutive 2xx answers (``healthy``) or ``deadline`` (``timeout``)."""
+    consecutive = best = probes = 0
+    while True:
+        healthy, last = await _probe(session, url)
+        probes += 1
+        consecutive = consecutive + 1 if healthy else 0
+        best = max(best, consecutive)
+        if consecutive >= streak:
+            return {"status": "healthy", "probes": probes, "last": last}
+        if time.time() + interval > deadline:
+            return {"status": "timeout", "probes": probes, "best_streak": best, "last": last}
+        await asyncio.sleep(interval)
 
 
 class HealthStreakTrigger(ArgumentsTrigger):
@@ -21,35 +49,46 @@ class HealthStreakTrigger(ArgumentsTrigger):
     def __init__(self, url: str, streak: int, interval: float, deadline: float, request_timeout: float = 2.0):
         super().__init__(url=url, streak=streak, interval=interval, deadline=deadline, request_timeout=request_timeout)
 
-    async def _probe(self, session) -> tuple[bool, str]:
+    async def run(self) -> AsyncIterator[TriggerEvent]:
         import aiohttp
 
-        try:
-            async with session.get(self.url) as resp:
-                await resp.read()
-                version = resp.headers.get("X-Served-Version", "")
-                return 200 <= resp.status < 300, f"HTTP {resp.status}{f' from {version}' if version else ''}"
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            return False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+        # The session is closed before the event is yielded: the triggerer may never resume us.
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            payload = await streak(session, self.url, self.streak, self.interval, self.deadline)
+        yield TriggerEvent(payload)
+
+
+class HealthStreaksTrigger(ArgumentsTrigger):
+    """The same streak for several URLs at once (``{key: url}``); fires one event, ``{"results":
+    {key: result}, "carry": carry}``. ``carry`` comes back as given: what the resumed task needs,
+    without defer kwargs (``airflow dags test`` drops them, Airflow 3.3)."""
+
+    def __init__(
+        self,
+        urls: dict[str, str],
+        streak: int,
+        interval: float,
+        deadline: float,
+        request_timeout: float = 2.0,
+        carry: Any = None,
+    ):
+        super().__init__(
+            urls=urls,
+            streak=streak,
+            interval=interval,
+            deadline=deadline,
+            request_timeout=request_timeout,
+            carry=carry,
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         import aiohttp
 
-        consecutive = best = probes = 0
-        last = "no answer yet"
         timeout = aiohttp.ClientTimeout(total=self.request_timeout)
-        # The session is closed before the event is yielded: the triggerer may never resume us.
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            while True:
-                healthy, last = await self._probe(session)
-                probes += 1
-                consecutive = consecutive + 1 if healthy else 0
-                best = max(best, consecutive)
-                if consecutive >= self.streak:
-                    payload = {"status": "healthy", "probes": probes, "last": last}
-                    break
-                if time.time() + self.interval > self.deadline:
-                    payload = {"status": "timeout", "probes": probes, "best_streak": best, "last": last}
-                    break
-                await asyncio.sleep(self.interval)
-        yield TriggerEvent(payload)
+            keys = list(self.urls)
+            results = await asyncio.gather(
+                *(streak(session, self.urls[k], self.streak, self.interval, self.deadline) for k in keys)
+            )
+        yield TriggerEvent({"results": dict(zip(keys, results, strict=True)), "carry": self.carry})

@@ -3,7 +3,7 @@
 import pytest
 
 from tests.support.sandbox import request, wait_for, wait_listening
-from varai_deploy.platforms import PlatformError
+from varai_deploy.platforms import PlatformError, SwitchConflictError
 from varai_deploy.platforms.local import LocalPlatform
 
 
@@ -17,7 +17,7 @@ def test_blue_green_through_the_protocol(platform, sandbox):
     first = platform.deploy_candidate("analytics", "v1.0.0", "img/analytics:v1.0.0")
     assert (first["name"], first["version"], first["image"]) == ("blue", "v1.0.0", "img/analytics:v1.0.0")
     wait_listening(first["url"])
-    assert platform.switch_traffic("analytics", first) is None
+    assert platform.switch_traffic("analytics", first, expected=None) is None
     assert platform.current_revision("analytics")["version"] == "v1.0.0"
 
     second = platform.deploy_candidate("analytics", "v1.0.1", "img/analytics:v1.0.1")
@@ -25,10 +25,13 @@ def test_blue_green_through_the_protocol(platform, sandbox):
     wait_listening(second["url"])
     # No traffic yet: the gateway still answers from v1.0.0.
     assert request(sandbox.settings.gateway_url, "/analytics/health")[1]["x-served-version"] == "v1.0.0"
-    previous = platform.switch_traffic("analytics", second)
+    previous = platform.switch_traffic("analytics", second, expected=first)
     assert (previous["version"], previous["name"]) == ("v1.0.0", "blue")
     assert request(sandbox.settings.gateway_url, "/analytics/health")[1]["x-served-version"] == "v1.0.1"
 
+    # A switch that expects what no longer serves moves nothing.
+    with pytest.raises(SwitchConflictError, match=r"live is v1\.0\.1 \(green\), expected v1\.0\.0 \(blue\)"):
+        platform.switch_traffic("analytics", previous, expected=first)
     platform.retire("analytics", previous)
     platform.retire("analytics", previous)  # idempotent
     idle = sandbox.status()["services"]["analytics"]["idle"]
@@ -57,7 +60,7 @@ def test_switching_to_a_dead_candidate_is_refused(platform, sandbox):
     candidate = platform.deploy_candidate("ai-discovery", "v3.0.1", "img")
     wait_for(lambda: not sandbox.process_state("ai-discovery", candidate["name"])["running"], what="the crash")
     with pytest.raises(PlatformError, match="ai-discovery: cannot switch traffic to v3.0.1"):
-        platform.switch_traffic("ai-discovery", candidate)
+        platform.switch_traffic("ai-discovery", candidate, expected=None)
     assert platform.current_revision("ai-discovery") is None
 
 

@@ -35,11 +35,11 @@ def test_a_healthy_candidate_is_handed_on_after_its_streak(sandbox_env):
     assert op.execute_complete({}, fire(trigger)) == candidate
 
 
-def test_a_crashing_candidate_fails_naming_the_service_and_the_cause(sandbox_env):
+def test_a_crashing_candidate_fails_naming_the_service_and_the_cause(sandbox_env, release_context):
     platform = LocalPlatform()
     live = platform.deploy_candidate("face-analysis", "v1.0.0", "img")
     asyncio.run(anext(HealthStreakTrigger(live["url"] + "/health", 1, 0.1, 1e12).run()))
-    platform.switch_traffic("face-analysis", live)
+    platform.switch_traffic("face-analysis", live, expected=None)
     sandbox_env.register_fault("v1.0.1", "crash", services=["face-analysis"])
     candidate = dict(platform.deploy_candidate("face-analysis", "v1.0.1", "img"))
 
@@ -47,7 +47,7 @@ def test_a_crashing_candidate_fails_naming_the_service_and_the_cause(sandbox_env
     trigger = defer(op)
     trigger.deadline = trigger.deadline - op.env_config.release.health_timeout_seconds + 2  # keep the test short
     with pytest.raises(AirflowFailException) as failure:
-        op.execute_complete({}, fire(trigger))
+        op.execute_complete(release_context, fire(trigger))
     message = str(failure.value)
     assert message.startswith("face-analysis: candidate v1.0.1 did not become healthy")
     assert "fault injected: crash at start" in message

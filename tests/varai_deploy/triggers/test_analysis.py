@@ -31,7 +31,7 @@ def go_live(sandbox, service: str, version: str) -> tuple[dict, float]:
     platform = LocalPlatform(sandbox)
     candidate = platform.deploy_candidate(service, version, "img")
     wait_listening(candidate["url"])
-    platform.switch_traffic(service, candidate)
+    platform.switch_traffic(service, candidate, expected=platform.current_revision(service))
     return candidate, time.time()
 
 

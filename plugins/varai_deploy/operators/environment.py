@@ -1,0 +1,119 @@
+"""One operation per environment at a time: take the environment's lock first, let go last.
+
+The lock is a row in the ledger held by the run id, so it is shared by every worker and survives
+them. :class:`LockEnvironmentOperator` is the DAG's setup task and :class:`FinishOperationOperator`
+its teardown, which Airflow runs whatever the tasks between them did, and which does not decide
+the run's state. A run that died without its teardown (marked failed, its DAG deleted) does not
+block the environment forever: the next operation finds its holder no longer running and takes
+over, which the audit records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from varai_deploy.operators.base import EnvironmentOperator
+
+#: Airflow's states of a run that may still act on the environment.
+ACTIVE_RUN_STATES = ("queued", "running")
+#: Task states that make an operation's outcome "failed".
+FAILED_TASK_STATES = ("failed", "upstream_failed")
+#: Every environment's release outcome is an event of the asset ``varai-release-<environment>``,
+#: emitted through this alias (the environment is known only at run time).
+RELEASE_OUTCOME_ALIAS = "varai-release-outcome"
+
+
+def release_asset_name(environment: str) -> str:
+    return f"varai-release-{environment}"
+
+
+def _run_is_active(ti: Any, dag_id: str, run_id: str) -> bool:
+    try:
+        return ti.get_dagrun_state(dag_id=dag_id, run_id=run_id) in ACTIVE_RUN_STATES
+    except Exception as exc:  # the Task SDK's AirflowRuntimeError; only "no such run" means not running
+        if "not_found" in str(exc) or "not found" in str(exc).lower():
+            return False
+        raise
+
+
+class LockEnvironmentOperator(EnvironmentOperator):
+    """Takes the environment for this run; refused at once, naming the holder's run, while another
+    release, rollback or maintenance of the same environment is under way."""
+
+    def __init__(self, *, operation: str, **kwargs):
+        kwargs.setdefault("retries", 0)
+        super().__init__(**kwargs)
+        self.operation = operation
+
+    def execute(self, context) -> dict[str, str]:
+        from varai_deploy.ledger import Actor, LockHeldError
+
+        actor = Actor.from_context(context)
+        ti = context["ti"]
+        try:
+            holder = self.ledger.acquire(actor, self.operation, lambda d, r: _run_is_active(ti, d, r))
+        except LockHeldError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        self.log.info(
+            "%s is ours (%s run %s) since %s", self.environment, self.operation, actor.run_id, holder.acquired_at
+        )
+        return {"environment": self.environment, "run_id": actor.run_id, "since": holder.acquired_at.isoformat()}
+
+
+class FinishOperationOperator(EnvironmentOperator):
+    """Teardown: records how the operation ended (its failed tasks, each service's verdict of the
+    version) in the ledger's audit, lets go of the environment, and, for a release, emits the
+    environment's release-outcome asset event."""
+
+    template_fields = ("environment", "version", "services")
+
+    def __init__(
+        self, *, operation: str, services: Any = None, version: str = "", emit_outcome: bool = False, **kwargs
+    ):
+        if emit_outcome:
+            from airflow.sdk import AssetAlias
+
+            kwargs.setdefault("outlets", [AssetAlias(RELEASE_OUTCOME_ALIAS)])
+        kwargs.setdefault("retries", 3)
+        super().__init__(**kwargs)
+        self.operation = operation
+        self.services = services
+        self.version = version
+        self.emit_outcome = emit_outcome
+
+    def execute(self, context) -> dict[str, Any]:
+        from varai_deploy.ledger import Actor
+
+        actor = Actor.from_context(context)
+        ti = context["ti"]
+        states = ti.get_task_states(dag_id=actor.dag_id, run_ids=[actor.run_id]).get(actor.run_id, {})
+        # Mapped tasks come as "<task_id>_<map_index>".
+        failed = sorted(task for task, state in states.items() if state in FAILED_TASK_STATES)
+        verdicts = {}
+        if self.version and self.services:
+            for service in [self.services] if isinstance(self.services, str) else list(self.services):
+                record = self.ledger.revision(service, self.version)
+                verdicts[service] = record.verdict if record else "not deployed"
+        outcome = {
+            "environment": self.environment,
+            "operation": self.operation,
+            "outcome": "failed" if failed else "succeeded",
+            "failed_tasks": failed,
+            "run_id": actor.run_id,
+            "who": actor.who,
+        }
+        if self.version:
+            outcome.update(version=self.version, verdicts=verdicts)
+        self.ledger.record(actor, f"{self.operation}_finished", None, self.version or None, outcome)
+        released = self.ledger.release(actor, outcome["outcome"])
+        self.log.info(
+            "%s %s; %s", self.operation, outcome["outcome"], "environment released" if released else "it held no lock"
+        )
+        if self.emit_outcome:
+            from airflow.sdk import Asset, AssetAlias
+
+            asset = Asset(name=release_asset_name(self.environment), uri=f"varai://releases/{self.environment}")
+            context["outlet_events"][AssetAlias(RELEASE_OUTCOME_ALIAS)].add(asset, extra=outcome)
+        return outcome
