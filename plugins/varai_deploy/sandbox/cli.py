@@ -194,7 +194,7 @@ def print_status(sandbox: Any) -> None:
     print(f"prometheus {status['endpoints']['prometheus']}   traffic: {load}")
     stand_ins = {k: v for k, v in status["endpoints"].items() if k not in ("gateway", "prometheus")}
     if stand_ins:
-        print("widget stand-ins: " + "  ".join(f"{name} {url}" for name, url in stand_ins.items()))
+        print("stand-ins: " + "  ".join(f"{name} {url}" for name, url in stand_ins.items()))
     rows = [("SERVICE", "LIVE", "IDLE", "GATEWAY SERVES (health path)")]
     for name, entry in status["services"].items():
         rows.append(

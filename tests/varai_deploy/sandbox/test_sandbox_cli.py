@@ -45,7 +45,7 @@ def test_fault_commands(settings: SandboxSettings) -> None:
         {"mode": "slow", "services": None, "latency_seconds": 6.0},
     ]
     bad = run_cli(settings, "fault", "--version", "v9.1.0", "--mode", "crash", "--after", "5s")
-    assert bad.returncode == 1 and "only applies to fault mode 'unhealthy'" in bad.stderr
+    assert bad.returncode == 1 and "only applies to fault modes 'unhealthy' and 'flap'" in bad.stderr
     bad = run_cli(settings, "fault", "--version", "v9.1.0", "--mode", "slow", "--latency", "soon")
     assert bad.returncode == 2 and "not a duration" in bad.stderr
     assert run_cli(settings, "fault", "--clear", "--version", "v9.1.0").returncode == 0
