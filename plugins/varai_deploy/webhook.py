@@ -16,6 +16,11 @@ Order of checks, so nobody learns anything without the token:
    alert refuses the whole delivery with ``422`` naming the alert and the label, and nothing is
    triggered (Alertmanager does not retry a 4xx, so fix the alerting rule).
 
+4. the environment: while a release (or another rollback) holds its lock in the ledger, ``503``
+   with ``Retry-After`` naming the holder, and nothing is triggered: Alertmanager delivers the
+   alert again later, so it is neither lost nor run against a release in flight. (The rollback
+   run's own lock task is the real gate; this check only keeps alerts from being used up.)
+
 Then one rollback of the named services is triggered. A re-delivered alert group starts no
 second rollback: the run id is derived from the group key and its firing alerts' earliest
 start time.
@@ -152,6 +157,38 @@ def rollback_run_id(payload: AlertmanagerPayload) -> str:
     return f"alert__{digest}"
 
 
+#: Seconds Alertmanager is asked to wait before delivering an alert for a busy environment again.
+BUSY_RETRY_AFTER_SECONDS = 30
+
+
+def _run_is_active(dag_id: str, run_id: str) -> bool:
+    """The lock holder's run is still queued or running (the API server reads the metadata DB)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        state = session.scalar(select(DagRun.state).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+    return state in ("queued", "running")
+
+
+def refuse_if_busy(environment: str) -> None:
+    """503 while a live operation holds the environment; anything unknown lets the run's lock decide."""
+    from varai_deploy.config import ConfigError, load_environment
+    from varai_deploy.ledger import LedgerError, ledger_for
+
+    try:
+        holder = ledger_for(load_environment(environment)).holder()
+    except (ConfigError, LedgerError):
+        return
+    if holder and _run_is_active(holder.dag_id, holder.run_id):
+        raise HTTPException(
+            503,
+            f"{holder.describe()}: deliver this alert again once it is done",
+            headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+        )
+
+
 def trigger_rollback(run_id: str, conf: dict[str, Any]) -> dict[str, Any]:
     """Create the rollback run (blocking: the metadata DB); the webhook's answer."""
     from airflow.api.common import trigger_dag as trigger_module
@@ -185,6 +222,7 @@ def create_app() -> FastAPI:
         if not any(a.status == "firing" for a in payload.alerts):
             return {"status": "ignored", "reason": "no firing alert"}
         conf = rollback_conf(payload)
+        await run_in_threadpool(refuse_if_busy, conf["environment"])
         return await run_in_threadpool(trigger_rollback, rollback_run_id(payload), conf)
 
     return app

@@ -177,11 +177,15 @@ def test_a_sibling_candidate_that_never_served_is_never_previous(cluster, sandbo
     assert_lock_free()
 
 
-def test_a_rollback_alert_during_a_release_is_refused_naming_the_release(cluster, sandbox):
-    good_release(cluster, ["analytics"])
+def test_a_rollback_and_a_release_racing_a_release_are_refused_naming_it(cluster, sandbox):
+    """While a release is being judged: the alert webhook answers 503 naming it (Alertmanager delivers
+    again later), a rollback run started anyway and a second release are refused at their lock task,
+    naming it; the release completes; the alert delivered again afterwards rolls back."""
+    good = good_release(cluster, ["analytics"])
     version = next_version()
     run_id = trigger(cluster, version, ["analytics"])
     cluster.wait_for_task(RELEASE, run_id, "backend.analysis", {"deferred"}, timeout=180)
+    holds = f"release run '{run_id}' of ai_discovery_release holds it"
     alert = {
         "version": "4",
         "status": "firing",
@@ -197,13 +201,23 @@ def test_a_rollback_alert_during_a_release_is_refused_naming_the_release(cluster
         ],
     }
     status, body = cluster.call("POST", "/varai/alerts", alert, auth=f"Bearer {WEBHOOK_TOKEN}")
-    assert status == 200 and body["status"] == "triggered", body
-    assert cluster.wait_for_run(ROLLBACK, body["dag_run_id"]) == "failed"
-    lock_log = cluster.task_log(ROLLBACK, body["dag_run_id"], "validate.lock", 1)
-    assert f"release run '{run_id}' of ai_discovery_release holds it" in lock_log
-    assert states(cluster, ROLLBACK, body["dag_run_id"]).get("traffic.switch_traffic") in (None, "upstream_failed")
+    assert status == 503 and holds in body["detail"], body
+    status, manual = cluster.trigger(ROLLBACK, {"environment": "sandbox", "reason": "race", "services": ["analytics"]})
+    assert status == 200, manual
+    second = trigger(cluster, next_version(), ["recommendation"])
+    for dag_id, other, lock in ((ROLLBACK, manual["dag_run_id"], "validate.lock"), (RELEASE, second, "lock")):
+        assert cluster.wait_for_run(dag_id, other, timeout=120) == "failed"
+        assert holds in cluster.task_log(dag_id, other, lock, 1)
+    assert states(cluster, ROLLBACK, manual["dag_run_id"]).get("traffic.switch_traffic") in (None, "upstream_failed")
+    assert states(cluster, RELEASE, second)["infrastructure.plan"] == "upstream_failed"
     assert cluster.wait_for_run(RELEASE, run_id, timeout=300) == "success"
     assert served("analytics") == version and verdict("analytics", version) == PASSED
+    assert_lock_free()
+    # Delivered again once the release is done, the alert rolls analytics back to what it replaced.
+    status, body = cluster.call("POST", "/varai/alerts", alert, auth=f"Bearer {WEBHOOK_TOKEN}")
+    assert status == 200 and body["status"] == "triggered", body
+    assert cluster.wait_for_run(ROLLBACK, body["dag_run_id"]) == "success"
+    assert served("analytics") == good and verdict("analytics", version) == ROLLED_BACK
     assert_lock_free()
 
 

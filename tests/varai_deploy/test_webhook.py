@@ -301,3 +301,31 @@ def test_a_huge_label_value_is_cut_short_in_the_answer(client, triggered):
     assert resp.status_code == 422
     assert resp.json()["detail"].startswith(f"alert {'A' * 64 + '...'!r} has service={'b' * 64 + '...'!r}: ")
     assert len(resp.json()["detail"]) < 300
+
+
+def test_an_alert_for_an_environment_under_release_is_503_until_it_is_free(client, triggered, ledger_conn, monkeypatch):
+    """Alertmanager delivers again on a 5xx: the alert is neither lost nor run against a release in flight."""
+    from varai_deploy.ledger import Actor, Ledger
+
+    release = Actor(dag_id="ai_discovery_release", run_id="manual__release", who="ci")
+    Ledger("sandbox").acquire(release, "release", lambda d, r: True)
+    monkeypatch.setattr(webhook, "_run_is_active", lambda dag_id, run_id: run_id == "manual__release")
+    good = body(alert(alertname="HighErrorRate", environment="sandbox", service="analytics"))
+    busy = client.post("/alerts", json=good, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert busy.status_code == 503
+    assert "release run 'manual__release' of ai_discovery_release holds it" in busy.json()["detail"]
+    assert busy.headers["Retry-After"] == "30"
+    assert triggered.calls == []
+    Ledger("sandbox").release(release)
+    again = client.post("/alerts", json=good, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert again.status_code == 200 and again.json()["status"] == "triggered"
+
+
+def test_a_stale_lock_does_not_hold_alerts_back(client, triggered, ledger_conn, monkeypatch):
+    from varai_deploy.ledger import Actor, Ledger
+
+    Ledger("sandbox").acquire(Actor("ai_discovery_release", "manual__crashed", "ci"), "release", lambda d, r: True)
+    monkeypatch.setattr(webhook, "_run_is_active", lambda dag_id, run_id: False)
+    good = body(alert(alertname="HighErrorRate", environment="sandbox", service="analytics"))
+    answer = client.post("/alerts", json=good, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 200 and answer.json()["status"] == "triggered"
