@@ -50,3 +50,20 @@ def sandbox(stack):
         yield box
     finally:
         box.down(purge=True)
+
+
+@pytest.fixture(scope="module")
+def airflow_cluster(stack, sandbox, tmp_path_factory):
+    """Airflow as separate real processes on the scratch home (api-server, scheduler with its
+    LocalExecutor, triggerer, dag-processor), for tests that restart or kill them mid-run; the
+    REST API on a free port (19880 is test_rest_api.py's standalone)."""
+    from tests.support.airflow_cluster import AirflowCluster, free_port
+
+    log_dir = tmp_path_factory.mktemp("airflow_cluster")
+    cluster = AirflowCluster({**os.environ}, api_port=free_port(exclude={19880}), log_dir=log_dir)
+    print(f"airflow cluster on {cluster.base_url}, logs in {log_dir}")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

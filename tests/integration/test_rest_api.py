@@ -11,13 +11,11 @@ import os
 import secrets
 import signal
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.support.airflow_cluster import AirflowApi, admin_password, api_call, login, wait_until_healthy
 from tests.support.stack import gateway_versions
 from varai_deploy.config import REPO_ROOT
 from varai_deploy.services import SERVICE_NAMES
@@ -32,18 +30,7 @@ WEBHOOK_TOKEN = secrets.token_hex(16)
 def call(
     method: str, path: str, token: str | None = None, body: dict | None = None, auth: str | None = None
 ) -> tuple[int, dict]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    if auth is not None:
-        headers["Authorization"] = auth
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(API + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+    return api_call(API, method, path, token=token, body=body, auth=auth)
 
 
 @pytest.fixture(scope="module")
@@ -63,25 +50,15 @@ def airflow_api(stack, sandbox):
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                status, health = call("GET", "/api/v2/monitor/health")
-                if status == 200 and all(
-                    health.get(part, {}).get("status") == "healthy"
-                    for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
-                ):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                pass
+
+        def alive() -> None:
             assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "airflow standalone did not become healthy: " + log.read_text()[-3000:]
-            time.sleep(1)
+
+        wait_until_healthy(
+            API, timeout=120, check=alive, describe=lambda: log.read_text()[-3000:], what="airflow standalone"
+        )
         passwords = Path(stack["VARAI_AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
-        password = json.loads(passwords.read_text())["admin"]
-        status, body = call("POST", "/auth/token", body={"username": "admin", "password": password})
-        assert status in (200, 201), body
-        yield body["access_token"]
+        yield login(API, admin_password(passwords))
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
@@ -93,10 +70,7 @@ def airflow_api(stack, sandbox):
 
 
 def wait_for_dag(token: str) -> None:
-    deadline = time.monotonic() + 90
-    while call("GET", "/api/v2/dags/ai_discovery_release", token)[0] != 200:
-        assert time.monotonic() < deadline, "the dag-processor never registered ai_discovery_release"
-        time.sleep(1)
+    AirflowApi(API, token).wait_for_dag("ai_discovery_release", timeout=90)
 
 
 def release_runs(token: str) -> int:
@@ -127,11 +101,7 @@ def test_a_release_triggered_through_the_rest_api_goes_live(airflow_api):
     )
     assert status == 200, run
     path = f"/api/v2/dags/ai_discovery_release/dagRuns/{run['dag_run_id']}"
-    deadline = time.monotonic() + 240
-    while (state := call("GET", path, airflow_api)[1]["state"]) in ("queued", "running"):
-        assert time.monotonic() < deadline, "release did not finish in time"
-        time.sleep(2)
-    assert state == "success"
+    assert wait_for_run(airflow_api, "ai_discovery_release", run["dag_run_id"], timeout=240) == "success"
     assert {name: answer[1] for name, answer in gateway_versions().items()} == dict.fromkeys(SERVICE_NAMES, "v1.2.0")
     tis = call("GET", f"{path}/taskInstances?limit=100", airflow_api)[1]["task_instances"]
     waits = [ti for ti in tis if ti["task_id"] == "backend.candidates.wait_healthy"]
@@ -139,12 +109,7 @@ def test_a_release_triggered_through_the_rest_api_goes_live(airflow_api):
 
 
 def wait_for_run(token: str, dag_id: str, run_id: str, timeout: float = 240) -> str:
-    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"
-    deadline = time.monotonic() + timeout
-    while (state := call("GET", path, token)[1]["state"]) in ("queued", "running"):
-        assert time.monotonic() < deadline, f"{dag_id} {run_id} did not finish in time"
-        time.sleep(2)
-    return state
+    return AirflowApi(API, token).wait_for_run(dag_id, run_id, timeout=timeout)
 
 
 ALERT = {
@@ -208,8 +173,7 @@ def test_a_resolved_alert_is_ignored(airflow_api):
 
 
 def task_instances(token: str, run_id: str) -> dict[tuple[str, int], dict]:
-    path = f"/api/v2/dags/ai_discovery_release/dagRuns/{run_id}/taskInstances?limit=200"
-    return {(ti["task_id"], ti["map_index"]): ti for ti in call("GET", path, token)[1]["task_instances"]}
+    return AirflowApi(API, token).task_instances("ai_discovery_release", run_id)
 
 
 def test_a_failed_marketplace_is_retried_alone_by_clearing_its_task(airflow_api, sandbox):
