@@ -46,10 +46,31 @@ def sandbox(stack):
 
     box = Sandbox()
     box.up()
+    # The test process reads the ledger through the same connection the tasks use.
+    saved = os.environ.get(LEDGER_ENV)
+    os.environ[LEDGER_ENV] = sandbox_connection(box, LEDGER_ENV)
     try:
         yield box
     finally:
         box.down(purge=True)
+        if saved is None:
+            os.environ.pop(LEDGER_ENV, None)
+        else:
+            os.environ[LEDGER_ENV] = saved
+
+
+LEDGER_ENV = "AIRFLOW_CONN_VARAI_LEDGER"
+
+
+def sandbox_connection(box, env_name: str) -> str:
+    """One connection's value from the sandbox's connections.env (what airflow.sh exports)."""
+    import shlex
+
+    prefix = f"export {env_name}="
+    for line in box.settings.connections_env_file.read_text().splitlines():
+        if line.startswith(prefix):
+            return shlex.split(line[len(prefix) :])[0]
+    raise AssertionError(f"{env_name} is not in {box.settings.connections_env_file}")
 
 
 @pytest.fixture(scope="module")
