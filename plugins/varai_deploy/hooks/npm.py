@@ -11,6 +11,9 @@ in a temporary directory removed afterwards) holding ``_authToken=${NPM_TOKEN}``
 from the environment of that one process. Reads (``view``, ``pack``, :meth:`published`) are anonymous,
 as a merchant's ``npm install`` is. Every run also gets its own cache, so what it reads is the
 registry's answer now, not a cached one.
+
+npm is the project's pinned one, run by the project's node (:mod:`varai_deploy.nodejs`: the wheel in
+this venv), never an ``npm`` or ``node`` that happens to be on PATH.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from urllib.parse import quote, urlsplit
 
 from airflow.sdk import BaseHook
 
+from varai_deploy import nodejs
 from varai_deploy.widgets.publishing import PublishAuthError, PublishConflictError, PublishError
 
 DESTINATION = "npm"
@@ -209,13 +212,14 @@ class NpmRegistryHook(BaseHook):
 
     # -- running npm --------------------------------------------------------------------------
     def _npm(self, *args: str, token: str | None = None, timeout: float) -> subprocess.CompletedProcess:
-        npm = shutil.which("npm")
-        if npm is None:
-            raise self._error("npm is not on PATH: install Node.js 20+ with npm (Debian: apt-get install nodejs npm)")
+        try:
+            npm = nodejs.npm_command()
+            env = nodejs.node_env({k: v for k, v in os.environ.items() if not k.upper().startswith(_FOREIGN_ENV)})
+        except nodejs.NodeNotFoundError as exc:
+            raise self._error(f"cannot run npm: {exc}") from None
         with self._npm_config(token) as (userconfig, cache):
-            argv = [npm, *args, "--json", "--registry", self.registry_url, "--userconfig", str(userconfig)]
+            argv = [*npm, *args, "--json", "--registry", self.registry_url, "--userconfig", str(userconfig)]
             argv += ["--cache", str(cache), "--ignore-scripts"]
-            env = {k: v for k, v in os.environ.items() if not k.upper().startswith(_FOREIGN_ENV)}
             env.pop(TOKEN_ENV, None)
             if token is not None:
                 env[TOKEN_ENV] = token

@@ -1,6 +1,7 @@
 """The sandbox's npm registry: a local Verdaccio the HTML channel publishes ``@varai/widget`` to.
 
-Verdaccio 6.8.0 comes from ``include/sandbox/verdaccio`` (``npm ci`` in ``make setup``). Nobody can
+Verdaccio 6.8.0 comes from ``include/sandbox/verdaccio`` (``npm ci`` in ``make setup``) and runs on the
+project's pinned Node.js (:mod:`varai_deploy.nodejs`: the venv's, never a ``node`` on PATH). Nobody can
 register (``max_users: -1``): the one publisher's password is a sandbox secret, and the ``varai_npm``
 connection carries login + password. ``NpmRegistryHook`` exchanges them for a token the way
 ``npm login`` does and then publishes with that bearer token, exactly as production publishes with
@@ -13,10 +14,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
+from varai_deploy import nodejs
 from varai_deploy.sandbox.components import Component
 from varai_deploy.sandbox.errors import SandboxError
 from varai_deploy.sandbox.processes import Marker, http_status
@@ -45,8 +46,14 @@ def registry_url(settings: SandboxSettings, port: int) -> str:
 
 
 def marker(settings: SandboxSettings, port: int) -> Marker:
+    """``<node> serve.cjs --config <home>/verdaccio/config.yaml --listen host:port``: the script, not
+    its shebang, so that the node is the project's (what is matched is the script and the flags)."""
     flags = (("--config", str(config_file(settings))), ("--listen", f"{settings.host}:{port}"))
-    return Marker("verdaccio", flags, program=str(SERVE_SCRIPT))
+    try:
+        node = nodejs.node_binary()
+    except nodejs.NodeNotFoundError:  # not installed: nothing of ours can be running either
+        node = "node"
+    return Marker("verdaccio", flags, program=str(SERVE_SCRIPT), prefix=(node,))
 
 
 def ready(settings: SandboxSettings, port: int) -> bool:
@@ -104,12 +111,21 @@ def connections(settings: SandboxSettings, port: int) -> dict[str, dict[str, Any
 
 
 def check_installed(settings: SandboxSettings) -> None:
-    if shutil.which("node") is None:
-        raise SandboxError("the sandbox npm registry needs Node.js 20+ on PATH (Debian: apt-get install nodejs npm)")
+    try:
+        node = nodejs.node_binary()
+        version = nodejs.node_version(node)
+    except nodejs.NodeNotFoundError as exc:
+        raise SandboxError(f"the sandbox npm registry needs Node.js {nodejs.MIN_MAJOR}+: {exc}") from None
+    if version[0] < nodejs.MIN_MAJOR:
+        raise SandboxError(
+            f"the sandbox npm registry (Verdaccio) needs Node.js {nodejs.MIN_MAJOR}+, {node} is "
+            f"{'.'.join(map(str, version))}: run `make setup`, or point {nodejs.NODE_ENV} at a newer one"
+        )
     if not (VERDACCIO_DIR / "node_modules" / "verdaccio" / "package.json").is_file():
         raise SandboxError(
             f"the sandbox npm registry (Verdaccio) is not installed in {VERDACCIO_DIR / 'node_modules'}: "
-            f"run `make setup` (or `npm ci --no-audit --no-fund` in {VERDACCIO_DIR})"
+            f"run `make setup` (or `python -m varai_deploy.nodejs npm ci --no-audit --no-fund --prefix "
+            f"{VERDACCIO_DIR}`)"
         )
 
 

