@@ -235,7 +235,9 @@ def test_the_rollback_carries_on_past_a_service_it_cannot_restore(cluster, sandb
     cluster.wait_for_task(RELEASE, run_id, "backend.analysis", {"deferred"}, timeout=180)
     sandbox.register_fault(good, "crash", services=["recommendation"])
     for service in ("analytics", "recommendation"):
-        os.kill(sandbox.status()["services"][service]["idle"]["pid"], signal.SIGKILL)
+        idle = sandbox.status()["services"][service]["idle"]
+        assert (idle["version"], idle["running"]) == (good, True), idle
+        os.kill(idle["pid"], signal.SIGKILL)
     try:
         assert cluster.wait_for_run(RELEASE, run_id, timeout=300) == "failed"
         log = cluster.task_log(RELEASE, run_id, "backend.rollback_on_failure", 1)
