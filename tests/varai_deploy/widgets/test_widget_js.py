@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,10 +20,10 @@ BUILT_SCRIPTS = ["dist/varai-widget.js", "dist/varai-widget.min.js"]
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    path = shutil.which("node")
-    if not path:
-        pytest.fail("node (Node.js 20, Debian package nodejs) is needed to check the widget's JavaScript")
-    return path
+    """The project's pinned Node.js (the venv's wheel), never whatever node is on PATH."""
+    from varai_deploy.nodejs import node_binary
+
+    return node_binary()
 
 
 def run_node(node: str, *args: str) -> subprocess.CompletedProcess:
