@@ -118,18 +118,25 @@ def test_a_first_release_whose_analysis_fails_ends_failed_and_nothing_builds_on_
     assert served("analytics") == fixed and verdict("analytics", fixed) == PASSED
 
 
+def kill_mid_switch(cluster: AirflowCluster, version: str, service: str) -> str:
+    """Release ``version`` of ``service`` (with a slow_switch fault) and SIGKILL its switch task once
+    the gateway serves the new version, before the task could record or return anything."""
+    run_id = trigger(cluster, version, [service])
+    deadline = time.monotonic() + 120
+    while served(service) != version:
+        assert time.monotonic() < deadline, cluster.describe_run(RELEASE, run_id)
+        time.sleep(0.2)
+    cluster.kill_task(RELEASE, run_id, "backend.traffic.switch_traffic", map_index=0)
+    return run_id
+
+
 def test_a_worker_killed_mid_switch_leaves_no_service_forgotten(cluster, sandbox):
     """Try 1 moved traffic and died before it could say so; try 2 reports the switch (it does not fail
     with "traffic stays where it was") and the release is judged and completes."""
     good_release(cluster, ["analytics"])
     version = next_version()
     sandbox.register_fault(version, "slow_switch", services=["analytics"], latency_seconds=30)
-    run_id = trigger(cluster, version, ["analytics"])
-    deadline = time.monotonic() + 120
-    while served("analytics") != version:
-        assert time.monotonic() < deadline, cluster.describe_run(RELEASE, run_id)
-        time.sleep(0.2)
-    cluster.kill_task(RELEASE, run_id, "backend.traffic.switch_traffic", map_index=0)
+    run_id = kill_mid_switch(cluster, version, "analytics")
     assert cluster.wait_for_run(RELEASE, run_id, timeout=360) == "success", cluster.describe_run(RELEASE, run_id)
     tries = cluster.task_tries(RELEASE, run_id, "backend.traffic.switch_traffic", map_index=0)
     assert [t["state"] for t in tries][-1] == "success" and len(tries) == 2, tries
@@ -147,12 +154,7 @@ def test_a_switch_retried_onto_a_candidate_gone_bad_is_rolled_back(cluster, sand
     version = next_version()
     sandbox.register_fault(version, "slow_switch", services=["analytics"], latency_seconds=30)
     sandbox.register_fault(version, "unhealthy", services=["analytics"], after_seconds=12)
-    run_id = trigger(cluster, version, ["analytics"])
-    deadline = time.monotonic() + 120
-    while served("analytics") != version:
-        assert time.monotonic() < deadline, cluster.describe_run(RELEASE, run_id)
-        time.sleep(0.2)
-    cluster.kill_task(RELEASE, run_id, "backend.traffic.switch_traffic", map_index=0)
+    run_id = kill_mid_switch(cluster, version, "analytics")
     assert cluster.wait_for_run(RELEASE, run_id, timeout=360) == "failed"
     assert served("analytics") == good
     assert verdict("analytics", version) == ROLLED_BACK
