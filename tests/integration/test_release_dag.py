@@ -1,6 +1,7 @@
 """ai_discovery_release through real Airflow (`airflow dags test`) against the running sandbox.
 
-The tests run in order and share one sandbox: each release starts from what the previous left.
+The tests run in order and share one sandbox: the first starts from a platform with nothing
+deployed, and each release after it starts from what the previous left.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def call_probe(name: str) -> tuple[int, str | None, dict]:
 
 
 def test_first_release_puts_all_five_services_live(stack, sandbox):
+    for name in SERVICE_NAMES:  # as on a new platform, whatever other modules released before
+        sandbox.remove(name)
     run = release(stack, "v1.0.0")
     assert run.succeeded, run.errors or run.log[-3000:]
     assert_everything_serves("v1.0.0", "blue")
