@@ -1,7 +1,8 @@
 """Phase 4 through real Airflow: the widget published to all four marketplaces on the sandbox's real servers.
 
 Runs after the release and rollback tests on the same sandbox (a session fixture); each test starts
-from what the previous one left. Every check reads what a merchant would get: the CDN over HTTP,
+from what the previous one left. Its versions (v9.0.x) are above every other module's, so `latest`
+moves to them whatever those published before (`latest` only moves forward). Every check reads what a merchant would get: the CDN over HTTP,
 the npm registry's packument, an anonymous SVN read, the Composer repository's packages.json.
 """
 
@@ -23,8 +24,8 @@ from varai_deploy.widgets import WIDGETS_DIR, build_release
 
 pytestmark = pytest.mark.integration
 
-VERSION = "v2.0.0"
-PLAIN = "2.0.0"
+VERSION = "v9.0.0"
+PLAIN = "9.0.0"
 ALL = ["html", "shopify", "woocommerce", "magento"]
 
 
@@ -138,7 +139,7 @@ def test_different_bytes_under_a_published_version_are_refused_and_nothing_is_ov
 
 def test_a_refused_token_fails_only_its_marketplace(stack, sandbox, endpoints):
     wrong = json.dumps({"conn_type": "http", "host": endpoints["npm_registry"], "password": "not-the-token"})
-    run = release(stack, "v2.0.1", marketplaces=["html", "woocommerce"], env={"AIRFLOW_CONN_VARAI_NPM": wrong})
+    run = release(stack, "v9.0.1", marketplaces=["html", "woocommerce"], env={"AIRFLOW_CONN_VARAI_NPM": wrong})
     assert not run.succeeded
     summary = rows(run)
     assert ("svn", "published") in summary["woocommerce"], summary
@@ -146,9 +147,9 @@ def test_a_refused_token_fails_only_its_marketplace(stack, sandbox, endpoints):
     assert "varai_npm" in " ".join(widget_lines(run.log))
     assert "not-the-token" not in run.log
     # The backend release stands: a widget channel failing is no reason to roll the services back.
-    assert {v for _, v, _ in gateway_versions().values()} == {"v2.0.1"}
+    assert {v for _, v, _ in gateway_versions().values()} == {"v9.0.1"}
     # The same release again with the right token converges: html goes live, woocommerce is unchanged.
-    again = release(stack, "v2.0.1", marketplaces=["html", "woocommerce"])
+    again = release(stack, "v9.0.1", marketplaces=["html", "woocommerce"])
     assert again.succeeded, again.errors or again.log[-3000:]
     assert ("svn", "unchanged") in rows(again)["woocommerce"]
     assert ("npm", "published") in rows(again)["html"]
@@ -156,8 +157,8 @@ def test_a_refused_token_fails_only_its_marketplace(stack, sandbox, endpoints):
 
 def test_a_missing_credential_fails_before_anything_changes(stack, sandbox, endpoints):
     no_token = json.dumps({"conn_type": "http", "host": "127.0.0.1"})
-    run = release(stack, "v2.0.2", marketplaces=ALL, env={"AIRFLOW_CONN_VARAI_SHOPIFY": no_token})
+    run = release(stack, "v9.0.2", marketplaces=ALL, env={"AIRFLOW_CONN_VARAI_SHOPIFY": no_token})
     assert not run.succeeded
     assert "'varai_shopify' (shopify) has no password" in " ".join(run.errors)
-    assert {v for _, v, _ in gateway_versions().values()} == {"v2.0.1"}
+    assert {v for _, v, _ in gateway_versions().values()} == {"v9.0.1"}
     assert fetch(endpoints["cdn"] + "/widgets/html/2.0.2/js/varai-widget.min.js")[0] == 404
