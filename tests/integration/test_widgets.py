@@ -2,7 +2,8 @@
 
 Runs after the release and rollback tests on the same sandbox (a session fixture); each test starts
 from what the previous one left. Its versions (v9.0.x) are above every other module's, so `latest`
-moves to them whatever those published before (`latest` only moves forward). Every check reads what a merchant would get: the CDN over HTTP,
+moves to them whatever those published before (`latest` only moves forward). Every check reads
+what a merchant would get: the CDN over HTTP,
 the npm registry's packument, an anonymous SVN read, the Composer repository's packages.json.
 """
 
