@@ -1,13 +1,14 @@
-"""``python -m varai_deploy.sandbox up|down|status|fault|traffic``: the sandbox for humans and scripts.
+"""``python -m varai_deploy.sandbox up|down|status|fault|traffic|notifications``: the sandbox for humans and scripts.
 
-``status --json`` and ``traffic report --json`` print exactly one JSON object (scripts and tests
-parse it); everything else is for people. Refusals print ``error: ...`` and exit 1, never a
-traceback.
+``status --json`` and ``traffic report --json`` print exactly one JSON object, ``notifications
+--json`` one JSON array (scripts and tests parse them); everything else is for people. Refusals
+print ``error: ...`` and exit 1, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import http.client
 import json
 import re
@@ -17,6 +18,7 @@ from typing import Any
 
 from varai_deploy.sandbox.errors import SandboxError
 from varai_deploy.sandbox.faults import MODES
+from varai_deploy.sandbox.notifications import CHANNELS
 from varai_deploy.services import SERVICES
 
 
@@ -69,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--since", type=timestamp, help="epoch seconds, or how long ago (90s, 5m, 2h); default: all")
     report.add_argument("--until", type=timestamp, help="epoch seconds, or how long ago; default: now")
     report.add_argument("--json", action="store_true", help="print one JSON object only")
+    notes = sub.add_parser("notifications", help="what the Slack and email stand-ins received; their faults")
+    notes.add_argument("--channel", choices=CHANNELS, help="only this channel (default: both)")
+    notes.add_argument("--since", type=timestamp, help="epoch seconds, or how long ago (90s, 10m, 2h); default: all")
+    notes.add_argument("--json", action="store_true", help="print one JSON array of the records only")
+    notes_sub = notes.add_subparsers(dest="notifications_command")
+    fail = notes_sub.add_parser("fail", help="make the next valid notifications of a channel fail")
+    fail.add_argument("--channel", choices=CHANNELS, required=True, dest="fault_channel")
+    fail.add_argument("--status", type=int, default=500, help="the HTTP status they get (400-599, default 500)")
+    fail.add_argument("--count", type=int, help="how many (default: every one until clear-faults)")
+    clear = notes_sub.add_parser("clear-faults", help="deliver notifications normally again")
+    clear.add_argument("--channel", choices=CHANNELS, dest="fault_channel", help="only this channel (default: both)")
     return parser
 
 
@@ -116,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_fault(sandbox, args)
         elif args.command == "traffic":
             return run_traffic(sandbox, args)
+        elif args.command == "notifications":
+            return run_notifications(sandbox, args)
     except SandboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -159,6 +174,51 @@ def run_traffic(sandbox: Any, args: argparse.Namespace) -> int:
         else:
             print_report(report)
     return 0
+
+
+def run_notifications(sandbox: Any, args: argparse.Namespace) -> int:
+    if args.notifications_command == "fail":
+        fault = sandbox.fail_notifications(args.fault_channel, args.status, args.count)["fault"]
+        which = "every valid notification" if fault["remaining"] is None else f"the next {fault['remaining']}"
+        until = " until `notifications clear-faults`" if fault["remaining"] is None else ""
+        print(f"{args.fault_channel}: {which} gets {fault['status']}{until}")
+    elif args.notifications_command == "clear-faults":
+        cleared = sandbox.clear_notification_faults(args.fault_channel)
+        print("cleared the fault of " + ", ".join(cleared) if cleared else "no notification fault was set")
+    else:
+        since = dt.datetime.fromtimestamp(args.since, dt.UTC) if args.since is not None else None
+        records = sandbox.notifications(args.channel, since)
+        if args.json:
+            print(json.dumps(records, indent=2))
+        else:
+            for record in records:
+                print(_notification_line(record))
+    return 0
+
+
+def _notification_line(record: dict[str, Any]) -> str:
+    """time, channel, status, severity ('-' when the message does not say), first line of the text."""
+    when = dt.datetime.fromisoformat(record["received_at"]).strftime("%Y-%m-%d %H:%M:%S")
+    body = record.get("body")
+    text, severity = body, None
+    if isinstance(body, dict):
+        severity = body.get("severity")
+        metadata = body.get("metadata")
+        if severity is None and isinstance(metadata, dict) and isinstance(metadata.get("event_payload"), dict):
+            severity = metadata["event_payload"].get("severity")
+        text = body.get("text") or _first_block_text(body.get("blocks"))
+    first = (str(text).strip().splitlines() or [""])[0] if text is not None else ""
+    if len(first) > 100:
+        first = first[:99] + "…"
+    severity = severity if isinstance(severity, str) and severity else "-"
+    return f"{when}Z  {record['channel']:<5}  {record['status']}  {severity:<8}  {first}"
+
+
+def _first_block_text(blocks: Any) -> str:
+    for block in blocks if isinstance(blocks, list) else []:
+        if isinstance(block, dict) and isinstance(block.get("text"), dict):
+            return str(block["text"].get("text") or "")
+    return ""
 
 
 def print_report(report: dict[str, Any]) -> None:

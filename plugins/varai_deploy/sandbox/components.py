@@ -1,4 +1,5 @@
-"""The sandbox's stand-in servers (storage, CDN, npm, SVN, Marketplace, Shopify, PostgreSQL), one shape each.
+"""The sandbox's stand-in servers (storage, CDN, npm, SVN, Marketplace, Shopify, PostgreSQL, and the
+notification stand-ins Slack and the email endpoint), one shape each.
 
 Each is a local server the control plane starts on ``up``, stops on ``down`` and lists under
 ``endpoints`` in ``status``; each module describes itself with a :class:`Component`, so adding one
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
     from varai_deploy.sandbox.processes import Marker
     from varai_deploy.sandbox.settings import SandboxSettings
 
-#: Registry order is start order: the CDN serves what the storage emulator holds.
+#: Registry order is start order (the CDN serves what the storage emulator holds) and each one's port
+#: offset: new components go at the end, so the others keep their ports.
 COMPONENT_MODULES: dict[str, str] = {
     "storage": "varai_deploy.sandbox.storage",
     "cdn": "varai_deploy.sandbox.cdn",
@@ -28,6 +30,8 @@ COMPONENT_MODULES: dict[str, str] = {
     "marketplace": "varai_deploy.sandbox.marketplace",
     "shopify": "varai_deploy.sandbox.shopify",
     "postgres": "varai_deploy.sandbox.postgres",
+    "slack": "varai_deploy.sandbox.slack",
+    "email": "varai_deploy.sandbox.email_endpoint",
 }
 COMPONENT_NAMES = tuple(COMPONENT_MODULES)
 #: Ports: ``component_port_base + offset``; the base defaults to the gateway port minus this.

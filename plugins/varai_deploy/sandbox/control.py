@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import shutil
 import time
+from datetime import datetime
 from typing import Any
 
-from varai_deploy.sandbox import components, processes, prometheus, traffic
+from varai_deploy.sandbox import components, notifications, processes, prometheus, traffic
 from varai_deploy.sandbox.errors import PortInUseError, SandboxError, SwitchConflictError
 from varai_deploy.sandbox.faults import FaultStore
 from varai_deploy.sandbox.processes import (
@@ -381,6 +382,20 @@ class Sandbox:
 
     def faults(self) -> dict[str, list[dict[str, Any]]]:
         return self.fault_store.all()
+
+    # -- notifications (the slack and email stand-ins; see notifications.py) ----------------
+    def notifications(self, channel: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
+        """What the notification stand-ins received, accepted or not, oldest first: each record
+        (``received_at``, ``status``, ``answer``, ``body``) plus ``channel`` (``slack`` | ``email``)."""
+        return notifications.received(self.settings, channel, since)
+
+    def fail_notifications(self, channel: str, status: int = 500, count: int | None = None) -> dict[str, Any]:
+        """The channel's next ``count`` valid notifications (None: until cleared) get ``status``."""
+        return notifications.fail(self.settings, channel, status, count)
+
+    def clear_notification_faults(self, channel: str | None = None) -> list[str]:
+        """Clear the fault of ``channel`` (None: both); the channels that had one."""
+        return notifications.clear_faults(self.settings, channel)
 
     # -- internals -------------------------------------------------------------------------
     def _stale_components(self, state: dict[str, Any]) -> list[components.Component]:

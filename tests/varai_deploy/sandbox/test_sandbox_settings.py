@@ -87,8 +87,18 @@ def test_a_config_without_the_new_keys_still_loads(tmp_path: Path) -> None:
 
 def test_stand_ins_listen_below_the_gateway_in_registry_order() -> None:
     s = SandboxSettings.load()
-    assert s.components == ("storage", "cdn", "npm_registry", "svn", "marketplace", "shopify", "postgres")
-    assert [s.component_port(name) for name in s.components] == list(range(18060, 18067))
+    assert s.components == (
+        "storage",
+        "cdn",
+        "npm_registry",
+        "svn",
+        "marketplace",
+        "shopify",
+        "postgres",
+        "slack",
+        "email",
+    )
+    assert [s.component_port(name) for name in s.components] == list(range(18060, 18069))
     assert s.component_url("cdn") == "http://127.0.0.1:18061"
 
 
