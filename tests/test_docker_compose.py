@@ -79,3 +79,17 @@ def test_the_worker_image_has_the_clients_the_widget_tasks_run(project):
     for package in ("subversion", "composer", "php-cli", "php-zip", "npm"):
         assert package in install.split(), package
     assert "pip install --no-cache-dir -r /requirements.txt" in dockerfile
+
+
+def test_the_image_installs_the_project_as_its_airflow_provider(project):
+    """After the pinned requirements, the project itself without dependencies: its entry points (the
+    provider, the commands) are in the image, the code stays the mounted plugins folder."""
+    for name, service in project["services"].items():
+        if not name.startswith("airflow-"):
+            continue
+        lines = service["build"]["dockerfile_inline"].splitlines()
+        requirements = next(i for i, line in enumerate(lines) if "-r /requirements.txt" in line)
+        project_install = next(i for i, line in enumerate(lines) if "--no-deps /tmp/varai-deploy" in line)
+        assert requirements < project_install, name
+        copied = {line.split()[-1] for line in lines if line.strip().startswith("COPY")}
+        assert {"/tmp/varai-deploy/pyproject.toml", "/tmp/varai-deploy/plugins/varai_deploy"} <= copied, name

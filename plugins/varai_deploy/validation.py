@@ -90,8 +90,7 @@ def check_resources(env: EnvironmentConfig, services: list[str]) -> dict[str, An
     sandbox = Sandbox()
     if not sandbox.is_up():
         raise ValidationError(
-            "the sandbox is not running: start it with `make sandbox-up` "
-            "(or `PYTHONPATH=plugins .venv/bin/python -m varai_deploy.sandbox up`)"
+            "the sandbox is not running: start it with `make sandbox-up` (or `.venv/bin/varai-sandbox up`)"
         )
     status = sandbox.status()["services"]
     settings = sandbox.settings

@@ -1,6 +1,7 @@
 """The Magento (Adobe Commerce) Marketplace EQP API v1, through an Airflow HTTP connection.
 
-Connection ``varai_magento_marketplace`` (conn_type ``http``): host ``commercedeveloper-api.adobe.com``
+Connection ``varai_magento_marketplace`` (conn_type ``varai_magento_marketplace``, this project's; one of
+type ``http`` works the same): host ``commercedeveloper-api.adobe.com``
 (schema ``https``) in production, the sandbox's fake locally; login = the API access key's application
 ID, password = its application secret (Developer Portal > Manage API Keys). The key pair only buys a
 session token (``POST /rest/v1/app/session/token``, HTTP Basic); every other call carries that token as
@@ -41,7 +42,7 @@ class MagentoMarketplaceHook(HttpHook):
 
     conn_name_attr = "http_conn_id"
     default_conn_name = "varai_magento_marketplace"
-    conn_type = "http"
+    conn_type = "varai_magento_marketplace"
     hook_name = "Magento Marketplace EQP API"
 
     def __init__(
@@ -69,8 +70,9 @@ class MagentoMarketplaceHook(HttpHook):
         except AirflowNotFoundException:
             raise self._error(
                 PublishError,
-                f"the Airflow connection {self.http_conn_id!r} is not defined; add it (conn_type http, host "
-                "commercedeveloper-api.adobe.com, schema https, login = API application ID, password = its secret)",
+                f"the Airflow connection {self.http_conn_id!r} is not defined; add it (conn_type "
+                "varai_magento_marketplace, host commercedeveloper-api.adobe.com, schema https, "
+                "login = API application ID, password = its secret)",
             ) from None
         if not conn.login or not conn.password:
             raise self._error(

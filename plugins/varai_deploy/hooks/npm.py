@@ -1,6 +1,7 @@
 """An npm registry through the real ``npm`` CLI: publish a package directory, view, pack.
 
-Connection ``varai_npm``: ``host`` is the registry URL (``https://registry.npmjs.org/`` in
+Connection ``varai_npm`` (conn_type ``varai_npm``, this project's; one of type ``generic`` works the
+same): ``host`` is the registry URL (``https://registry.npmjs.org/`` in
 production). Its ``password`` is the npm automation token; when ``login`` is set as well (the
 sandbox's Verdaccio), the password is that user's and is exchanged for a token the way
 ``npm login`` does (``PUT /-/user/org.couchdb.user:<login>``), so publishing is always a bearer-token
@@ -60,7 +61,7 @@ class NpmRegistryHook(BaseHook):
 
     conn_name_attr = "npm_conn_id"
     default_conn_name = "varai_npm"
-    conn_type = "generic"
+    conn_type = "varai_npm"
     hook_name = "VarAI npm registry"
 
     def __init__(self, npm_conn_id: str = default_conn_name, *, channel: str = "html") -> None:
@@ -80,8 +81,8 @@ class NpmRegistryHook(BaseHook):
                 self._conn = self.get_connection(self.npm_conn_id)
             except AirflowNotFoundException:
                 raise self._error(
-                    f"the Airflow connection {self.npm_conn_id!r} is not defined; add it (host: the registry "
-                    "URL, password: an npm automation token with publish rights on @varai)"
+                    f"the Airflow connection {self.npm_conn_id!r} is not defined; add it (conn_type varai_npm, "
+                    "host: the registry URL, password: an npm automation token with publish rights on @varai)"
                 ) from None
         return self._conn
 

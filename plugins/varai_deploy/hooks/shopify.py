@@ -1,6 +1,7 @@
 """Shopify app versions through the Partners API, as ``shopify app deploy`` creates them.
 
-Connection ``varai_shopify`` (conn_type ``http``): ``host`` (``partners.shopify.com``; the sandbox's
+Connection ``varai_shopify`` (conn_type ``varai_shopify``, this project's; one of type ``http`` works the
+same): ``host`` (``partners.shopify.com``; the sandbox's
 stand-in locally), ``schema`` and ``port`` as usual, ``password`` the Partners access token, extra
 ``api_key`` the app's client id. Every call is one GraphQL request to ``/api/cli/graphql`` carrying
 the token the way Shopify CLI does (``Authorization`` and ``X-Shopify-Access-Token``); the documents
@@ -85,7 +86,7 @@ class ShopifyHook(BaseHook):
 
     conn_name_attr = "shopify_conn_id"
     default_conn_name = "varai_shopify"
-    conn_type = "http"
+    conn_type = "varai_shopify"
     hook_name = "VarAI Shopify app (Partners API)"
 
     def __init__(self, shopify_conn_id: str = default_conn_name) -> None:
@@ -103,8 +104,9 @@ class ShopifyHook(BaseHook):
                 self._conn = self.get_connection(self.shopify_conn_id)
             except AirflowNotFoundException:
                 raise self._error(
-                    f"the Airflow connection {self.shopify_conn_id!r} is not defined; add it (conn_type http, "
-                    "host partners.shopify.com, password: a Partners access token, extra api_key: the app's client id)"
+                    f"the Airflow connection {self.shopify_conn_id!r} is not defined; add it (conn_type "
+                    "varai_shopify, host partners.shopify.com, password: a Partners access token, extra api_key: "
+                    "the app's client id)"
                 ) from None
         return self._conn
 

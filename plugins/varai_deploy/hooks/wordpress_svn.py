@@ -51,11 +51,13 @@ class SvnPathExistsError(SvnError):
 
 class WordPressSvnHook(BaseHook):
     """One plugin's Subversion repository; the connection's ``host`` is its URL
-    (``https://plugins.svn.wordpress.org/<slug>``, ``svn://127.0.0.1:18063/<slug>`` in the sandbox)."""
+    (``https://plugins.svn.wordpress.org/<slug>``, ``svn://127.0.0.1:18063/<slug>`` in the sandbox), its
+    login and password the committer's. Its conn_type is ``varai_wordpress_svn`` (this project's); one of
+    type ``generic`` works the same."""
 
     conn_name_attr = "svn_conn_id"
     default_conn_name = "varai_wordpress_svn"
-    conn_type = "generic"
+    conn_type = "varai_wordpress_svn"
     hook_name = "WordPress.org plugin SVN"
 
     def __init__(
