@@ -1,6 +1,7 @@
 """Release the AI Discovery platform: the deployment guide's phases as one DAG.
 
-validate -> infrastructure (Terraform) -> backend (candidates per service, then traffic per service,
+validate -> lock -> infrastructure (Terraform plan, a human's approval where the environment requires
+it, apply) -> backend (candidates per service, then traffic per service,
 then analysis against real metrics, then retire or roll back) -> widgets (build once, then publish and
 verify per marketplace) -> post_deploy.
 
@@ -13,7 +14,9 @@ on real metrics (health checks, error rate, p95 latency); a broken rule puts eve
 service back on the revision it replaced and fails the run with the rule and the measured value.
 Widgets are published only once the backend release passed; one marketplace failing does not stop
 the others, the summary says which are live, and clearing that marketplace's failed task retries
-only it. A version already published with other bytes is refused, never overwritten.
+only it. A version already published with other bytes is refused, never overwritten. The start, the
+approval request and its answer, and the outcome (with a rollback's rule, value and threshold) go to
+Slack and the email endpoint as the environment routes each severity.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from varai_deploy.dag_params import (
     services_param,
 )
 from varai_deploy.operators.analysis import ReleaseAnalysisOperator
+from varai_deploy.operators.approval import ReleaseApprovalOperator
 from varai_deploy.operators.blue_green import (
     DeployCandidateOperator,
     RetireRevisionOperator,
@@ -119,6 +123,11 @@ def ai_discovery_release():
         # Apply plans again on its own worker and refuses anything but the planned changes; it returns
         # the environment's whitelisted outputs (terraform.outputs), e.g. {"images": {service: image}}.
         apply = TerraformApplyOperator(task_id="apply", plan=plan.output)
+
+    # Where the environment requires it (production always): a human approves what the plan showed,
+    # before Terraform applies or traffic moves; elsewhere it passes at once.
+    approval = ReleaseApprovalOperator(task_id="approval", plan=plan.output, services=checked)
+    plan >> approval >> apply
 
     with TaskGroup("backend", tooltip="Phase 3: blue-green deployment of each service") as backend:
 
@@ -217,7 +226,9 @@ def ai_discovery_release():
 
     # One operation per environment at a time: the lock is the setup, its release the teardown that
     # runs however the tasks between them ended.
-    lock = LockEnvironmentOperator(task_id="lock", operation="release")
+    lock = LockEnvironmentOperator(
+        task_id="lock", operation="release", services=checked, version="{{ params.version }}"
+    )
     finish = FinishOperationOperator(
         task_id="finish", operation="release", services=checked, version="{{ params.version }}", emit_outcome=True
     )

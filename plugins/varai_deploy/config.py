@@ -15,6 +15,8 @@ from varai_deploy.services import SERVICE_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS_DIR = REPO_ROOT / "include" / "environments"
+#: Names another directory of environment configs (the same file names), e.g. a test's.
+ENVIRONMENTS_DIR_ENV = "VARAI_ENVIRONMENTS_DIR"
 ENVIRONMENTS: tuple[str, ...] = ("sandbox", "staging", "production")
 PLATFORMS: tuple[str, ...] = ("local", "cloudrun")
 
@@ -108,6 +110,75 @@ class AnalysisPolicy:
             )
 
 
+#: Severities, as the guide has them: critical (service down, high error rate), warning (high response
+#: time, resource usage), info (deployment and scaling events).
+SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
+#: Notification channels, each delivered through the connection of the same role in ``connections``.
+NOTIFICATION_CHANNELS: dict[str, str] = {"slack": "slack", "email": "email_endpoint"}
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_USER_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+
+@dataclass(frozen=True)
+class NotificationPolicy:
+    """Who hears about what: the channels each severity goes to, and how hard delivery tries.
+
+    A notification never fails or blocks an operation: each channel gets ``attempts`` tries of at most
+    ``timeout_seconds`` each, then the failure is logged and the operation goes on.
+    """
+
+    routes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    email_recipients: tuple[str, ...] = ()
+    attempts: int = 3
+    timeout_seconds: float = 5.0
+    retry_delay_seconds: float = 1.0
+
+    def channels(self, severity: str) -> tuple[str, ...]:
+        return self.routes.get(severity, ())
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.timeout_seconds <= 0 or self.retry_delay_seconds < 0:
+            raise ConfigError("notifications.attempts must be >= 1 and timeout_seconds positive")
+        bad = [s for s in self.routes if s not in SEVERITIES]
+        if bad:
+            raise ConfigError(f"notifications.routes: unknown severity {bad[0]!r}: use {', '.join(SEVERITIES)}")
+        for severity, channels in self.routes.items():
+            unknown = [c for c in channels if c not in NOTIFICATION_CHANNELS]
+            if unknown:
+                raise ConfigError(
+                    f"notifications.routes.{severity}: unknown channel {unknown[0]!r}: "
+                    f"use {', '.join(NOTIFICATION_CHANNELS)}"
+                )
+        if any("email" in c for c in self.routes.values()) and not self.email_recipients:
+            raise ConfigError("notifications routes email, so notifications.email_recipients must name who gets it")
+        bad_addresses = [a for a in self.email_recipients if not _EMAIL_RE.fullmatch(a)]
+        if bad_addresses:
+            raise ConfigError(f"notifications.email_recipients: {bad_addresses[0]!r} is not an email address")
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """A human approves the release after the Terraform plan, before anything changes.
+
+    Only ``approvers`` may answer, never whoever triggered the run; no answer within
+    ``timeout_minutes`` is a rejection. ``evidence_from`` names the environment whose ledger
+    must show the version passed (production: staging), shown to the approvers.
+    """
+
+    approvers: tuple[str, ...] = ()
+    timeout_minutes: float = 60.0
+    evidence_from: str | None = None
+
+    def __post_init__(self) -> None:
+        bad = [a for a in self.approvers if not isinstance(a, str) or not _USER_RE.fullmatch(a)]
+        if bad:
+            raise ConfigError(f"approval.approvers: {bad[0]!r} is not an Airflow user name")
+        if self.timeout_minutes <= 0:
+            raise ConfigError("approval.timeout_minutes must be positive")
+        if self.evidence_from is not None and self.evidence_from not in ENVIRONMENTS:
+            raise ConfigError(f"approval.evidence_from {self.evidence_from!r} is not an environment")
+
+
 _OUTPUT_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 #: Where the sandbox keeps its files unless VARAI_SANDBOX_HOME or ``sandbox.home`` say otherwise
 #: (the same rule as varai_deploy.sandbox.settings, which production code must not import).
@@ -152,6 +223,8 @@ class EnvironmentConfig:
     prerequisites: dict[str, str] = field(default_factory=dict)
     gcp: dict[str, str] = field(default_factory=dict)
     requires_approval: bool = False
+    approval: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    notifications: NotificationPolicy = field(default_factory=NotificationPolicy)
     #: The storefront widget channels this environment publishes to (widgets.channels.CHANNELS).
     marketplaces: tuple[str, ...] = ()
     #: How long a widget's verify task waits for the CDN to serve the published bytes; at least the
@@ -198,6 +271,42 @@ def _marketplaces(widgets: dict, connections: dict, path: Path) -> tuple[str, ..
     return chosen
 
 
+def _notifications(raw: dict, connections: dict, path: Path) -> NotificationPolicy:
+    """``notifications:``: severity routes to channels, each channel backed by its connection."""
+    section = dict(_section(raw, "notifications", path))
+    routes = section.get("routes") or {}
+    if not isinstance(routes, dict) or not all(isinstance(v, list) for v in routes.values()):
+        raise ConfigError(f"{path}: notifications.routes must map each severity to a list of channels")
+    section["routes"] = {str(k): tuple(v) for k, v in routes.items()}
+    section["email_recipients"] = tuple(section.get("email_recipients") or ())
+    try:
+        policy = _build(NotificationPolicy, section, f"{path}: notifications")
+    except ConfigError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from exc
+    for channel in sorted({c for channels in policy.routes.values() for c in channels}):
+        role = NOTIFICATION_CHANNELS[channel]
+        if role not in connections:
+            raise ConfigError(f"{path}: notifications.routes uses {channel}, which needs connections.{role}")
+    return policy
+
+
+def _approval(raw: dict, name: str, path: Path) -> tuple[bool, ApprovalPolicy]:
+    required = raw.get("requires_approval", name == "production")
+    if not isinstance(required, bool):
+        raise ConfigError(f"{path}: requires_approval must be true or false")
+    if name == "production" and not required:
+        raise ConfigError(f"{path}: production releases always need a human approval: requires_approval: true")
+    section = dict(_section(raw, "approval", path))
+    section["approvers"] = tuple(section.get("approvers") or ())
+    try:
+        policy = _build(ApprovalPolicy, section, f"{path}: approval")
+    except ConfigError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from exc
+    if required and not policy.approvers:
+        raise ConfigError(f"{path}: requires_approval is true, so approval.approvers must name who may approve")
+    return required, policy
+
+
 def _repo_path(value: Any) -> Path:
     path = Path(str(value))
     return path if path.is_absolute() else REPO_ROOT / path
@@ -242,11 +351,19 @@ def _terraform(raw: dict, name: str, path: Path) -> TerraformConfig:
     return tf_config
 
 
-def load_environment(name: str, directory: Path = ENVIRONMENTS_DIR) -> EnvironmentConfig:
+def environments_dir() -> Path:
+    import os
+
+    override = os.environ.get(ENVIRONMENTS_DIR_ENV)
+    return Path(override) if override else ENVIRONMENTS_DIR
+
+
+def load_environment(name: str, directory: Path | None = None) -> EnvironmentConfig:
     """Load and validate one environment's config; raises ConfigError saying what to fix."""
     import yaml
 
     check_environment(name)
+    directory = directory or environments_dir()
     path = directory / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"no config for environment {name!r}: expected {path}")
@@ -271,6 +388,8 @@ def load_environment(name: str, directory: Path = ENVIRONMENTS_DIR) -> Environme
     tf_config = _terraform(raw, name, path)
     widgets = _section(raw, "widgets", path)
     marketplaces = _marketplaces(widgets, connections, path)
+    requires_approval, approval = _approval(raw, name, path)
+    notifications = _notifications(raw, connections, path)
     cdn_check_timeout = widgets.get("cdn_check_timeout_seconds", 120)
     if not isinstance(cdn_check_timeout, int | float) or cdn_check_timeout <= 0:
         raise ConfigError(f"{path}: widgets.cdn_check_timeout_seconds must be a positive number of seconds")
@@ -286,5 +405,7 @@ def load_environment(name: str, directory: Path = ENVIRONMENTS_DIR) -> Environme
         analysis=_build(AnalysisPolicy, _section(raw, "analysis", path), f"{path}: analysis"),
         prerequisites={str(k): str(v) for k, v in _section(raw, "prerequisites", path).items()},
         gcp={str(k): str(v) for k, v in _section(raw, "gcp", path).items()},
-        requires_approval=bool(raw.get("requires_approval", False)),
+        requires_approval=requires_approval,
+        approval=approval,
+        notifications=notifications,
     )

@@ -25,7 +25,16 @@ OPERATIONS_DAG = {
 
 
 def default_args(retry_delay_seconds: float = 10) -> dict:
-    return {"owner": "platform", "retries": 1, "retry_delay": timedelta(seconds=retry_delay_seconds)}
+    """Every task retries once, and a task that fails for good writes its error to the ledger (for
+    the outcome notification)."""
+    from varai_deploy.callbacks import record_task_failure
+
+    return {
+        "owner": "platform",
+        "retries": 1,
+        "retry_delay": timedelta(seconds=retry_delay_seconds),
+        "on_failure_callback": record_task_failure,
+    }
 
 
 #: Checks that must fail at once rather than be retried.

@@ -29,6 +29,7 @@ def test_phases_run_in_the_guide_order(dag):
     order = [
         "validate.request",
         "infrastructure.plan",
+        "approval",
         "infrastructure.apply",
         "backend.candidates.deploy_candidate",
         "backend.traffic.switch_traffic",
@@ -47,13 +48,26 @@ def test_phases_run_in_the_guide_order(dag):
 
 
 def test_candidates_get_the_outputs_from_apply_and_the_plan_is_applied_by_a_separate_task(dag):
-    # Plan and apply stay two tasks (an approval will sit between them); apply returns the outputs.
+    # Plan and apply are two tasks with the approval between them; apply returns the outputs.
     assert {t.task_id for t in dag.tasks if t.task_id.startswith("infrastructure.")} == {
         "infrastructure.plan",
         "infrastructure.apply",
     }
-    assert dag.get_task("infrastructure.apply").upstream_task_ids == {"infrastructure.plan"}
+    assert dag.get_task("infrastructure.apply").upstream_task_ids == {"infrastructure.plan", "approval"}
     assert "infrastructure.apply" in dag.get_task("backend.candidates.deploy_candidate").upstream_task_ids
+
+
+def test_the_approval_sits_after_the_plan_and_before_anything_changes(dag):
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    approval = dag.get_task("approval")
+    assert isinstance(approval, ApprovalOperator)
+    assert approval.upstream_task_ids == {"infrastructure.plan", "validate.request"}  # the plan, the services
+    assert approval.retries == 0, "a rejection or a timeout is an answer, not an error to retry"
+    assert set(approval.params) == {"comment"}, "the approval form asks only for a comment"
+    changing = ["infrastructure.apply", "backend.candidates.deploy_candidate", "backend.traffic.switch_traffic"]
+    for task_id in changing:
+        assert "approval" in dag.get_task(task_id).get_flat_relative_ids(upstream=True), task_id
 
 
 def test_traffic_moves_only_after_every_candidate_passed_its_health_streak(dag):

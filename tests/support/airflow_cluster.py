@@ -259,9 +259,17 @@ class AirflowApi:
         return self.run(dag_id, run_id)["state"]
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 240) -> str:
-        """Until the run is no longer queued or running: its final state."""
+        """Until the run is no longer queued or running: its final state. A poll the API server was too
+        busy to answer in time (one worker, a loaded machine) is polled again, within ``timeout``."""
         deadline = time.monotonic() + timeout
-        while (state := self.run_state(dag_id, run_id)) in RUN_UNFINISHED:
+        while True:
+            try:
+                state = self.run_state(dag_id, run_id)
+            except TimeoutError:
+                assert time.monotonic() < deadline, f"the API server stopped answering about {dag_id} {run_id}"
+                continue
+            if state not in RUN_UNFINISHED:
+                break
             assert time.monotonic() < deadline, (
                 f"{dag_id} {run_id} still {state} after {timeout:g}s:\n{self.describe_run(dag_id, run_id)}"
             )
@@ -284,6 +292,20 @@ class AirflowApi:
             offset += len(batch)
             if not batch or offset >= page.get("total_entries", 0):
                 return tis
+
+    # -- Human-in-the-loop ----------------------------------------------------------------------------
+    def _hitl_path(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
+        return f"{self._run_path(dag_id, run_id)}/taskInstances/{_quote(task_id)}/{map_index}/hitlDetails"
+
+    def hitl_detail(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> tuple[int, Any]:
+        return self.call("GET", self._hitl_path(dag_id, run_id, task_id, map_index))
+
+    def answer(
+        self, dag_id: str, run_id: str, task_id: str, chosen: str, params_input: dict | None = None
+    ) -> tuple[int, Any]:
+        """``PATCH .../hitlDetails`` as this client's user: ``(status, body)``."""
+        body = {"chosen_options": [chosen], "params_input": params_input or {}}
+        return self.call("PATCH", self._hitl_path(dag_id, run_id, task_id), body)
 
     def _ti_path(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
         path = f"{self._run_path(dag_id, run_id)}/taskInstances/{_quote(task_id)}"
@@ -461,8 +483,10 @@ class AirflowCluster(AirflowApi):
     port, base URL, auth and log-server ports are always the cluster's own.
     """
 
-    def __init__(self, env: dict[str, str], api_port: int, log_dir: Path):
+    def __init__(self, env: dict[str, str], api_port: int, log_dir: Path, users: dict[str, str] | None = None):
         super().__init__(f"http://127.0.0.1:{api_port}")
+        #: SimpleAuthManager users beside admin: ``{name: role}`` (viewer, user, op, admin).
+        self.users = {"admin": "admin", **(users or {})}
         self.api_port = api_port
         self.log_dir = Path(log_dir)
         self.passwords_file = self.log_dir / "simple_auth_manager_passwords.json"
@@ -483,7 +507,7 @@ class AirflowCluster(AirflowApi):
                 # The REST API's users, as `airflow standalone` has them: SimpleAuthManager, one admin,
                 # its password in a file of ours (the api-server keeps passwords already in it).
                 "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{n}:{r}" for n, r in self.users.items()),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
                 # One signing key for every process: the scheduler signs the workloads' execution API
@@ -497,13 +521,18 @@ class AirflowCluster(AirflowApi):
             }
         )
         self.env = env
-        self.password = secrets.token_urlsafe(16)
+        self.passwords = {name: secrets.token_urlsafe(16) for name in self.users}
+        self.password = self.passwords["admin"]
+
+    def as_user(self, name: str) -> AirflowApi:
+        """The REST API as another of the cluster's users (its own JWT)."""
+        return AirflowApi(self.base_url, login(self.base_url, self.passwords[name], username=name))
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self, timeout: float = 180) -> None:
         """Start the four components and wait until all report healthy, then log in as admin."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.passwords_file.write_text(json.dumps({"admin": self.password}) + "\n")
+        self.passwords_file.write_text(json.dumps(self.passwords) + "\n")
         self.passwords_file.chmod(0o600)
         since = time.time()
         try:

@@ -194,3 +194,78 @@ def test_terraform_outputs_and_binary_are_configurable(tmp_path):
     for bad in ("outputs: images\n", "outputs: []\n", "outputs: [images, 'a b']\n"):
         with pytest.raises(ConfigError, match=r"sandbox\.yaml: terraform\.outputs must be a"):
             _terraform_env(tmp_path, "sandbox", bad)
+
+
+PEOPLE_BASE = """
+name: {name}
+platform: {platform}
+connections: {{gateway: gw, metrics: m, ledger: l, slack: s, email_endpoint: e}}
+terraform:
+  module: include/terraform/sandbox
+  backend: gcs
+  state_bucket: b
+"""
+
+
+def _people_env(tmp_path: Path, name: str, extra: str):
+    platform = "local" if name == "sandbox" else "cloudrun"
+    text = PEOPLE_BASE.format(name=name, platform=platform)
+    if name == "sandbox":
+        text = text.replace("  backend: gcs\n  state_bucket: b\n", "")
+    return load_environment(name, _write(tmp_path, name, text + textwrap.dedent(extra)))
+
+
+def test_the_sandbox_routes_each_severity_and_asks_nobody():
+    env = load_environment("sandbox")
+    assert env.notifications.channels("critical") == ("slack", "email")
+    assert env.notifications.channels("info") == ("slack",)
+    assert env.notifications.email_recipients == ("devops@varai.ai",)
+    assert env.requires_approval is False
+
+
+def test_production_always_needs_an_approval_with_named_approvers(tmp_path):
+    with pytest.raises(ConfigError, match="approval.approvers must name who may approve"):
+        _people_env(tmp_path, "production", "")
+    with pytest.raises(ConfigError, match="production releases always need a human approval"):
+        _people_env(tmp_path, "production", "requires_approval: false\napproval: {approvers: [alice]}\n")
+    env = _people_env(tmp_path, "production", "approval: {approvers: [alice, bob], timeout_minutes: 30}\n")
+    assert env.requires_approval is True
+    assert env.approval.approvers == ("alice", "bob")
+    assert env.approval.timeout_minutes == 30
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("requires_approval: yes please\n", "requires_approval must be true or false"),
+        ("requires_approval: true\napproval: {approvers: ['a b; rm']}\n", "is not an Airflow user name"),
+        ("requires_approval: true\napproval: {approvers: [a], timeout_minutes: 0}\n", "timeout_minutes must be"),
+        ("requires_approval: true\napproval: {approvers: [a], evidence_from: moon}\n", "is not an environment"),
+        ("notifications: {routes: {fatal: [slack]}}\n", "unknown severity 'fatal'"),
+        ("notifications: {routes: {critical: [pager]}}\n", "unknown channel 'pager'"),
+        ("notifications: {routes: {critical: [email]}}\n", "email_recipients must name who gets it"),
+        (
+            "notifications: {routes: {critical: [email]}, email_recipients: [not-an-address]}\n",
+            "is not an email address",
+        ),
+        ("notifications: {routes: {info: [slack]}, attempts: 0}\n", "attempts must be >= 1"),
+    ],
+)
+def test_bad_people_settings_are_refused_saying_what_to_fix(tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        _people_env(tmp_path, "sandbox", extra)
+
+
+def test_a_routed_channel_needs_its_connection(tmp_path):
+    text = PEOPLE_BASE.format(name="sandbox", platform="local").replace(", slack: s", "")
+    text = text.replace("  backend: gcs\n  state_bucket: b\n", "") + "notifications: {routes: {info: [slack]}}\n"
+    with pytest.raises(ConfigError, match="uses slack, which needs connections.slack"):
+        load_environment("sandbox", _write(tmp_path, "sandbox", text))
+
+
+def test_another_config_directory_can_stand_in_for_the_repository_one(tmp_path, monkeypatch):
+    text = (ENVIRONMENTS_DIR / "sandbox.yaml").read_text() + "\napproval: {approvers: [carol]}\n"
+    _write(tmp_path, "sandbox", text.replace("requires_approval: false", "requires_approval: true"))
+    monkeypatch.setenv("VARAI_ENVIRONMENTS_DIR", str(tmp_path))
+    env = load_environment("sandbox")
+    assert (env.requires_approval, env.approval.approvers) == (True, ("carol",))

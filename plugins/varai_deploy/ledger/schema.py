@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS audit (
     detail       jsonb NOT NULL DEFAULT '{{}}'::jsonb
 );
 CREATE INDEX IF NOT EXISTS audit_by_environment ON audit (environment, id);
+CREATE INDEX IF NOT EXISTS audit_by_run ON audit (environment, run_id, id);
 
 CREATE OR REPLACE FUNCTION audit_is_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

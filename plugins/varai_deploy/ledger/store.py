@@ -23,6 +23,9 @@ PENDING, PASSED, FAILED, ROLLED_BACK = VERDICTS
 _schema_ready: set[str] = set()
 
 
+AUDIT_KEYS = ("id", "at", "dag_id", "run_id", "actor", "action", "service", "version", "detail")
+
+
 class LedgerError(RuntimeError):
     """The ledger refused or could not record something; the message is for the operator."""
 
@@ -380,5 +383,15 @@ class Ledger:
                 " WHERE environment = %s AND id > %s AND (%s::text IS NULL OR action = %s) ORDER BY id",
                 (self.environment, since_id, action, action),
             )
-            keys = ("id", "at", "dag_id", "run_id", "actor", "action", "service", "version", "detail")
-            return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
+            return [dict(zip(AUDIT_KEYS, row, strict=True)) for row in cur.fetchall()]
+
+    def run_audit(self, run_id: str, actions: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """One run's entries, oldest first (only ``actions`` when given)."""
+        with self._transaction() as cur:
+            cur.execute(
+                "SELECT id, at, dag_id, run_id, actor, action, service, version, detail FROM audit"
+                " WHERE environment = %s AND run_id = %s AND (cardinality(%s::text[]) = 0 OR action = ANY(%s))"
+                " ORDER BY id",
+                (self.environment, run_id, list(actions), list(actions)),
+            )
+            return [dict(zip(AUDIT_KEYS, row, strict=True)) for row in cur.fetchall()]

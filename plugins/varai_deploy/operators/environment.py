@@ -38,28 +38,77 @@ def _run_is_active(ti: Any, dag_id: str, run_id: str) -> bool:
         raise
 
 
+def _service_list(services: Any) -> list[str]:
+    if not services:
+        return []
+    return [services] if isinstance(services, str) else list(services)
+
+
 class LockEnvironmentOperator(EnvironmentOperator):
     """Takes the environment for this run; refused at once, naming the holder's run, while another
-    release, rollback or maintenance of the same environment is under way."""
+    release, rollback or maintenance of the same environment is under way. A release says it started
+    (or was refused) through the environment's notifications."""
 
-    def __init__(self, *, operation: str, **kwargs):
+    template_fields = ("environment", "version", "services")
+
+    def __init__(self, *, operation: str, services: Any = None, version: str = "", **kwargs):
         kwargs.setdefault("retries", 0)
         super().__init__(**kwargs)
         self.operation = operation
+        self.services = services
+        self.version = version
 
     def execute(self, context) -> dict[str, str]:
         from varai_deploy.ledger import Actor, LockHeldError
+        from varai_deploy.notifiers import notify
+        from varai_deploy.notifiers.runs import run_event
 
         actor = Actor.from_context(context)
         ti = context["ti"]
+        services = _service_list(self.services)
         try:
             holder = self.ledger.acquire(actor, self.operation, lambda d, r: _run_is_active(ti, d, r))
         except LockHeldError as exc:
+            if self.operation == "release":
+                event = run_event(
+                    context, "release_refused", self.environment, str(exc), version=self.version, services=services
+                )
+                notify(self.env_config, event, context)
             raise AirflowFailException(str(exc)) from exc
         self.log.info(
             "%s is ours (%s run %s) since %s", self.environment, self.operation, actor.run_id, holder.acquired_at
         )
+        if self.operation == "release":
+            message = f"{actor.who or 'someone'} releases {self.version} to {', '.join(services)}."
+            if self.env_config.requires_approval:
+                message += " It waits for an approval after the Terraform plan."
+            event = run_event(
+                context, "release_started", self.environment, message, version=self.version, services=services
+            )
+            self._notify(context, event)
         return {"environment": self.environment, "run_id": actor.run_id, "since": holder.acquired_at.isoformat()}
+
+    def _notify(self, context, event) -> None:
+        from varai_deploy.ledger import Actor
+        from varai_deploy.notifiers import notify
+
+        record_notification(self.ledger, Actor.from_context(context), event, notify(self.env_config, event, context))
+
+
+def record_notification(ledger: Any, actor: Any, event: Any, results: dict[str, str]) -> None:
+    """What was told to whom, in the audit (delivery failures included); never fails the task."""
+    try:
+        ledger.record(
+            actor,
+            "notified",
+            None,
+            event.version or None,
+            {"kind": event.kind, "severity": event.severity, "channels": results},
+        )
+    except Exception as exc:  # the notification itself is what matters here
+        import logging
+
+        logging.getLogger(__name__).warning("could not record the notification: %s", exc)
 
 
 class FinishOperationOperator(EnvironmentOperator):
@@ -111,9 +160,31 @@ class FinishOperationOperator(EnvironmentOperator):
         self.log.info(
             "%s %s; %s", self.operation, outcome["outcome"], "environment released" if released else "it held no lock"
         )
+        self._tell(context, actor, outcome, {t: s for t, s in states.items() if s in FAILED_TASK_STATES})
         if self.emit_outcome:
             from airflow.sdk import Asset, AssetAlias
 
             asset = Asset(name=release_asset_name(self.environment), uri=f"varai://releases/{self.environment}")
             context["outlet_events"][AssetAlias(RELEASE_OUTCOME_ALIAS)].add(asset, extra=outcome)
         return outcome
+
+    def _tell(self, context, actor, outcome: dict[str, Any], failed_states: dict[str, str]) -> None:
+        """The outcome, to the people the environment routes it to; never fails the teardown."""
+        from varai_deploy.notifiers import notify
+        from varai_deploy.notifiers.outcome import release_outcome, rollback_outcome
+
+        services = _service_list(self.services) or list(self.env_config.services)
+        try:
+            if self.operation == "release":
+                event = release_outcome(
+                    context, self.env_config, self.ledger, self.platform, outcome, services, failed_states
+                )
+            else:
+                event = rollback_outcome(context, self.env_config, self.ledger, self.platform, outcome, services)
+        except Exception as exc:  # e.g. the ledger went away between the record and here
+            self.log.warning("could not build the outcome notification: %s: %s", type(exc).__name__, exc)
+            return
+        if event is None:
+            self.log.info("the approval already told how this release ended")
+            return
+        record_notification(self.ledger, actor, event, notify(self.env_config, event, context))
