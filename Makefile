@@ -19,7 +19,7 @@ AIRFLOW_HOME ?= .airflow
 VERDACCIO := include/sandbox/verdaccio
 NODE_TOOLS := $(VERDACCIO)/node_modules/.package-lock.json
 
-.PHONY: help setup demo test lint airflow sandbox-up sandbox-down sandbox-status lock bench clean
+.PHONY: help setup demo test lint airflow sandbox-up sandbox-down sandbox-status lock bench clean fresh-check
 
 help:
 	@echo "make demo [VERSION=v1.0.1]  set everything up, release VERSION to the sandbox through Airflow"
@@ -27,6 +27,7 @@ help:
 	@echo "make airflow                airflow standalone on http://127.0.0.1:8080 (user admin)"
 	@echo "make sandbox-up | sandbox-down | sandbox-status"
 	@echo "make bench                  run the benchmarks in benchmarks/ (release, rollback, widget publication)"
+	@echo "make fresh-check            (root) make setup, demo and test on a fresh debootstrapped Debian 12 root, timed"
 
 setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/project $(NODE_TOOLS) $(STAMP)/airflow-db
 
@@ -134,6 +135,12 @@ bench: setup
 	@PYTHONPATH=plugins:. $(PY) benchmarks/release_wall.py
 	@PYTHONPATH=plugins:. $(PY) benchmarks/rollback_latency.py
 	@PYTHONPATH=plugins:. $(PY) benchmarks/widget_publish.py
+
+# The README's promise on a clean root: a debootstrapped Debian 12 with only python3, make, git and
+# ca-certificates, a clean clone of HEAD, then make setup, demo and test inside, each step timed
+# (FRESH_STEPS, FRESH_ROOT: see the script). Needs root; not part of CI.
+fresh-check:
+	@.ci/fresh-check
 
 lock: uv
 	$(UV) pip compile requirements.in -o requirements.txt --python-version 3.11 --no-header
