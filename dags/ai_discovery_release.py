@@ -25,6 +25,9 @@ from airflow.sdk import Param, TaskGroup, dag, task, task_group
 
 from varai_deploy.config import VERSION_PATTERN
 from varai_deploy.dag_params import (
+    BY_CANDIDATE,
+    BY_SERVICE,
+    BY_SWITCH,
     FAIL_FAST,
     OPERATIONS_DAG,
     default_args,
@@ -133,8 +136,12 @@ def ai_discovery_release():
 
         @task_group(group_id="candidates", tooltip="Start each new version beside the live one, no traffic")
         def candidates(service: str, infra: dict):
-            candidate = DeployCandidateOperator(task_id="deploy_candidate", service=service, infra=infra)
-            return HealthStreakSensor(task_id="wait_healthy", candidate=candidate.output).output
+            candidate = DeployCandidateOperator(
+                task_id="deploy_candidate", service=service, infra=infra, map_index_template=BY_SERVICE
+            )
+            return HealthStreakSensor(
+                task_id="wait_healthy", candidate=candidate.output, map_index_template=BY_CANDIDATE
+            ).output
 
         @task
         def all_candidates_healthy(healthy: list[dict]) -> list[dict]:
@@ -145,8 +152,12 @@ def ai_discovery_release():
 
         @task_group(group_id="traffic", tooltip="Switch each service, verify through the gateway")
         def traffic(candidate: dict):
-            switch = SwitchTrafficOperator(task_id="switch_traffic", candidate=candidate)
-            return VerifyGatewayOperator(task_id="verify_gateway", switch=switch.output).output
+            switch = SwitchTrafficOperator(
+                task_id="switch_traffic", candidate=candidate, map_index_template=BY_CANDIDATE
+            )
+            return VerifyGatewayOperator(
+                task_id="verify_gateway", switch=switch.output, map_index_template=BY_SWITCH
+            ).output
 
         healthy = candidates.partial(infra=apply.output).expand(service=checked)
         verified = traffic.expand(candidate=all_candidates_healthy(healthy))
@@ -158,7 +169,9 @@ def ai_discovery_release():
             """What to retire: every switch, once the analysis passed; nothing otherwise."""
             return verdict["switches"] if verdict["verdict"] == "pass" else []
 
-        RetireRevisionOperator.partial(task_id="retire_previous").expand(switch=passed_switches(analysis.output))
+        RetireRevisionOperator.partial(task_id="retire_previous", map_index_template=BY_SWITCH).expand(
+            switch=passed_switches(analysis.output)
+        )
         # Decides from the ledger and the platform what to undo, whichever tasks failed before it.
         rollback = RollbackOnFailureOperator(
             task_id="rollback_on_failure",

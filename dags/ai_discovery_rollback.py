@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from airflow.sdk import Param, TaskGroup, dag, task
 
-from varai_deploy.dag_params import FAIL_FAST, OPERATIONS_DAG, default_args, environment_param, services_param
+from varai_deploy.dag_params import (
+    BY_CANDIDATE,
+    BY_SWITCH,
+    BY_TARGET,
+    FAIL_FAST,
+    OPERATIONS_DAG,
+    default_args,
+    environment_param,
+    services_param,
+)
 from varai_deploy.operators.blue_green import SwitchTrafficOperator, VerifyGatewayOperator
 from varai_deploy.operators.environment import FinishOperationOperator, LockEnvironmentOperator
 from varai_deploy.operators.rollback import RecordRollbackOperator, RestoreRevisionOperator
@@ -74,8 +83,12 @@ def ai_discovery_rollback():
         credentials() >> lock >> chosen
 
     with TaskGroup("restore", tooltip="Each target up and healthy, with no traffic yet") as restore:
-        ready = RestoreRevisionOperator.partial(task_id="prepare_target").expand(target=chosen)
-        healthy = HealthStreakSensor.partial(task_id="wait_healthy").expand(candidate=ready.output)
+        ready = RestoreRevisionOperator.partial(task_id="prepare_target", map_index_template=BY_TARGET).expand(
+            target=chosen
+        )
+        healthy = HealthStreakSensor.partial(task_id="wait_healthy", map_index_template=BY_CANDIDATE).expand(
+            candidate=ready.output
+        )
 
         @task
         def all_targets_healthy(targets: list[dict]) -> list[dict]:
@@ -85,8 +98,12 @@ def ai_discovery_rollback():
         to_switch = all_targets_healthy(healthy.output)
 
     with TaskGroup("traffic", tooltip="Switch back and verify through the gateway") as traffic:
-        switched = SwitchTrafficOperator.partial(task_id="switch_traffic").expand(candidate=to_switch)
-        verified = VerifyGatewayOperator.partial(task_id="verify_gateway").expand(switch=switched.output)
+        switched = SwitchTrafficOperator.partial(task_id="switch_traffic", map_index_template=BY_CANDIDATE).expand(
+            candidate=to_switch
+        )
+        verified = VerifyGatewayOperator.partial(task_id="verify_gateway", map_index_template=BY_SWITCH).expand(
+            switch=switched.output
+        )
 
     record = RecordRollbackOperator(task_id="record", switched=verified.output, trigger_rule="none_failed")
     finish = FinishOperationOperator(task_id="finish", operation="rollback")

@@ -13,6 +13,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 ERROR_MAX = 1000
 TASK_FAILED = "task_failed"
+NO_ERROR = "no error was handed to the callback (see the task's log)"
 
 
 def _redact(text: str) -> str:
@@ -24,8 +25,11 @@ def _redact(text: str) -> str:
 
 
 def task_label(ti: Any) -> str:
+    """``task_id``, or ``task_id[<label>]`` for a mapped task (its map_index_template's label, e.g. the service)."""
     map_index = getattr(ti, "map_index", -1)
-    return ti.task_id if map_index is None or map_index < 0 else f"{ti.task_id}[{map_index}]"
+    if map_index is None or map_index < 0:
+        return ti.task_id
+    return f"{ti.task_id}[{getattr(ti, 'rendered_map_index', None) or map_index}]"
 
 
 def record_task_failure(context: Any) -> None:
@@ -38,7 +42,9 @@ def record_task_failure(context: Any) -> None:
         env = load_environment(params.get("environment"))
         ti = context["ti"]
         error = context.get("exception")
-        message = _redact(f"{type(error).__name__}: {error}" if error else "no error recorded")[:ERROR_MAX]
+        # Without an exception the callback runs outside the task (the dag-processor runs it for a task
+        # the scheduler failed: its worker died, or it failed while parked): the error is in its log.
+        message = _redact(f"{type(error).__name__}: {error}" if error else NO_ERROR)[:ERROR_MAX]
         ledger_for(env).record(
             Actor.from_context(context),
             TASK_FAILED,

@@ -37,6 +37,12 @@ def default_args(retry_delay_seconds: float = 10) -> dict:
     }
 
 
+#: Mapped tasks are labelled by the service they handle (the grid and logs show "analytics", not 3).
+BY_SERVICE = "{{ task.service }}"
+BY_CANDIDATE = "{{ task.candidate['service'] }}"
+BY_SWITCH = "{{ task.switch['service'] }}"
+BY_TARGET = "{{ task.target['service'] }}"
+
 #: Checks that must fail at once rather than be retried.
 FAIL_FAST = {"retries": 0}
 

@@ -63,7 +63,8 @@ def test_the_approval_sits_after_the_plan_and_before_anything_changes(dag):
     approval = dag.get_task("approval")
     assert isinstance(approval, ApprovalOperator)
     assert approval.upstream_task_ids == {"infrastructure.plan", "validate.request"}  # the plan, the services
-    assert approval.retries == 0, "a rejection or a timeout is an answer, not an error to retry"
+    # A rejection or timeout fails for good; the one retry only recovers a resume Airflow failed itself.
+    assert approval.retries == 1
     assert set(approval.params) == {"comment"}, "the approval form asks only for a comment"
     changing = ["infrastructure.apply", "backend.candidates.deploy_candidate", "backend.traffic.switch_traffic"]
     for task_id in changing:
@@ -175,3 +176,16 @@ def test_each_marketplace_is_published_then_verified_on_its_own(dag):
 def test_post_deploy_checks_wait_for_the_backend_too(dag):
     upstream = dag.get_task("post_deploy.health_checks").get_flat_relative_ids(upstream=True)
     assert {"backend.rollback_on_failure", "widgets.summary"} <= upstream
+
+
+def test_every_mapped_backend_task_is_labelled_by_its_service(dag):
+    mapped = [t for t in dag.tasks if t.task_id.startswith("backend.") and getattr(t, "map_index_template", None)]
+    labelled = {t.task_id: t.map_index_template for t in mapped}
+    for task_id in (
+        "backend.candidates.deploy_candidate",
+        "backend.candidates.wait_healthy",
+        "backend.traffic.switch_traffic",
+        "backend.traffic.verify_gateway",
+        "backend.retire_previous",
+    ):
+        assert "service" in labelled.get(task_id, ""), (task_id, labelled)

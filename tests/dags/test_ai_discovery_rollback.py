@@ -63,3 +63,13 @@ def test_targets_are_chosen_under_the_environment_lock_and_every_ending_is_recor
     for task_id in ("validate.targets", "traffic.switch_traffic", "record"):
         assert task_id in lock.get_flat_relative_ids(upstream=False)
         assert task_id in finish.get_flat_relative_ids(upstream=True)
+
+
+def test_every_mapped_task_is_labelled_by_its_service(dag):
+    for task_id in (
+        "restore.prepare_target",
+        "restore.wait_healthy",
+        "traffic.switch_traffic",
+        "traffic.verify_gateway",
+    ):
+        assert "service" in (dag.get_task(task_id).map_index_template or ""), task_id
