@@ -20,6 +20,7 @@ from tests.support.airflow_cluster import AirflowApi, AirflowCluster, free_port
 from tests.support.stack import gateway_versions
 from varai_deploy.config import ENVIRONMENTS_DIR
 from varai_deploy.ledger import Ledger
+from varai_deploy.notifiers.outcome import first_failures
 from varai_deploy.services import SERVICE_NAMES
 
 pytestmark = pytest.mark.integration
@@ -97,16 +98,25 @@ def told(sandbox, run_id: str) -> dict[str, list[tuple[str, str, int]]]:
             event = body.get("event") or {}
             if event.get("run_id") == run_id:
                 found["email"].append((event["kind"], body["severity"], record["status"]))
-        elif run_id in str(body.get("blocks")):
+        elif slack_run(body) == run_id:
             _, kind, severity = body["blocks"][0]["block_id"].split(":")
             found["slack"].append((kind, severity, record["status"]))
     return found
 
 
+def slack_run(body: dict) -> str | None:
+    """The run a Slack message is about: its context line, ``<dag_id> run <run_id>`` (another run's id
+    may appear in the text, e.g. the holder a refused release names)."""
+    for block in body.get("blocks") or []:
+        if block.get("type") == "context":
+            return block["elements"][0]["text"].split(" run ", 1)[-1]
+    return None
+
+
 def slack_text(sandbox, run_id: str, kind: str) -> str:
     for record in sandbox.notifications("slack"):
         body = record["body"]
-        if isinstance(body, dict) and run_id in str(body.get("blocks")) and f":{kind}:" in str(body["blocks"][0]):
+        if isinstance(body, dict) and slack_run(body) == run_id and f":{kind}:" in str(body["blocks"][0]):
             return str(body)
     raise AssertionError(f"slack never heard {kind} of {run_id}")
 
@@ -124,7 +134,11 @@ def answers(run_id: str) -> list[dict]:
 
 
 def await_approval(cluster: AirflowCluster, run_id: str) -> dict:
-    return cluster.wait_for_task(RELEASE, run_id, "approval", {"awaiting_input"}, timeout=240)
+    """Until the request is there, and a moment more, as a person answers: Airflow 3.3 fails a task
+    it resumes before it processed the parking worker's exit (the approval's retry then asks again)."""
+    ti = cluster.wait_for_task(RELEASE, run_id, "approval", {"awaiting_input"}, timeout=240)
+    time.sleep(3)
+    return ti
 
 
 def assert_lock_free() -> None:
@@ -150,6 +164,21 @@ def test_an_approver_approves_over_the_rest_api_and_the_release_goes_on(cluster,
     assert detail["assigned_users"] == [{"id": "carol", "name": "carol"}], "alice triggered it: she may not approve"
     assert f"analytics: {before['analytics']} (" in detail["body"] and f"-> {version}" in detail["body"]
     assert "Terraform plan" in detail["body"]
+
+    # A second release while this one waits is refused at its lock, naming the holder, and says so.
+    second = trigger(cluster, next_version(), ["analytics"])
+    assert cluster.wait_for_run(RELEASE, second) == "failed"
+    assert cluster.task_instance(RELEASE, second, "lock")["state"] == "failed"
+    assert told(sandbox, second) == {
+        "slack": [("release_refused", "warning", 200)],
+        "email": [("release_refused", "warning", 202)],
+    }
+    assert run_id in email_of(sandbox, second, "release_refused")["text"]
+
+    # The scheduler restarts while the approval waits (SIGKILL: the machine went away); the request stands.
+    cluster.kill("scheduler")
+    cluster.start_component("scheduler")
+    assert cluster.task_instance(RELEASE, run_id, "approval")["state"] == "awaiting_input"
 
     # The trigger user and a non-approver are refused by the API; the approver's answer counts.
     for user in ("alice", "bob"):
@@ -197,8 +226,9 @@ def test_a_rejected_release_changes_nothing_and_ends_failed_with_the_reason(clus
     assert cluster.wait_for_run(RELEASE, run_id, timeout=240) == "failed"
     assert cluster.task_instance(RELEASE, run_id, "approval")["state"] == "failed"
     assert cluster.task_instance(RELEASE, run_id, "infrastructure.apply")["state"] == "upstream_failed"
-    [failure] = [e["detail"] for e in Ledger("sandbox").run_audit(run_id, ("task_failed",))]
-    assert failure["task"] == "approval", failure
+    failures = first_failures(Ledger("sandbox").run_audit(run_id, ("task_failed",)))
+    failure = failures[0]
+    assert failure["task"] == "approval", failures
     assert (
         f"release {version} rejected by carol" in failure["error"] and "change freeze until Monday" in failure["error"]
     )
@@ -280,4 +310,47 @@ def test_notification_endpoints_answering_500_do_not_change_the_release(cluster,
     notified = [e["detail"] for e in Ledger("sandbox").run_audit(run_id, ("notified",))]
     assert [n["kind"] for n in notified] == ["release_started", "release_succeeded"]
     assert all("500" in n["channels"]["slack"] for n in notified), notified
+    assert_lock_free()
+
+
+def test_a_failed_release_names_the_failing_task_and_its_error(cluster, sandbox, environments):
+    before = all_serving(cluster, environments)
+    configure(environments, approval=False)
+    version = next_version()
+    sandbox.register_fault(version, "crash", services=["analytics"])
+    run_id = trigger(cluster, version, ["analytics"])
+    assert cluster.wait_for_run(RELEASE, run_id, timeout=240) == "failed"
+    assert gateway_versions()["analytics"][1] == before["analytics"]
+
+    heard = told(sandbox, run_id)
+    assert heard["slack"] == [("release_started", "info", 200), ("release_failed", "warning", 200)]
+    assert heard["email"] == [("release_failed", "warning", 202)]
+    event = email_of(sandbox, run_id, "release_failed")["event"]
+    assert event["failed_task"] == "backend.candidates.wait_healthy[analytics]", event
+    assert "analytics" in event["error"] and version in event["error"], event["error"]
+    assert event["traffic"]["analytics"].startswith(f"{before['analytics']} (")
+    assert f"nothing of {version} serves traffic" in event["message"]
+    assert_lock_free()
+
+
+def test_a_rollback_run_tells_who_rolled_back_why_and_where_traffic_is(cluster, sandbox, environments):
+    all_serving(cluster, environments)
+    configure(environments, approval=False)
+    previous, version = gateway_versions()["analytics"][1], next_version()
+    run_id = trigger(cluster, version, ["analytics"])
+    assert cluster.wait_for_run(RELEASE, run_id, timeout=360) == "success", cluster.describe_run(RELEASE, run_id)
+    status, run = cluster.as_user("bob").trigger(
+        "ai_discovery_rollback",
+        {"environment": "sandbox", "reason": "checkout errors after the release", "services": ["analytics"]},
+    )
+    assert status == 200, run
+    rollback_id = run["dag_run_id"]
+    assert cluster.wait_for_run("ai_discovery_rollback", rollback_id) == "success"
+    assert gateway_versions()["analytics"][1] == previous
+
+    heard = told(sandbox, rollback_id)
+    assert heard == {"slack": [("rollback_done", "warning", 200)], "email": [("rollback_done", "warning", 202)]}
+    email = email_of(sandbox, rollback_id, "rollback_done")
+    assert "Rolled back by bob because checkout errors after the release" in email["event"]["message"]
+    assert email["event"]["traffic"]["analytics"].startswith(f"{previous} (")
     assert_lock_free()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from varai_deploy.callbacks import TASK_FAILED
+from varai_deploy.callbacks import NO_ERROR, TASK_FAILED
 from varai_deploy.notifiers.runs import run_event, traffic_now
 
 if TYPE_CHECKING:
@@ -44,6 +44,24 @@ def rule_figures(verdict: dict[str, Any] | None) -> tuple[str, str, str]:
     return str(rule), str(value if value is not None else verdict.get("reason", "")), str(threshold or "")
 
 
+def first_failures(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Failed tasks in the order they failed, one entry each, the one carrying its error preferred (a
+    task can be reported twice: by its own callback, and by the dag-processor's without the error)."""
+    order: list[str] = []
+    best: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        if entry["action"] != TASK_FAILED:
+            continue
+        detail = entry["detail"]
+        task = detail.get("task", "?")
+        if task not in best:
+            order.append(task)
+            best[task] = detail
+        elif best[task].get("error") == NO_ERROR:
+            best[task] = detail
+    return [best[task] for task in order]
+
+
 def approval_of(entries: list[dict[str, Any]]) -> dict[str, str]:
     answers = [e["detail"] for e in entries if e["action"] == APPROVAL_ACTION]
     if not answers:
@@ -68,7 +86,8 @@ def release_outcome(
     traffic = traffic_now(platform, services)
     common = {"version": version, "services": services, "approval": approval, "traffic": traffic}
     rolled = [e["detail"] for e in entries if e["action"] == ROLLED_BACK_ACTION]
-    if rolled:
+    # A rollback that only discarded candidates which never took traffic is a failed release, not a rollback.
+    if rolled and any(str(text).startswith(f"{s} -> ") for s, text in (rolled[-1].get("services") or {}).items()):
         rule, value, threshold = rule_figures(rolled[-1].get("verdict"))
         where = "; ".join(f"{s}: {text}" for s, text in sorted((rolled[-1].get("services") or {}).items()))
         return run_event(
@@ -92,7 +111,7 @@ def release_outcome(
     hard = sorted(task for task, state in failed_states.items() if state == "failed")
     if approval.get("answer") in ("rejected", "timed out") and set(hard) <= {APPROVAL_TASK}:
         return None
-    errors = [e["detail"] for e in entries if e["action"] == TASK_FAILED]
+    errors = first_failures(entries)
     failed_task = errors[0]["task"] if errors else (hard or outcome.get("failed_tasks") or ["?"])[0]
     error = errors[0].get("error", "") if errors else "no error was recorded (did its worker die?)"
     verdicts = outcome.get("verdicts") or {}
@@ -127,7 +146,7 @@ def rollback_outcome(
 ) -> Event:
     entries = ledger.run_audit(outcome["run_id"], ("rollback", TASK_FAILED))
     done = [e["detail"] for e in entries if e["action"] == "rollback"]
-    errors = [e["detail"] for e in entries if e["action"] == TASK_FAILED]
+    errors = first_failures(entries)
     traffic = traffic_now(platform, services)
     if outcome["outcome"] == "failed" or not done:
         failed_task = errors[0]["task"] if errors else (outcome.get("failed_tasks") or ["?"])[0]

@@ -46,7 +46,10 @@ class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
     ):
         from airflow.sdk.definitions.param import ParamsDict
 
-        kwargs.setdefault("retries", 0)  # a rejection or a timeout is an answer, never retried
+        # A rejection or a timeout fails for good (AirflowFailException). The one retry is for Airflow 3.3
+        # failing a task it resumed within a second or so of parking it (a stale executor event, as
+        # apache/airflow#72716 for deferrals); the answer is lost with it, so the retry asks again.
+        kwargs.setdefault("retries", 1)
         # The DAG's params come in merged by Airflow; the approval form adds its own field.
         form = ParamsDict(params or {})
         form["comment"] = Param(
@@ -81,6 +84,8 @@ class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
         self.response_timeout = timedelta(minutes=env.approval.timeout_minutes)
         self.body = self._body(actor, services, traffic, approvers, deadline)
         link = self.generate_link_to_ui_from_context(context=context, base_url=airflow_url())
+        tries = context["ti"].try_number or 1
+        again = f"Asked again (try {tries}): Airflow lost the earlier request or its answer. " if tries > 1 else ""
         self.ledger.record(
             actor,
             REQUESTED,
@@ -92,7 +97,7 @@ class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
             context,
             "approval_requested",
             env.name,
-            f"{actor.who or 'someone'} asks to release {self.version}. "
+            again + f"{actor.who or 'someone'} asks to release {self.version}. "
             f"Approvers: {', '.join(approvers)}. No answer by {deadline:%Y-%m-%d %H:%M} UTC rejects it.",
             version=self.version,
             services=services,
