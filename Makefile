@@ -135,6 +135,7 @@ bench: setup
 	@PYTHONPATH=plugins:. $(PY) benchmarks/release_wall.py
 	@PYTHONPATH=plugins:. $(PY) benchmarks/rollback_latency.py
 	@PYTHONPATH=plugins:. $(PY) benchmarks/widget_publish.py
+	@PYTHONPATH=plugins:. $(PY) benchmarks/notification_delivery.py
 
 # The README's promise on a clean root: a debootstrapped Debian 12 with only python3, make, git and
 # ca-certificates, a clean clone of HEAD, then make setup, demo and test inside, each step timed
