@@ -4,7 +4,7 @@
 The cluster reads a copy of the sandbox config (``VARAI_ENVIRONMENTS_DIR``) that each test rewrites
 before it triggers: approval required or not, approvers alice and carol, a timeout. Users: alice,
 bob and carol (op). Every test sets up what it needs (every service serving a judged version
-first), so it passes alone and in any order; versions are v7.x, this module's own.
+first), so it passes alone and in any order; versions are v6.x, this module's own.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ _versions = iter(range(1, 1000))
 
 
 def next_version() -> str:
-    return f"v7.{next(_versions)}.0"
+    return f"v6.{next(_versions)}.0"
 
 
 @pytest.fixture(scope="module")
