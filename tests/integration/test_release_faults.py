@@ -14,13 +14,13 @@ import os
 import secrets
 import signal
 import time
-from datetime import datetime
 
 import pytest
 
 from tests.support.airflow_cluster import AirflowCluster, free_port
 from tests.support.stack import gateway_versions
 from varai_deploy.ledger import FAILED, PASSED, PENDING, ROLLED_BACK, Ledger
+from varai_deploy.sandbox import Sandbox
 from varai_deploy.services import SERVICE_NAMES
 
 pytestmark = pytest.mark.integration
@@ -63,20 +63,33 @@ def release(cluster: AirflowCluster, version: str, services: list[str], **conf) 
     return run_id, cluster.wait_for_run(RELEASE, run_id, timeout=360)
 
 
-#: version -> the run that released it, for the good releases tests start from.
-good_runs: dict[str, str] = {}
-
-
 def good_release(cluster: AirflowCluster, services: list[str]) -> str:
     """A version of ``services`` released and judged: the known good state a test starts from (of
-    all five when one is not serving: a release's post-deploy checks go through every service)."""
-    if any(status != 200 for status, _, _ in gateway_versions().values()):
+    all five when one is not serving: a release's post-deploy checks go through every service).
+    When ``services`` already serve one such version (an earlier test left it), that is the state."""
+    answers = gateway_versions()
+    if any(status != 200 for status, _, _ in answers.values()):
         services = list(SERVICE_NAMES)
+    elif (known := known_good({answers[s][1] for s in services}, services)) is not None:
+        return known
     version = next_version()
     run_id, state = release(cluster, version, services)
     assert state == "success", cluster.describe_run(RELEASE, run_id)
-    good_runs[version] = run_id
     return version
+
+
+def known_good(serving: set[str | None], services: list[str]) -> str | None:
+    """The one version ``services`` serve, if the ledger judged it passed and holds it as each one's
+    live and last good revision, with no run holding the environment and no fault registered for it."""
+    ledger = Ledger("sandbox")
+    if len(serving) != 1 or None in serving or ledger.holder() is not None:
+        return None
+    (version,) = serving
+    for service in services:
+        state = ledger.service_state(service)
+        if verdict(service, version) != PASSED or (state.live_version, state.last_good_version) != (version, version):
+            return None
+    return None if version in Sandbox().faults() else version
 
 
 def served(service: str) -> str | None:
@@ -118,14 +131,17 @@ def test_a_first_release_whose_analysis_fails_ends_failed_and_nothing_builds_on_
     assert served("analytics") == fixed and verdict("analytics", fixed) == PASSED
 
 
-def kill_mid_switch(cluster: AirflowCluster, version: str, service: str) -> str:
+def kill_mid_switch(cluster: AirflowCluster, version: str, service: str, before_kill=None) -> str:
     """Release ``version`` of ``service`` (with a slow_switch fault) and SIGKILL its switch task once
-    the gateway serves the new version, before the task could record or return anything."""
+    the gateway serves the new version (after calling ``before_kill``), before the task could record
+    or return anything."""
     run_id = trigger(cluster, version, [service])
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while served(service) != version:
         assert time.monotonic() < deadline, cluster.describe_run(RELEASE, run_id)
         time.sleep(0.2)
+    if before_kill:
+        before_kill()
     cluster.kill_task(RELEASE, run_id, "backend.traffic.switch_traffic", map_index=0)
     return run_id
 
@@ -153,8 +169,12 @@ def test_a_switch_retried_onto_a_candidate_gone_bad_is_rolled_back(cluster, sand
     good = good_release(cluster, ["analytics"])
     version = next_version()
     sandbox.register_fault(version, "slow_switch", services=["analytics"], latency_seconds=30)
-    sandbox.register_fault(version, "unhealthy", services=["analytics"], after_seconds=12)
-    run_id = kill_mid_switch(cluster, version, "analytics")
+
+    def go_bad() -> None:  # once it serves: healthy through its health gate however slow that was
+        sandbox.register_fault(version, "unhealthy", services=["analytics"])
+        assert sandbox.apply_faults(version), sandbox.status()["services"]["analytics"]
+
+    run_id = kill_mid_switch(cluster, version, "analytics", before_kill=go_bad)
     assert cluster.wait_for_run(RELEASE, run_id, timeout=360) == "failed"
     assert served("analytics") == good
     assert verdict("analytics", version) == ROLLED_BACK
@@ -289,19 +309,15 @@ def test_the_scheduler_and_triggerer_restarted_mid_analysis_do_not_change_the_ou
 
 
 def test_a_flapping_candidate_is_never_counted_as_three_consecutive_failures(cluster, sandbox):
-    """Healthy through its streak and the switch, then health 200 for 2 s, 503 for 2 s, ... while the
-    analysis probes every second and rolls back at 3 consecutive failures: it must see the failures,
-    count at most 2 in a row, and pass."""
-    good = good_release(cluster, ["analytics"])
-    # Flapping starts once a candidate is as far as the good release's got by its gateway check.
-    tis = cluster.task_instances(RELEASE, good_runs[good])
-    started = datetime.fromisoformat(tis[("backend.candidates.deploy_candidate", 0)]["start_date"])
-    verified = datetime.fromisoformat(tis[("backend.traffic.verify_gateway", 0)]["end_date"])
-    after = (verified - started).total_seconds() + 3
+    """Healthy through its streak and the switch, then (once the analysis watches) health 200 for
+    2 s, 503 for 2 s, ... while the analysis probes every second and rolls back at 3 consecutive
+    failures: it must see the failures, count at most 2 in a row, and pass."""
+    good_release(cluster, ["analytics"])
     version = next_version()
-    sandbox.register_fault(version, "flap", services=["analytics"], period_seconds=2, after_seconds=after)
     run_id = trigger(cluster, version, ["analytics"])
     cluster.wait_for_task(RELEASE, run_id, "backend.analysis", {"deferred"}, timeout=180)
+    sandbox.register_fault(version, "flap", services=["analytics"], period_seconds=2)
+    assert sandbox.apply_faults(version), sandbox.status()["services"]["analytics"]
     assert cluster.wait_for_run(RELEASE, run_id, timeout=300) == "success", cluster.describe_run(RELEASE, run_id)
     status, xcom = cluster.call(
         "GET", f"/api/v2/dags/{RELEASE}/dagRuns/{run_id}/taskInstances/backend.analysis/xcomEntries/return_value"

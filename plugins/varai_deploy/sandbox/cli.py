@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=seconds,
         help="for --mode flap: health is 200 for this long after start, then 503 as long, and so on (e.g. 1s)",
     )
+    fault.add_argument(
+        "--now",
+        action="store_true",
+        help="also apply it to that version's running processes now (its --after / --period count from now)",
+    )
     traffic = sub.add_parser("traffic", help="the synthetic load generator and what it saw")
     traffic_sub = traffic.add_subparsers(dest="traffic_command", required=True)
     start = traffic_sub.add_parser("start", help="start (or re-rate) the load generator")
@@ -157,6 +162,9 @@ def run_fault(sandbox: Any, args: argparse.Namespace) -> int:
         )
         where = ", ".join(fault["services"]) if fault["services"] else "all services"
         print(f"registered fault {args.mode} for {args.version} ({where}); it applies when that version starts")
+        if args.now:
+            told = sandbox.apply_faults(args.version)
+            print(f"applied now to: {', '.join(told)}" if told else f"no process of {args.version} is running")
     return 0
 
 

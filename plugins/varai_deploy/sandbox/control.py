@@ -8,7 +8,9 @@ for long. Mutating methods are idempotent so a retried task converges.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import time
 from datetime import datetime
 from typing import Any
@@ -376,6 +378,19 @@ class Sandbox:
             after_seconds=after_seconds,
             period_seconds=period_seconds,
         )
+
+    def apply_faults(self, version: str) -> list[str]:
+        """Make the running processes of ``version`` take its faults now (they read them at start
+        otherwise), each fault's clock (``after_seconds``, a flap's phases) starting now: a revision
+        that goes bad while it serves. Returns the ``service-colour`` slots told (SIGHUP)."""
+        check_version(version)
+        told = []
+        for service, record in self.store.read()["services"].items():
+            for colour, slot in record["slots"].items():
+                if slot.get("version") == version and self._slot_running(service, colour, slot):
+                    os.kill(slot["pid"], signal.SIGHUP)
+                    told.append(f"{service}-{colour}")
+        return sorted(told)
 
     def clear_faults(self, version: str | None = None) -> int:
         return self.fault_store.clear(version)

@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -100,7 +101,11 @@ class ServiceApp:
         self.faults = faults
         self.metrics = Metrics(service, version, colour)
         self.started = time.time()
-        self._started_monotonic = time.monotonic()
+        #: When the faults' clock started: at start, or when they were last applied (SIGHUP).
+        self._fault_epoch = time.monotonic()
+        #: Set by the SIGHUP handler (an assignment, safe at any moment); the next request reloads.
+        self.reload_requested_at: float | None = None
+        self._faults_file: Path | None = None
         self._lock = threading.Lock()
         self._work_count = 0
         self.events_received = 0
@@ -118,6 +123,7 @@ class ServiceApp:
 
     def handle(self, method: str, target: str, body: bytes) -> tuple[int, Any, str]:
         """Answer one request: (status, JSON payload, path group for metrics)."""
+        self.reload_faults()
         url = urlsplit(target)
         path = url.path.rstrip("/") or "/"
         query = parse_qs(url.query)
@@ -138,11 +144,31 @@ class ServiceApp:
         status, payload = func(query, body)
         return status, {**payload, **self.identity()}, group
 
+    def watch_faults(self, faults_file: Path) -> None:
+        """On SIGHUP (``Sandbox.apply_faults``), take this version's faults from ``faults_file``
+        again, their clock starting at the signal: a serving revision that goes bad."""
+        self._faults_file = faults_file
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: setattr(self, "reload_requested_at", time.monotonic()))
+
+    def reload_faults(self) -> None:
+        requested = self.reload_requested_at
+        if requested is None or self._faults_file is None:
+            return
+        with self._lock:
+            if self.reload_requested_at is None:
+                return
+            self.faults = ActiveFaults.for_process(self._faults_file, self.version, self.service.name)
+            self._fault_epoch, self.reload_requested_at = requested, None
+        print(
+            f"{self.service.name} {self.version} ({self.colour}): faults applied: {self.faults.describe() or 'none'}",
+            flush=True,
+        )
+
     def _unhealthy_now(self) -> bool:
-        elapsed = time.monotonic() - self._started_monotonic
+        elapsed = time.monotonic() - self._fault_epoch
         if self.faults.unhealthy and elapsed >= self.faults.unhealthy_after_seconds:
             return True
-        # flap: by the clock since start, so every prober sees the same phase at the same moment.
+        # flap: by the clock since start (or apply), so every prober sees the same phase at the same moment.
         return self.faults.flap_unhealthy(elapsed)
 
     def _inject_error(self) -> bool:
@@ -232,6 +258,7 @@ def make_handler(app: ServiceApp) -> type[QuietHandler]:
         def _answer(self) -> None:
             started = time.perf_counter()
             path = urlsplit(self.path).path
+            app.reload_faults()  # before the latency fault, which it may change
             if path == "/metrics":
                 body, ctype = app.metrics.render()
                 self.send_payload(200, body, app.headers, content_type=ctype)
@@ -269,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         print(CRASH_MESSAGE, file=sys.stderr, flush=True)
         return CRASH_EXIT_CODE
     app = ServiceApp(args.service, args.version, args.colour, faults)
+    app.watch_faults(args.home / "faults.json")
     server = bind_or_explain(args.host, args.port, make_handler(app), name)
     if server is None:
         return 2

@@ -48,6 +48,8 @@ def test_fault_commands(settings: SandboxSettings) -> None:
     assert bad.returncode == 1 and "only applies to fault modes 'unhealthy' and 'flap'" in bad.stderr
     bad = run_cli(settings, "fault", "--version", "v9.1.0", "--mode", "slow", "--latency", "soon")
     assert bad.returncode == 2 and "not a duration" in bad.stderr
+    now = run_cli(settings, "fault", "--version", "v9.1.0", "--mode", "unhealthy", "--now")
+    assert now.returncode == 0 and "no process of v9.1.0 is running" in now.stdout, now.stderr
     assert run_cli(settings, "fault", "--clear", "--version", "v9.1.0").returncode == 0
     bad = run_cli(settings, "fault", "--version", "v9.0.0", "--mode", "errors")
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
