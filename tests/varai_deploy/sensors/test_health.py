@@ -1,4 +1,4 @@
-"""HealthStreakSensor: defers to the trigger, and on failure says why and leaves traffic alone."""
+"""HealthStreakSensor: a short streak in place, else defers to the trigger; on failure says why and leaves traffic alone."""
 
 import asyncio
 import time
@@ -26,7 +26,18 @@ def fire(trigger) -> dict:
     return asyncio.run(anext(trigger.run())).payload
 
 
-def test_a_healthy_candidate_is_handed_on_after_its_streak(sandbox_env):
+def test_a_candidate_healthy_at_once_is_handed_on_without_deferring(sandbox_env):
+    """A streak of a few seconds is probed in place: no round trip through the triggerer."""
+    candidate = dict(LocalPlatform().deploy_candidate("analytics", "v1.0.0", "img"))
+    op = sensor(candidate)
+    policy = op.env_config.release
+    assert policy.health_streak * policy.health_interval_seconds + 1 <= op.INLINE_SECONDS
+    assert op.execute({}) == candidate
+
+
+def test_a_healthy_candidate_is_handed_on_after_its_deferred_streak(sandbox_env, monkeypatch):
+    """A longer streak than the sensor probes in place is waited for in the triggerer from the start."""
+    monkeypatch.setattr(HealthStreakSensor, "INLINE_SECONDS", 0)
     candidate = dict(LocalPlatform().deploy_candidate("analytics", "v1.0.0", "img"))
     op = sensor(candidate)
     trigger = defer(op)
