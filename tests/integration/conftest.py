@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from tests.support.environments import write_environments
 from tests.support.stack import GATEWAY_PORT, PORT_BASE
 from varai_deploy.config import REPO_ROOT
 
@@ -20,6 +21,8 @@ def stack(tmp_path_factory):
         "VARAI_SANDBOX_HOME": str(root / "sandbox"),
         "VARAI_SANDBOX_GATEWAY_PORT": str(GATEWAY_PORT),
         "VARAI_SANDBOX_PORT_BASE": str(PORT_BASE),
+        # The shipped environments, the sandbox's with the tests' short windows (tests/support/environments.py).
+        "VARAI_ENVIRONMENTS_DIR": str(write_environments(root / "environments")),
     }
     derived = ["AIRFLOW_CONN_VARAI_GATEWAY", "AIRFLOW_CONN_VARAI_METRICS"]  # airflow.sh derives them from ports
     saved = {key: os.environ.get(key) for key in [*env, *derived]}

@@ -1,7 +1,7 @@
 """People in the loop, through a real api-server, scheduler and triggerer: the approval of a release
 (answered over the REST API as Airflow's users), and what Slack and the email endpoint hear.
 
-The cluster reads a copy of the sandbox config (``VARAI_ENVIRONMENTS_DIR``) that each test rewrites
+The cluster reads a copy of the tests' sandbox config (``VARAI_ENVIRONMENTS_DIR``) that each test rewrites
 before it triggers: approval required or not, approvers alice and carol, a timeout. Users: alice,
 bob and carol (op). Every test sets up what it needs (every service serving a judged version
 first), so it passes alone and in any order; versions are v6.x, this module's own.
@@ -17,8 +17,8 @@ import psutil
 import pytest
 
 from tests.support.airflow_cluster import AirflowApi, AirflowCluster, free_port
+from tests.support.environments import write_environments
 from tests.support.stack import gateway_versions
-from varai_deploy.config import ENVIRONMENTS_DIR
 from varai_deploy.ledger import Ledger
 from varai_deploy.notifiers.outcome import first_failures
 from varai_deploy.services import SERVICE_NAMES
@@ -40,12 +40,12 @@ def environments(tmp_path_factory) -> Path:
 
 
 def configure(directory: Path, *, approval: bool, timeout_minutes: float = 10) -> None:
-    """The sandbox's own config, with this test's approval settings (read by each task when it runs)."""
-    text = (ENVIRONMENTS_DIR / "sandbox.yaml").read_text()
-    assert "requires_approval: false" in text
-    text = text.replace("requires_approval: false", f"requires_approval: {str(approval).lower()}")
-    text += f"\napproval:\n  approvers: [{', '.join(APPROVERS)}]\n  timeout_minutes: {timeout_minutes}\n"
-    (directory / "sandbox.yaml").write_text(text)
+    """The tests' sandbox config, with this test's approval settings (read by each task when it runs)."""
+    write_environments(
+        directory,
+        requires_approval=approval,
+        approval={"approvers": list(APPROVERS), "timeout_minutes": timeout_minutes},
+    )
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ detection window.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -21,6 +22,35 @@ pytestmark = pytest.mark.integration
 
 def live_versions() -> dict[str, str | None]:
     return {name: answer[1] for name, answer in gateway_versions().items()}
+
+
+_good = iter(range(1, 100))
+
+
+def good_state(stack) -> dict[str, str | None]:
+    """What every service serves, once each serves a version the ledger judged passed and holds as
+    its last good one (released here first if not: a test must not rely on an earlier one's)."""
+    ledger = Ledger("sandbox")
+    live = live_versions()
+    if all(version and ledger.service_state(service).last_good_version == version for service, version in live.items()):
+        return live
+    run = release(stack, f"v3.90.{next(_good)}")
+    assert run.succeeded, run.errors or run.log[-3000:]
+    return live_versions()
+
+
+def when_serving(service: str, version: str, then, timeout: float = 120) -> threading.Thread:
+    """Call ``then`` (in a thread) once the gateway serves ``version`` of ``service``."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while gateway_versions()[service][1] != version and time.monotonic() < deadline:
+            time.sleep(0.1)
+        then()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
 
 
 @pytest.fixture
@@ -50,19 +80,28 @@ def test_a_good_release_under_steady_traffic_fails_no_request(stack, sandbox, tr
     [
         ("v3.1.0", "recommendation", {"mode": "errors", "rate": 0.3}, "error rate of recommendation v3.1.0 was"),
         ("v3.2.0", "analytics", {"mode": "slow", "latency_seconds": 6}, "p95 latency of analytics v3.2.0 was"),
+        # Healthy through its health gate, the switch and the gateway check, unhealthy 4 s after it
+        # serves (applied then), 8 s before the analysis could pass.
         (
             "v3.3.0",
             "face-analysis",
-            {"mode": "unhealthy", "after_seconds": 8},
+            {"mode": "unhealthy", "after_seconds": 4},
             "face-analysis v3.3.0 failed 3 consecutive health checks",
         ),
     ],
     ids=["error-rate", "latency-p95", "health-checks"],
 )
 def test_each_rule_rolls_a_bad_release_back(stack, sandbox, traffic, version, service, fault, message):
-    good = live_versions()
+    good = good_state(stack)
     mode = fault.pop("mode")
-    sandbox.register_fault(version, mode, services=[service], **fault)
+    if mode == "unhealthy":
+        when_serving(
+            service,
+            version,
+            lambda: (sandbox.register_fault(version, mode, services=[service], **fault), sandbox.apply_faults(version)),
+        )
+    else:
+        sandbox.register_fault(version, mode, services=[service], **fault)
     run = release(stack, version, services=[service, "api-gateway"])
     assert not run.succeeded
     reason = " ".join(run.errors)
@@ -76,7 +115,7 @@ def test_each_rule_rolls_a_bad_release_back(stack, sandbox, traffic, version, se
 
 
 def test_a_crashing_candidate_under_traffic_fails_no_request(stack, sandbox, traffic):
-    good = live_versions()
+    good = good_state(stack)
     sandbox.register_fault("v3.4.0", "crash", services=["ai-discovery"])
     run = release(stack, "v3.4.0")
     assert not run.succeeded
@@ -101,9 +140,9 @@ def test_rollback_refuses_a_missing_or_blank_reason(stack, sandbox, reason):
 
 
 def test_manual_rollback_puts_traffic_back_and_records_who_when_why(stack, sandbox, traffic):
+    previous = good_state(stack)["analytics"]
     run = release(stack, "v3.5.0", services=["analytics"])
     assert run.succeeded, run.errors
-    previous = "v3.0.0"
     run = rollback(stack, reason="checkout conversions dropped", services=["analytics"])
     assert run.succeeded, run.errors or run.log[-3000:]
     assert live_versions()["analytics"] == previous

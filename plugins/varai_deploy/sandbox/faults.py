@@ -10,7 +10,8 @@ parameters and optionally the services it applies to (all services when absent):
 
 A service process reads the file once at start (a fault belongs to a deployed version, as a
 bug would), and again on SIGHUP (``Sandbox.apply_faults``, ``fault --now``: a serving revision
-that goes bad, its faults' clock starting then). Adding a mode means adding it to ``MODES`` and teaching ``service.py`` what it does.
+that goes bad, its faults' clock starting then). Adding a mode means adding it to ``MODES`` and
+teaching ``service.py`` what it does.
 
 ``flap`` models an instance whose health comes and goes on its own (a leak freed by GC, a pool
 exhausted and refilled, a dependency timing out and recovering): its health endpoints answer 200

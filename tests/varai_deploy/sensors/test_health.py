@@ -1,4 +1,4 @@
-"""HealthStreakSensor: a short streak in place, else defers to the trigger; on failure says why and leaves traffic alone."""
+"""HealthStreakSensor: a short streak in place, else deferred; a failure says why and leaves traffic alone."""
 
 import asyncio
 import time
