@@ -71,7 +71,7 @@ from varai_deploy.sensors.health import HealthStreakSensor
         "environment": environment_param("Where to release: the local sandbox, staging or production"),
         "services": services_param("Which backend services to release (default: all five)"),
         "marketplaces": marketplaces_param(
-            "Where to publish the storefront widget (default: all four; none for a backend-only release)"
+            "Where to publish the storefront widget (default: all four; none selected: a backend-only release)"
         ),
     },
 )
@@ -99,7 +99,7 @@ def ai_discovery_release():
             from varai_deploy.widgets.channels import check_channels
 
             env = load_environment(params["environment"])
-            return check_channels(params["marketplaces"], allowed=env.marketplaces)
+            return check_channels(params["marketplaces"] or [], allowed=env.marketplaces)  # none: backend only
 
         @task(**FAIL_FAST)
         def credentials(channels: list[str], params=None) -> dict:

@@ -51,11 +51,23 @@ def environment_param(description: str) -> Param:
     return Param("sandbox", type="string", enum=list(ENVIRONMENTS), title="Environment", description=description)
 
 
+#: How the form names each marketplace (the values stay the channel names).
+MARKETPLACE_LABELS = {
+    "html": "HTML snippet (CDN and npm)",
+    "shopify": "Shopify app",
+    "woocommerce": "WooCommerce plugin (WordPress.org)",
+    "magento": "Magento 2 module (Composer, Marketplace)",
+}
+
+
 def services_param(description: str) -> Param:
+    # ``examples`` makes the form a multi-select of the allowed values (JSON schema has no enum of
+    # arrays); ``items.enum`` is what the REST API and the CLI are held to.
     return Param(
         list(SERVICE_NAMES),
         type="array",
         items={"type": "string", "enum": list(SERVICE_NAMES)},
+        examples=list(SERVICE_NAMES),
         minItems=1,
         uniqueItems=True,
         title="Services",
@@ -64,12 +76,16 @@ def services_param(description: str) -> Param:
 
 
 def marketplaces_param(description: str) -> Param:
+    """The widget channels; an empty selection (which the form sends as null) or ``[]`` means a
+    backend-only release. Left out of a request, it is all four."""
     from varai_deploy.widgets.channels import CHANNELS
 
     return Param(
         list(CHANNELS),
-        type="array",
+        type=["array", "null"],
         items={"type": "string", "enum": list(CHANNELS)},
+        examples=list(CHANNELS),
+        values_display={c: MARKETPLACE_LABELS[c] for c in CHANNELS},
         uniqueItems=True,
         title="Marketplaces",
         description=description,

@@ -7,6 +7,7 @@ import pytest
 from airflow.sdk.exceptions import ParamValidationError
 
 from varai_deploy.services import SERVICE_NAMES
+from varai_deploy.widgets.channels import CHANNELS
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +153,19 @@ def test_pre_release_tags_are_accepted(dag):
 
 def test_a_backend_only_release_publishes_no_widget(dag):
     assert resolve(dag, version="v1.4.2", marketplaces=[])["marketplaces"] == []
+    # What the form sends for an emptied multi-select; the channels task reads it as none.
+    assert resolve(dag, version="v1.4.2", marketplaces=None)["marketplaces"] is None
+
+
+def test_the_form_offers_the_allowed_services_and_marketplaces_as_choices(dag):
+    """An array Param with ``examples`` is a multi-select in the trigger form; the schema still
+    holds the REST API and the CLI to the same values."""
+    services, marketplaces = dag.params.get_param("services"), dag.params.get_param("marketplaces")
+    assert services.schema["examples"] == services.schema["items"]["enum"] == list(SERVICE_NAMES)
+    assert marketplaces.schema["examples"] == marketplaces.schema["items"]["enum"] == list(CHANNELS)
+    assert set(marketplaces.schema["values_display"]) == set(CHANNELS)
+    assert "null" in marketplaces.schema["type"], "an empty selection must not be 'This field is required'"
+    assert "null" not in services.schema["type"], "a release releases at least one service"
 
 
 def test_widgets_go_out_only_after_the_backend_passed(dag):
