@@ -102,10 +102,12 @@ class AnalysisPolicy:
             raise ConfigError("analysis.error_rate_threshold must be between 0 and 1 (0.05 = 5 %)")
         if self.health_failures < 1 or self.min_requests < 1:
             raise ConfigError("analysis.health_failures and analysis.min_requests must be at least 1")
-        longest = max(self.error_rate_for_seconds, self.latency_p95_for_seconds)
+        # A rule is judged once rate_window_seconds + its window have passed since the switch.
+        longest = max(self.error_rate_for_seconds, self.latency_p95_for_seconds) + self.rate_window_seconds
         if not longest <= self.duration_seconds < self.deadline_seconds:
             raise ConfigError(
-                "analysis needs rule windows <= duration_seconds < deadline_seconds, so every rule "
+                "analysis needs rate_window_seconds + each rule's window <= duration_seconds < deadline_seconds "
+                f"(now {longest:g} <= {self.duration_seconds:g} < {self.deadline_seconds:g}), so every rule "
                 "is judged before the release may pass and before it fails safe"
             )
 

@@ -92,7 +92,9 @@ def test_minimal_config_gets_safe_production_defaults(tmp_path):
         (BASE.replace(", metrics: m", ""), "connections.metrics"),
         (BASE.replace(", ledger: l", ""), "connections.ledger"),
         (BASE + "analysis: {error_rate_threshold: 5}\n", "between 0 and 1"),
-        (BASE + "analysis: {duration_seconds: 60}\n", "rule windows <= duration_seconds"),
+        (BASE + "analysis: {duration_seconds: 60}\n", "each rule's window <= duration_seconds"),
+        # The latency rule (600 s) is judged once its rate window (60 s) has passed too: 660 s.
+        (BASE + "analysis: {duration_seconds: 630}\n", "(now 660 <= 630 < 1800)"),
         (BASE.replace("include/terraform/sandbox", "include/terraform/nowhere"), "does not exist"),
         (BASE + "release: {health_streak: 0}\n", "health_streak must be at least 1"),
         (

@@ -37,7 +37,37 @@ def describe_verdict(verdict: dict[str, Any] | None) -> str:
         return f"{service} {version} failed {value} consecutive health checks (threshold {threshold})"
     if rule == "inconclusive":
         return f"analysis inconclusive after {verdict['window_seconds']:g}s, failing safe: {verdict.get('reason')}"
-    return f"analysis passed after {verdict.get('seconds_after_switch')}s"
+    return f"analysis passed after {verdict.get('seconds_after_switch')}s: " + "; ".join(measurements(verdict))
+
+
+#: How each metric rule reads in a verdict, and how its value is shown.
+RULE_WORDS = {"error_rate": ("error rate", "{:.1%}"), "latency_p95": ("p95 latency", "{:.2f}s")}
+
+
+def measurements(verdict: dict[str, Any]) -> list[str]:
+    """What the analysis measured, per rule and service, against each threshold: why it passed."""
+    lines = []
+    for rule, (words, shown) in RULE_WORDS.items():
+        measured = (verdict.get("measured") or {}).get(rule)
+        if not measured:
+            lines.append(f"{words} not judged (its window had not passed)")
+            continue
+        values = ", ".join(
+            f"{service} {shown.format(value)}" if value == value else f"{service} no data"  # NaN: no requests
+            for service, value in sorted(measured["values"].items())
+        )
+        threshold = shown.format(measured["threshold"]) if rule == "error_rate" else f"{measured['threshold']:g}s"
+        lines.append(f"{words} {values or 'no data'} (threshold {threshold}, over {measured['window_seconds']}s)")
+    for service, seen in sorted((verdict.get("health") or {}).items()):
+        lines.append(
+            f"health {service}: {seen['failed']} of {seen['checks']} checks failed, at most "
+            f"{seen['longest_failing_streak']} in a row (threshold {verdict.get('health_failures')} in a row)"
+        )
+    requests = verdict.get("requests") or {}
+    if requests:
+        served = ", ".join(f"{service} {count:.0f}" for service, count in sorted(requests.items()))
+        lines.append(f"requests {served} (at least {verdict.get('min_requests')} each)")
+    return lines
 
 
 class ReleaseAnalysisOperator(EnvironmentOperator):

@@ -62,6 +62,9 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
             "services": sorted(self.health_urls),
             "seconds_after_switch": round(time.time() - self.switched_at, 1),
             "health": getattr(self, "health", {}),
+            "measured": getattr(self, "measured", {}),
+            "health_failures": self.policy["health_failures"],
+            "min_requests": self.policy["min_requests"],
             **detail,
         }
 
@@ -78,6 +81,8 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
             if elapsed < window + p["rate_window_seconds"]:
                 continue
             values = await source.query(promql(scope, p["rate_window_seconds"], window, step))
+            # What a passing verdict reports: each rule's last measurement against its threshold.
+            self.measured[rule] = {"values": values, "threshold": threshold, "window_seconds": window}
             for service, value in sorted(values.items()):
                 if value > threshold:
                     return self._verdict(
@@ -104,6 +109,7 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
         failures = dict.fromkeys(self.health_urls, 0)
         #: Every verdict says what the health checks saw: checks, failed ones, the longest failing streak.
         self.health = {s: {"checks": 0, "failed": 0, "longest_failing_streak": 0} for s in self.health_urls}
+        self.measured: dict[str, dict[str, Any]] = {}
         last_metric_error = None
         timeout = aiohttp.ClientTimeout(total=max(1.0, p["interval_seconds"]))
         async with aiohttp.ClientSession(timeout=timeout) as session:

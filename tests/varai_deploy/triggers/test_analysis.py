@@ -14,7 +14,7 @@ from varai_deploy.triggers.analysis import ReleaseAnalysisTrigger
 POLICY = vars(
     AnalysisPolicy(
         interval_seconds=1,
-        duration_seconds=8,
+        duration_seconds=9,
         deadline_seconds=25,
         min_requests=5,
         rate_window_seconds=3,
@@ -48,6 +48,10 @@ def test_a_good_version_passes_once_it_served_enough(sandbox_env):
     assert verdict["verdict"] == "pass", verdict
     assert verdict["requests"]["analytics"] >= POLICY["min_requests"]
     assert verdict["seconds_after_switch"] >= POLICY["duration_seconds"]
+    # Both metric rules were judged on what Prometheus measured, and the verdict carries it.
+    error, latency = verdict["measured"]["error_rate"], verdict["measured"]["latency_p95"]
+    assert error["values"]["analytics"] == 0.0 and error["threshold"] == POLICY["error_rate_threshold"]
+    assert 0 < latency["values"]["analytics"] < POLICY["latency_p95_threshold_seconds"], latency
 
 
 def test_an_error_rate_above_the_threshold_for_the_window_rolls_back(sandbox_env):
@@ -117,6 +121,36 @@ def test_verdicts_read_as_sentences(rule, value, threshold, text):
         "reason": "too little traffic",
     }
     assert describe_verdict(verdict) == text
+
+
+def test_a_pass_says_what_was_measured_against_each_threshold():
+    """The analysis log and the ledger tell why a release passed, not only that it did."""
+    from varai_deploy.operators.analysis import describe_verdict
+
+    verdict = {
+        "verdict": "pass",
+        "seconds_after_switch": 12.3,
+        "measured": {
+            "error_rate": {"values": {"analytics": 0.004, "api-gateway": 0.0}, "threshold": 0.05, "window_seconds": 4},
+            "latency_p95": {
+                "values": {"analytics": 0.0475, "api-gateway": float("nan")},
+                "threshold": 5,
+                "window_seconds": 5,
+            },
+        },
+        "health": {"analytics": {"checks": 12, "failed": 2, "longest_failing_streak": 1}},
+        "health_failures": 3,
+        "requests": {"analytics": 96.0, "api-gateway": 40.4},
+        "min_requests": 10,
+    }
+    assert describe_verdict(verdict) == (
+        "analysis passed after 12.3s: "
+        "error rate analytics 0.4%, api-gateway 0.0% (threshold 5.0%, over 4s); "
+        "p95 latency analytics 0.05s, api-gateway no data (threshold 5s, over 5s); "
+        "health analytics: 2 of 12 checks failed, at most 1 in a row (threshold 3 in a row); "
+        "requests analytics 96, api-gateway 40 (at least 10 each)"
+    )
+    assert "error rate not judged" in describe_verdict({"verdict": "pass", "seconds_after_switch": 1})
 
 
 def test_serializes_to_its_import_path_for_the_triggerer():
