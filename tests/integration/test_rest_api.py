@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -97,9 +98,15 @@ def test_a_release_triggered_through_the_rest_api_goes_live(airflow_api):
         "POST",
         "/api/v2/dags/ai_discovery_release/dagRuns",
         airflow_api,
-        {"logical_date": None, "conf": {"version": "v1.2.0", "environment": "sandbox"}},
+        # Named as the README's example names it, so the runs list tells releases apart.
+        {
+            "dag_run_id": f"release__v1.2.0__sandbox__{time.strftime('%Y%m%dT%H%M%S')}",
+            "logical_date": None,
+            "conf": {"version": "v1.2.0", "environment": "sandbox"},
+        },
     )
     assert status == 200, run
+    assert run["dag_run_id"].startswith("release__v1.2.0__sandbox__"), run
     path = f"/api/v2/dags/ai_discovery_release/dagRuns/{run['dag_run_id']}"
     assert wait_for_run(airflow_api, "ai_discovery_release", run["dag_run_id"], timeout=240) == "success"
     assert {name: answer[1] for name, answer in gateway_versions().items()} == dict.fromkeys(SERVICE_NAMES, "v1.2.0")
