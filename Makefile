@@ -122,7 +122,7 @@ lint: $(STAMP)/venv
 airflow: setup
 	@echo "Airflow UI on http://127.0.0.1:8080 - user admin, password generated on first start into"
 	@echo "  $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated   Ctrl-C stops it."
-	@./airflow.sh standalone
+	@./airflow.sh local
 
 sandbox-up: $(STAMP)/project $(NODE_TOOLS)
 	@$(SANDBOX) up
@@ -133,6 +133,7 @@ sandbox-status: $(STAMP)/project
 
 bench: setup
 	@PYTHONPATH=plugins:. $(PY) benchmarks/release_wall.py
+	@PYTHONPATH=plugins:. $(PY) benchmarks/release_scheduler.py
 	@PYTHONPATH=plugins:. $(PY) benchmarks/rollback_latency.py
 	@PYTHONPATH=plugins:. $(PY) benchmarks/widget_publish.py
 	@PYTHONPATH=plugins:. $(PY) benchmarks/notification_delivery.py

@@ -17,6 +17,12 @@ export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
 export AIRFLOW__API__BASE_URL="${AIRFLOW__API__BASE_URL:-http://127.0.0.1:$AIRFLOW__API__PORT}"
 # New or changed DAG files show up within 30 s instead of 5 min.
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-30}"
+# Sized for this machine, not Airflow's defaults: LocalExecutor forks [core] parallelism workers up
+# front (32 by default; two per core here, at least 4: a release maps a task per service), and the
+# scheduler looks again after 0.2 s rather than 1 s when a loop found nothing to do (a release is
+# ~20 tasks one after another, each started by a loop).
+export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-$(( $(nproc) * 2 > 4 ? $(nproc) * 2 : 4 ))}"
+export AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME="${AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME:-0.2}"
 # `airflow standalone` starts its components as `airflow ...` from PATH.
 export PATH="$ROOT/.venv/bin:$PATH"
 # The library under plugins/ must import in every Airflow process: scheduler, workers, triggerer.
@@ -46,5 +52,9 @@ fi
 if [[ ! -x "$ROOT/.venv/bin/airflow" ]]; then
   echo "airflow.sh: $ROOT/.venv is not set up; run 'make setup' first" >&2
   exit 1
+fi
+if [[ "${1:-}" == "local" ]]; then  # make airflow: every component, until Ctrl-C stops them all
+  shift
+  exec "$ROOT/.venv/bin/python" -m varai_deploy.local_airflow "$@"
 fi
 exec "$ROOT/.venv/bin/airflow" "$@"

@@ -93,10 +93,6 @@ TUNING = {
     # parsing competes with the tasks for the two cores and the tests never edit a DAG mid-run.
     "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
     "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
-    # A release is ~20 tasks one after another, each started by a scheduler loop: when a loop had
-    # nothing to do the scheduler sleeps 1 s by default before looking again, which is most of the
-    # gap between one task's end and the next one's start. 0.2 s costs a few % of one core.
-    "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
     # One API server process (uvicorn): the tests send a few requests a second at most.
     "AIRFLOW__API__WORKERS": "1",
 }
