@@ -243,7 +243,12 @@ def ai_discovery_release():
         task_id="lock", operation="release", services=checked, version="{{ params.version }}"
     )
     finish = FinishOperationOperator(
-        task_id="finish", operation="release", services=checked, version="{{ params.version }}", emit_outcome=True
+        task_id="finish",
+        operation="release",
+        services=checked,
+        version="{{ params.version }}",
+        emit_outcome=True,
+        widgets_summary_task_id="widgets.summary",
     )
     validate >> lock >> infra
     backend >> widgets >> post_deploy

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from urllib.parse import quote
 
 import psutil
 import pytest
@@ -61,6 +62,16 @@ def test_a_release_runs_through_scheduler_executor_and_triggerer(airflow_cluster
     analysis = tis[("backend.analysis", -1)]
     assert analysis["state"] == "success"
     assert tis[("backend.candidates.wait_healthy", 0)]["state"] == "success"
+    # The run's outcome, one click from the run (its asset event): what serves each service now.
+    status, events = cluster.call("GET", f"/api/v2/assets/events?source_dag_id={DAG}&source_run_id={quote(run_id)}")
+    assert status == 200 and events["total_entries"] == 1, events
+    outcome = events["asset_events"][0]["extra"]
+    assert outcome["outcome"] == "succeeded" and outcome["version"] == "v7.1.0", outcome
+    assert outcome["live"]["analytics"].startswith("v7.1.0 ("), outcome
+    assert outcome["widgets"] == {}, outcome
+    assert "Where things are now in sandbox" in cluster.task_log(
+        DAG, run_id, "finish", tis[("finish", -1)]["try_number"]
+    )
     # Marketplaces null (an emptied form field) is a backend-only release: no channel published.
     assert tis[("widgets.marketplace.publish", -1)]["state"] == "skipped", tis[("widgets.marketplace.publish", -1)]
     # The analysis deferred to the triggerer and resumed on a worker: its log, through the REST API.

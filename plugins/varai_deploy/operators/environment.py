@@ -119,7 +119,14 @@ class FinishOperationOperator(EnvironmentOperator):
     template_fields = ("environment", "version", "services")
 
     def __init__(
-        self, *, operation: str, services: Any = None, version: str = "", emit_outcome: bool = False, **kwargs
+        self,
+        *,
+        operation: str,
+        services: Any = None,
+        version: str = "",
+        emit_outcome: bool = False,
+        widgets_summary_task_id: str | None = None,
+        **kwargs,
     ):
         if emit_outcome:
             from airflow.sdk import AssetAlias
@@ -131,6 +138,7 @@ class FinishOperationOperator(EnvironmentOperator):
         self.services = services
         self.version = version
         self.emit_outcome = emit_outcome
+        self.widgets_summary_task_id = widgets_summary_task_id
 
     def execute(self, context) -> dict[str, Any]:
         from varai_deploy.ledger import Actor
@@ -155,6 +163,8 @@ class FinishOperationOperator(EnvironmentOperator):
         }
         if self.version:
             outcome.update(version=self.version, verdicts=verdicts)
+        if self.emit_outcome:
+            outcome.update(self._where_things_are(ti))
         self.ledger.record(actor, f"{self.operation}_finished", None, self.version or None, outcome)
         released = self.ledger.release(actor, outcome["outcome"])
         self.log.info(
@@ -167,6 +177,22 @@ class FinishOperationOperator(EnvironmentOperator):
             asset = Asset(name=release_asset_name(self.environment), uri=f"varai://releases/{self.environment}")
             context["outlet_events"][AssetAlias(RELEASE_OUTCOME_ALIAS)].add(asset, extra=outcome)
         return outcome
+
+    def _where_things_are(self, ti) -> dict[str, Any]:
+        """What serves each service now (the platform's word) and where each widget channel ended
+        (the summary task's), logged as the run's last lines and part of the outcome event."""
+        from varai_deploy.notifiers.runs import traffic_now
+
+        live = traffic_now(self.platform, _service_list(self.services) or list(self.env_config.services))
+        widgets: dict[str, str] = {}
+        summary = ti.xcom_pull(task_ids=self.widgets_summary_task_id) if self.widgets_summary_task_id else None
+        for channel, row in (summary or {}).items():
+            places = ", ".join(p["location"] for p in row.get("publications") or [] if p.get("location"))
+            widgets[channel] = f"live: {places or 'published'}" if row.get("live") else f"FAILED: {row.get('error')}"
+        lines = [f"  {service}: {where}" for service, where in live.items()]
+        lines += [f"  widget {channel}: {where}" for channel, where in widgets.items()] or ["  widgets: none published"]
+        self.log.info("Where things are now in %s:\n%s", self.environment, "\n".join(lines))
+        return {"live": live, "widgets": widgets}
 
     def _tell(self, context, actor, outcome: dict[str, Any], failed_states: dict[str, str]) -> None:
         """The outcome, to the people the environment routes it to; never fails the teardown."""
