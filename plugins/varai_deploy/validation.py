@@ -82,39 +82,21 @@ def check_credentials(env: EnvironmentConfig, marketplaces: list[str] | tuple[st
 
 
 def check_resources(env: EnvironmentConfig, services: list[str]) -> dict[str, Any]:
-    """Sandbox: it is running, and each candidate's port is free or held by the sandbox itself."""
-    if env.platform != "local":
-        return {"platform": env.platform}
-    from varai_deploy.sandbox import Sandbox, processes
+    """The platform can take the candidates (the sandbox: running, ports free), and the metric
+    source the release is judged on answers."""
+    from varai_deploy.platforms import PlatformError, get_platform
 
-    sandbox = Sandbox()
-    if not sandbox.is_up():
-        raise ValidationError(
-            "the sandbox is not running: start it with `make sandbox-up` (or `.venv/bin/varai-sandbox up`)"
-        )
-    status = sandbox.status()["services"]
-    settings = sandbox.settings
-    blocked = []
-    for service in services:
-        live = status[service]["live"]
-        colour = "green" if live and live["colour"] == "blue" else "blue"
-        idle = status[service]["idle"]
-        ours = idle and idle.get("colour") == colour and idle.get("state") == "running"
-        port = settings.port_for(service, colour)
-        if not ours and not processes.port_is_free(settings.host, port):
-            blocked.append(f"{service} {colour} needs {settings.host}:{port}")
-    if blocked:
-        raise ValidationError(
-            "port(s) taken by another program: "
-            + "; ".join(blocked)
-            + ". Stop it, or move the sandbox with VARAI_SANDBOX_PORT_BASE"
-        )
+    try:
+        checked = get_platform(env).check_capacity(services)
+    except PlatformError as exc:
+        raise ValidationError(str(exc)) from exc
     from varai_deploy.hooks.prometheus import PrometheusHook
 
     metrics = PrometheusHook(env.metrics_conn_id)
     if not metrics.ready():
         raise ValidationError(
             f"Prometheus is not answering at {metrics.url} (connection {env.metrics_conn_id!r}): the release "
-            "could not be judged after its switch. Restart the sandbox with `make sandbox-up`"
+            "could not be judged after its switch"
+            + (". Restart the sandbox with `make sandbox-up`" if env.platform == "local" else "")
         )
-    return {"gateway": settings.gateway_url, "metrics": metrics.url, "services": services}
+    return {**checked, "metrics": metrics.url}

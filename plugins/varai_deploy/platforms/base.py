@@ -29,6 +29,10 @@ class SwitchConflictError(PlatformError):
 
 
 class Platform(Protocol):
+    def check_capacity(self, services: list[str]) -> dict:
+        """Before anything changes: can candidates of ``services`` start now? Raises
+        :class:`PlatformError` saying what to fix; returns what it checked (for the task's XCom)."""
+
     def current_revision(self, service: str) -> Revision | None:
         """The revision serving all of the service's traffic, or None before its first release."""
 

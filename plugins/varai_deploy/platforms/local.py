@@ -21,6 +21,32 @@ class LocalPlatform:
     def __init__(self, sandbox: Sandbox | None = None):
         self.sandbox = sandbox or Sandbox()
 
+    def check_capacity(self, services: list[str]) -> dict:
+        """The sandbox is running, and each candidate's port is free or held by the sandbox itself."""
+        from varai_deploy.sandbox import processes
+
+        if not self.sandbox.is_up():
+            raise PlatformError(
+                "the sandbox is not running: start it with `make sandbox-up` (or `.venv/bin/varai-sandbox up`)"
+            )
+        status, settings = self.sandbox.status()["services"], self.sandbox.settings
+        blocked = []
+        for service in services:
+            live = status[service]["live"]
+            colour = "green" if live and live["colour"] == "blue" else "blue"
+            idle = status[service]["idle"]
+            ours = idle and idle.get("colour") == colour and idle.get("state") == "running"
+            port = settings.port_for(service, colour)
+            if not ours and not processes.port_is_free(settings.host, port):
+                blocked.append(f"{service} {colour} needs {settings.host}:{port}")
+        if blocked:
+            raise PlatformError(
+                "port(s) taken by another program: "
+                + "; ".join(blocked)
+                + ". Stop it, or move the sandbox with VARAI_SANDBOX_PORT_BASE"
+            )
+        return {"gateway": settings.gateway_url, "services": services}
+
     def _slots(self, service: str) -> dict:
         return self.sandbox.status()["services"][service]
 
