@@ -16,7 +16,6 @@ channel to set the stage, then times v1.0.1 the same way, and prints:
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ DAG = "ai_discovery_release"
 
 
 def start_airflow(port: int) -> tuple[subprocess.Popen, str]:
+    from tests.support import local_airflow
     from tests.support.airflow_cluster import admin_password, free_port, login, wait_until_healthy
 
     env = {
@@ -48,15 +48,7 @@ def start_airflow(port: int) -> tuple[subprocess.Popen, str]:
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
     }
-    log = (SCRATCH / "airflow.log").open("w")
-    proc = subprocess.Popen(
-        [str(ROOT / "airflow.sh"), "local"],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = local_airflow.start(env, SCRATCH / "airflow.log")
     base = f"http://127.0.0.1:{port}"
     wait_until_healthy(base, timeout=240, describe=lambda: (SCRATCH / "airflow.log").read_text()[-3000:])
     passwords = Path(ENV["VARAI_AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
@@ -97,8 +89,9 @@ def main() -> None:
         measured = release(api, "v1.0.1")
     finally:
         if proc is not None:
-            os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(timeout=30)
+            from tests.support import local_airflow
+
+            local_airflow.stop(proc)
         sandbox.down(purge=True)
 
     run, tis = measured["run"], measured["tis"]

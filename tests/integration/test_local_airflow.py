@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import time
 
 import pytest
 
+from tests.support import local_airflow
 from tests.support.airflow_cluster import free_port, session_processes, wait_until_healthy
-from varai_deploy.config import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -35,17 +34,7 @@ def test_make_airflow_leaves_no_process_after_a_stop(tmp_path, sig):
     }
     env.pop("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", None)
     out = tmp_path / "make-airflow.log"
-    with out.open("w") as log:
-        # Its own process group, as a terminal's foreground job: Ctrl-C signals the whole group.
-        proc = subprocess.Popen(
-            [str(REPO_ROOT / "airflow.sh"), "local"],
-            env=env,
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = local_airflow.start(env, out)
 
     def alive() -> None:
         assert proc.poll() is None, f"airflow.sh local exited with {proc.returncode}:\n{out.read_text()[-3000:]}"
@@ -59,9 +48,8 @@ def test_make_airflow_leaves_no_process_after_a_stop(tmp_path, sig):
         workers = [p for p in session_processes(sessions) if "LocalExecutor" in " ".join(p.cmdline())]
         assert workers, "the scheduler's LocalExecutor workers are what outlived airflow standalone"
 
-        os.killpg(proc.pid, sig)
         stopped_at = time.monotonic()
-        assert proc.wait(timeout=20) == 0, out.read_text()[-3000:]
+        assert local_airflow.stop(proc, sig, timeout=20) == 0, out.read_text()[-3000:]
         while session_processes(sessions) and time.monotonic() - stopped_at < 15:
             time.sleep(0.2)
         left = session_processes(sessions)
@@ -69,6 +57,6 @@ def test_make_airflow_leaves_no_process_after_a_stop(tmp_path, sig):
         assert "local_airflow: stopped" in out.read_text()
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            local_airflow.stop(proc, signal.SIGKILL)
         for process in session_processes({int(p) for p in re.findall(r"\(pid (\d+)\)", out.read_text())}):
             process.kill()

@@ -10,15 +10,14 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.support import local_airflow
 from tests.support.airflow_cluster import AirflowApi, admin_password, api_call, login, wait_until_healthy
 from tests.support.stack import gateway_versions
-from varai_deploy.config import REPO_ROOT
 from varai_deploy.services import SERVICE_NAMES
 
 pytestmark = pytest.mark.integration
@@ -36,38 +35,23 @@ def call(
 
 @pytest.fixture(scope="module")
 def airflow_api(stack, sandbox):
-    log = Path(stack["VARAI_AIRFLOW_HOME"]) / "standalone.log"
+    log = Path(stack["VARAI_AIRFLOW_HOME"]) / "make-airflow.log"
     env = {
         **os.environ,
         "AIRFLOW__API__PORT": str(API_PORT),
         "AIRFLOW_CONN_VARAI_ALERT_WEBHOOK": json.dumps({"conn_type": "generic", "password": WEBHOOK_TOKEN}),
     }
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(REPO_ROOT / "airflow.sh"), "standalone"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = local_airflow.start(env, log)  # what `make airflow` runs
     try:
 
         def alive() -> None:
             assert proc.poll() is None, log.read_text()[-3000:]
 
-        wait_until_healthy(
-            API, timeout=120, check=alive, describe=lambda: log.read_text()[-3000:], what="airflow standalone"
-        )
+        wait_until_healthy(API, timeout=120, check=alive, describe=lambda: log.read_text()[-3000:], what="make airflow")
         passwords = Path(stack["VARAI_AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
         yield login(API, admin_password(passwords))
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        subprocess.run(["pkill", "-KILL", "-g", str(proc.pid)], check=False)
+        local_airflow.stop(proc)
 
 
 def wait_for_dag(token: str) -> None:

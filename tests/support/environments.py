@@ -28,7 +28,7 @@ def sandbox_config(**sections: dict) -> dict:
     import yaml
 
     config = yaml.safe_load((ENVIRONMENTS_DIR / "sandbox.yaml").read_text())
-    for name, values in {**TEST_WINDOWS}.items():
+    for name, values in TEST_WINDOWS.items():
         config[name] = {**config.get(name, {}), **values}
     for name, values in sections.items():
         config[name] = {**config[name], **values} if isinstance(values, dict) and name in config else values
