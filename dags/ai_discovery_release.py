@@ -66,7 +66,7 @@ from varai_deploy.sensors.health import HealthStreakSensor
             type="string",
             pattern=VERSION_PATTERN,
             title="Version",
-            description="The release tag to deploy, e.g. v1.4.2 or v1.5.0-rc.1",
+            description="The release tag to deploy: v, then MAJOR.MINOR.PATCH, e.g. v1.4.2 (pre-release: v1.5.0-rc.1)",
         ),
         "environment": environment_param("Where to release: the local sandbox, staging or production"),
         "services": services_param("Which backend services to release (default: all five)"),

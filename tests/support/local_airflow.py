@@ -3,9 +3,11 @@ the way a user stops it (Ctrl-C to its process group)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from varai_deploy.config import REPO_ROOT
@@ -34,3 +36,27 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 30) 
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         return proc.wait()
+
+
+@contextlib.contextmanager
+def running(airflow_home: Path, port: int, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``make airflow`` on ``port`` for the ``with`` block, healthy; yields the admin's password."""
+    from tests.support.airflow_cluster import admin_password, wait_until_healthy
+
+    log = airflow_home / f"make-airflow-{port}.log"
+    proc = start({**os.environ, "AIRFLOW__API__PORT": str(port), **(env or {})}, log)
+    try:
+
+        def alive() -> None:
+            assert proc.poll() is None, log.read_text()[-3000:]
+
+        wait_until_healthy(
+            f"http://127.0.0.1:{port}",
+            timeout=120,
+            check=alive,
+            describe=lambda: log.read_text()[-3000:],
+            what="make airflow",
+        )
+        yield admin_password(airflow_home / "simple_auth_manager_passwords.json.generated")
+    finally:
+        stop(proc)
