@@ -34,8 +34,8 @@ setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/project $(NODE_TOOLS) $(STAMP)/airflo
 # Debian packages the sandbox runs: Prometheus, and the widget channels' real servers and clients
 # (svnserve/svn, composer with PHP's zip extension), PostgreSQL for the release ledger (the sandbox
 # runs its own cluster; any Debian PostgreSQL version will do), procps (pkill), and headless Chromium
-# with its WebDriver for the browser test of the Airflow UI; python3-venv only
-# while there is no venv yet and python3 cannot make one. Node.js and npm come from PyPI (the venv),
+# with its WebDriver for the browser test of the Airflow UI; python3-venv only while there is no venv
+# yet and python3 cannot make one. Node.js and npm come from PyPI (the venv),
 # not from apt. Every name resolves on Debian 12 and 13. Only what is missing is installed (and then
 # re-checked even if the stamp exists); sudo only if not root. Where systemd runs, the prometheus
 # package starts its own server on :9090: the sandbox runs its own, so that service is stopped and disabled.

@@ -124,5 +124,9 @@ class ReleaseAnalysisOperator(EnvironmentOperator):
         reason = describe_verdict(event)
         for switch in as_list(self.switched):
             self.ledger.record_verdict(actor, switch["service"], self.version, PASSED if passed else FAILED, reason)
-        self.log.info("Verdict %s: %s", event["verdict"], reason)
+        if passed:  # a line per rule, so each value sits in view next to its threshold
+            measured = "\n".join(f"  {line}" for line in measurements(event))
+            self.log.info("Verdict pass after %ss, measured:\n%s", event.get("seconds_after_switch"), measured)
+        else:
+            self.log.info("Verdict %s: %s", event["verdict"], reason)
         return {**event, "switches": as_list(self.switched)}

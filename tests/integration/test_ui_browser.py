@@ -1,0 +1,195 @@
+"""A release made the way a person makes one: ``make airflow`` and its UI in a real browser (Debian's
+headless Chromium through chromium-driver), from the trigger form to what is live.
+
+Screenshots of each step go to ``$VARAI_SCREENSHOTS`` (default: the test's tmp dir), so a failure shows
+what the page looked like. Versions are v5.x, this module's own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import local_airflow
+from tests.support.airflow_cluster import AirflowApi, login
+from tests.support.stack import gateway_versions
+from varai_deploy.services import SERVICE_NAMES
+
+pytestmark = pytest.mark.integration
+
+PORT = 19881
+BASE = f"http://127.0.0.1:{PORT}"
+RELEASE = "ai_discovery_release"
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture(scope="module")
+def airflow(stack, sandbox) -> Iterator[str]:
+    with local_airflow.running(Path(stack["VARAI_AIRFLOW_HOME"]), PORT) as password:
+        yield password
+
+
+@pytest.fixture
+def browser(tmp_path):
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never fetch a driver: Debian's is given
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "make setup installs chromium and chromium-driver"
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.implicitly_wait(10)
+    shots = Path(os.environ.get("VARAI_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    driver.shoot = lambda name: driver.save_screenshot(str(shots / f"{name}.png"))
+    try:
+        yield driver
+    finally:
+        driver.shoot("last")
+        driver.quit()
+
+
+def eventually(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    """Until ``check()`` holds (the UI renders and refetches on its own time)."""
+    from selenium.common.exceptions import WebDriverException
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except WebDriverException:
+            pass  # an element re-rendered under us: look again
+        time.sleep(0.3)
+    raise AssertionError(f"not seen within {timeout:.0f} s: {what}")
+
+
+def visible_text(driver) -> str:
+    """What a person sees: Selenium's text is only what is rendered visible (not a collapsed group)."""
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def sees(driver, text: str, timeout: float = 20) -> None:
+    eventually(lambda: text in visible_text(driver), repr(text), timeout)
+
+
+def click(driver, css: str) -> None:
+    """A real click on ``css``, found afresh until it holds still (React re-renders the form)."""
+    from selenium.webdriver.common.by import By
+
+    eventually(lambda: driver.find_element(By.CSS_SELECTOR, css).click() is None, f"a click on {css}")
+
+
+def trigger_button(driver):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.XPATH, "//*[@role='dialog']//button[normalize-space(.)='Trigger']")
+
+
+def log_in(driver, password: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{BASE}/")
+    driver.find_element(By.NAME, "username").send_keys("admin")
+    driver.find_element(By.NAME, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    eventually(lambda: "/auth/login" not in driver.current_url, "logged in")
+
+
+def test_a_release_from_the_form_says_what_it_is_and_ends_showing_what_is_live(airflow, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    version = "v5.1.0"
+    api = AirflowApi(BASE, login(BASE, airflow))
+    api.wait_for_dag(RELEASE, timeout=90)
+    log_in(browser, airflow)
+    browser.get(f"{BASE}/dags/{RELEASE}")
+    click(browser, "button[aria-label='Trigger Dag']")
+
+    # The form offers the allowed values; the version's help says in words what it expects.
+    sees(browser, "v, then MAJOR.MINOR.PATCH, e.g. v1.4.2")
+    for label in ("analytics", "api-gateway", "Shopify app", "Magento 2 module (Composer, Marketplace)"):
+        sees(browser, label)
+
+    # A malformed version: the refusal, in words, where the form is.
+    browser.find_element(By.ID, "element_version").send_keys("1.0")
+    browser.execute_script("arguments[0].scrollIntoView(); arguments[0].click();", trigger_button(browser))
+    sees(browser, "Invalid input for param version: '1.0' is not a release tag: v, then MAJOR.MINOR.PATCH")
+    assert "Failed validating" not in visible_text(browser) and "[1-9]" not in visible_text(browser)
+    browser.shoot("1-refused-in-words")
+
+    # All five services (one taken off and chosen again from the offered values), no marketplace
+    # selected: a backend-only release.
+    field = browser.find_element(By.ID, "element_version")
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(Keys.BACKSPACE)
+    field.send_keys(version)
+    click(browser, "#element_services [aria-label='Remove analytics']")
+    services = browser.find_element(
+        By.CSS_SELECTOR, "#element_services input[aria-label='Select one or multiple values']"
+    )
+    services.send_keys("analytics", Keys.ENTER)
+    eventually(lambda: "analytics" in browser.find_element(By.ID, "element_services").text, "analytics chosen again")
+    click(browser, "#element_marketplaces button[aria-label='Clear selected options']")
+    chosen = browser.find_element(By.ID, "element_marketplaces")
+    eventually(lambda: "Shopify app" not in chosen.text, "no marketplace chosen")
+    assert browser.find_element(By.ID, "element_version").get_attribute("value") == version
+    browser.shoot("2-form")
+    browser.execute_script("arguments[0].scrollIntoView(); arguments[0].click();", trigger_button(browser))
+
+    # The run is named by what it does, and its header says it.
+    run_url = re.compile(rf"/dags/{RELEASE}/runs/(release__{re.escape(version)}__sandbox__\d{{8}}T\d{{6}})$")
+    eventually(lambda: run_url.search(browser.current_url), "the new run's page", timeout=30)
+    run_id = run_url.search(browser.current_url)[1]
+    sees(browser, f"Release {version} to sandbox: ai-discovery, face-analysis, recommendation, api-gateway, analytics,")
+    sees(browser, "backend only (no widgets)")
+    assert api.wait_for_run(RELEASE, run_id, timeout=300) == "success", api.describe_run(RELEASE, run_id)
+    assert {service: served[1] for service, served in gateway_versions().items()} == dict.fromkeys(
+        SERVICE_NAMES, version
+    )
+    assert api.run(RELEASE, run_id)["conf"]["marketplaces"] is None
+
+    browser.refresh()
+    sees(browser, "Success")
+    browser.shoot("3-run")
+
+    # The runs list tells releases apart by their names.
+    browser.get(f"{BASE}/dags/{RELEASE}/runs")
+    sees(browser, run_id)
+    browser.shoot("4-runs-list")
+
+    # Mapped tasks are labelled by their service.
+    browser.get(f"{BASE}/dags/{RELEASE}/runs/{run_id}/tasks/backend.candidates.wait_healthy/mapped")
+    sees(browser, "analytics")
+    browser.shoot("5-mapped-by-service")
+
+    # The analysis says what it measured against which threshold, outside any collapsed group.
+    browser.get(f"{BASE}/dags/{RELEASE}/runs/{run_id}/tasks/backend.analysis")
+    sees(browser, "Verdict pass after", timeout=30)
+    sees(browser, "error rate ai-discovery ")
+    sees(browser, "(threshold 5.0%, over")
+    browser.shoot("6-analysis")
+
+    # The outcome: where things are now, as the last lines of the run's finish, in plain view.
+    browser.get(f"{BASE}/dags/{RELEASE}/runs/{run_id}/tasks/finish")
+    sees(browser, "Where things are now", timeout=30)
+    sees(browser, f"analytics: {version}")
+    browser.shoot("7-where-things-are-now")
+
+    # ... and as the asset event the finish emitted, one click away (its Asset Events tab).
+    browser.find_element(
+        By.XPATH, "//*[@role='tab' or self::a or self::button][normalize-space(.)='Asset Events']"
+    ).click()
+    sees(browser, "varai-release-sandbox")
+    browser.shoot("8-asset-event")
