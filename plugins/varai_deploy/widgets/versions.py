@@ -32,3 +32,10 @@ def package_version(version: Any) -> str:
             "name pre-releases -alpha.N, -beta.N or -rc.N, e.g. v1.5.0-rc.1"
         )
     return plain
+
+
+def release_key(version: str | None) -> tuple[int, ...]:
+    """``1.4.2`` -> (1, 4, 2), to tell which release is newer (the aliases and tags that point at the
+    newest only move forward); anything else (a pre-release, nothing yet, a hand upload) sorts first."""
+    parts = (version or "").split(".")
+    return tuple(int(p) for p in parts) if len(parts) == 3 and all(p.isdigit() for p in parts) else ()

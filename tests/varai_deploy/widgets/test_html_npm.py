@@ -143,3 +143,15 @@ def test_a_build_that_is_not_the_version_is_not_published(tmp_path: Path):
 def test_verify_fails_for_a_version_never_published(tmp_path: Path):
     with pytest.raises(PublishError, match=r"@varai/widget@1.9.0 on .* is not published"):
         html_npm.verify(context(tmp_path, "v1.9.0"))
+
+
+def test_an_older_version_released_again_verifies_with_latest_left_on_the_newer(tmp_path: Path):
+    older, newer = context(tmp_path, "v1.7.0"), context(tmp_path, "v1.7.1")
+    html_npm.publish(older)
+    html_npm.publish(newer)
+    assert dist_tags()["latest"] == "1.7.1"
+    [again] = html_npm.publish(context(tmp_path, "v1.7.0", name="again"))
+    assert again.outcome == "unchanged"
+    checks = html_npm.verify(older)
+    assert "npm: dist-tag latest -> 1.7.1, newer than 1.7.0 (latest only moves forward)" in checks
+    assert dist_tags()["latest"] == "1.7.1"

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from varai_deploy.widgets.publishing import ChannelContext, Publication
+from varai_deploy.widgets.versions import release_key
 
 if TYPE_CHECKING:
     from varai_deploy.hooks.cdn import CdnHook, Stored
@@ -56,15 +57,9 @@ def _why_alias_stays(ctx: ChannelContext, alias: Stored | None) -> str | None:
     if ctx.prerelease:
         return f"{version} is a pre-release: {ALIAS} is left alone (pin /{version}/ to test it)"
     current = (alias.metadata.get(VERSION_KEY) if alias else None) or ""
-    if _release_key(current) > _release_key(version):
+    if release_key(current) > release_key(version):
         return (
             f"{ALIAS} serves {current}, newer than {version}: left alone ({ALIAS} only moves forward; "
             "fix forward with a higher version)"
         )
     return None
-
-
-def _release_key(version: str) -> tuple[int, ...]:
-    """``1.4.2`` -> (1, 4, 2); anything else (no alias yet, a hand upload) sorts first."""
-    parts = version.split(".")
-    return tuple(int(p) for p in parts) if len(parts) == 3 and all(p.isdigit() for p in parts) else ()

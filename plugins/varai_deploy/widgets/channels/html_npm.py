@@ -19,6 +19,7 @@ from pathlib import Path
 
 from varai_deploy.widgets.manifest import verify_against_manifest
 from varai_deploy.widgets.publishing import ChannelContext, Publication, PublishConflictError, PublishError
+from varai_deploy.widgets.versions import release_key
 
 CHANNEL = "html"
 DESTINATION = "npm"
@@ -108,11 +109,16 @@ def verify(ctx: ChannelContext) -> list[str]:
 
     tag = dist_tag(ctx)
     tags = hook.view(PACKAGE, "dist-tags") or {}
-    if tags.get(tag) != version:
-        raise _failed(f"{where}: dist-tag {tag!r} points at {tags.get(tag)!r}, not {version}")
+    current = tags.get(tag)
     if ctx.prerelease and tags.get("latest") == version:
         raise _failed(f"{where}: a pre-release must not be the 'latest' dist-tag")
-    checks.append(f"npm: dist-tag {tag} -> {version}")
+    if current == version:
+        checks.append(f"npm: dist-tag {tag} -> {version}")
+    elif tag == "latest" and release_key(current) > release_key(version):
+        # Released again after a newer one: 'latest' stays on the newest, as the CDN's alias does.
+        checks.append(f"npm: dist-tag latest -> {current}, newer than {version} (latest only moves forward)")
+    else:
+        raise _failed(f"{where}: dist-tag {tag!r} points at {current!r}, not {version}")
     return checks
 
 
