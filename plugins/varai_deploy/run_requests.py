@@ -3,7 +3,7 @@
 Whoever starts one, the form, CI or a script, goes through ``POST /api/v2/dags/<dag_id>/dagRuns``.
 For the project's operations DAGs this middleware, registered in plugins/varai_deploy_plugin.py:
 
-- names a run that was given no id by what it does, ``release__v1.4.2__staging__20261202T153012``
+- names a run that was given no id by what it does, ``release__v1.4.2__staging__20261202T153012.345``
   (``rollback__previous__sandbox__...`` for a rollback), so the runs list tells them apart; an id
   the caller chose is kept;
 - gives a run that was given no note one that says what it is about, shown in the run's header:
@@ -49,7 +49,8 @@ def run_id_for(dag_id: str, conf: dict[str, Any], now: datetime) -> str | None:
     environment = conf.get("environment", "sandbox")
     if environment not in ENVIRONMENTS:
         return None
-    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
+    now = now.astimezone(UTC)  # to the millisecond: two requests in one second still get two runs
+    stamp = f"{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}"
     if dag_id == RELEASE_DAG_ID:
         version = conf.get("version")
         if isinstance(version, str) and _VERSION.fullmatch(version):

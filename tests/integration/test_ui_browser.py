@@ -43,7 +43,13 @@ def browser(tmp_path):
     assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "make setup installs chromium and chromium-driver"
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1400,1000",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.implicitly_wait(10)
@@ -149,7 +155,7 @@ def test_a_release_from_the_form_says_what_it_is_and_ends_showing_what_is_live(a
     browser.execute_script("arguments[0].scrollIntoView(); arguments[0].click();", trigger_button(browser))
 
     # The run is named by what it does, and its header says it.
-    run_url = re.compile(rf"/dags/{RELEASE}/runs/(release__{re.escape(version)}__sandbox__\d{{8}}T\d{{6}})$")
+    run_url = re.compile(rf"/dags/{RELEASE}/runs/(release__{re.escape(version)}__sandbox__\d{{8}}T\d{{6}}\.\d{{3}})$")
     eventually(lambda: run_url.search(browser.current_url), "the new run's page", timeout=30)
     run_id = run_url.search(browser.current_url)[1]
     sees(browser, f"Release {version} to sandbox: ai-discovery, face-analysis, recommendation, api-gateway, analytics,")

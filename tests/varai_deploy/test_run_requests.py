@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from varai_deploy.run_requests import RunRequests, in_words, name_request, run_id_for
 
-NOW = datetime(2026, 12, 2, 15, 30, 12, tzinfo=UTC)
+NOW = datetime(2026, 12, 2, 15, 30, 12, 345678, tzinfo=UTC)
 
 
 def server_refusal(dag_id: str, **conf) -> str:
@@ -52,7 +52,7 @@ def client() -> TestClient:
 
 def test_a_release_without_an_id_is_named_by_its_version_environment_and_time():
     body = name_request("ai_discovery_release", {"conf": {"version": "v1.4.2", "environment": "staging"}}, NOW)
-    assert body["dag_run_id"] == "release__v1.4.2__staging__20261202T153012"
+    assert body["dag_run_id"] == "release__v1.4.2__staging__20261202T153012.345"
     assert body["note"] == "Release v1.4.2 to staging: all services, widgets to all marketplaces"
 
 
@@ -73,7 +73,7 @@ def test_the_note_says_which_services_and_marketplaces():
 def test_a_rollback_is_named_by_its_target_and_noted_with_its_reason():
     conf = {"environment": "sandbox", "reason": "error rate  after\nv1.4.2", "services": ["analytics"]}
     body = name_request("ai_discovery_rollback", {"conf": conf}, NOW)
-    assert body["dag_run_id"] == "rollback__previous__sandbox__20261202T153012"
+    assert body["dag_run_id"] == "rollback__previous__sandbox__20261202T153012.345"
     assert body["note"] == "Rollback of sandbox to previous: analytics. Reason: error rate after v1.4.2"
 
 
