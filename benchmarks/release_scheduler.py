@@ -124,6 +124,14 @@ def main() -> None:
     print("  longest tasks:")
     for start, end, name in sorted(done, key=lambda d: d[0] - d[1])[:5]:
         print(f"    {(end - start).total_seconds():6.1f} s  {name}")
+    print("  timeline (s from the run's start: queued, started, ended; the queue wait is the executor's):")
+    t0 = when(run["start_date"])
+    for (task, index), ti in sorted(tis.items(), key=lambda item: item[1].get("start_date") or "~"):
+        if ti.get("start_date") and ti.get("end_date"):
+            queued = (when(ti["queued_when"]) - t0).total_seconds() if ti.get("queued_when") else float("nan")
+            started, ended = ((when(ti[k]) - t0).total_seconds() for k in ("start_date", "end_date"))
+            label = f"{task}[{ti.get('rendered_map_index') or index}]" if index >= 0 else task
+            print(f"    {queued:6.1f} {started:6.1f} {ended:6.1f}  {label}")
     print(f"  Airflow's log: {SCRATCH / 'airflow.log'}")
 
 
