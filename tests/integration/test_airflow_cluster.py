@@ -42,6 +42,13 @@ def assert_succeeded(cluster, run_id: str, timeout: float = 300) -> dict[tuple[s
     return cluster.task_instances(DAG, run_id)
 
 
+@pytest.fixture(autouse=True)
+def no_release_in_flight(airflow_cluster) -> None:
+    """Nothing left running by a test that failed before its run ended: each test starts free."""
+    if ended := airflow_cluster.end_unfinished_runs(DAG):
+        print(f"marked failed, left running by an earlier test: {ended}")
+
+
 @pytest.fixture(scope="module")
 def live_platform(airflow_cluster):
     """Every service live (a one-service release's post_deploy checks all five through the gateway)."""

@@ -71,6 +71,13 @@ def cluster(stack, sandbox, environments, tmp_path_factory):
         cluster.stop()
 
 
+@pytest.fixture(autouse=True)
+def no_release_in_flight(cluster) -> None:
+    """Nothing left running by a test that failed before its run ended: each test starts free."""
+    if ended := cluster.end_unfinished_runs(RELEASE):
+        print(f"marked failed, left running by an earlier test: {ended}")
+
+
 def trigger(api: AirflowApi, version: str, services: list[str]) -> str:
     conf = {"version": version, "services": services, "marketplaces": [], "environment": "sandbox"}
     status, run = api.trigger(RELEASE, conf)

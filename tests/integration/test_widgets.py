@@ -1,10 +1,11 @@
 """Phase 4 through real Airflow: the widget published to all four marketplaces on the sandbox's real servers.
 
-Runs after the release and rollback tests on the same sandbox (a session fixture); each test starts
-from what the previous one left. Its versions (v9.0.x) are above every other module's, so `latest`
-moves to them whatever those published before (`latest` only moves forward). Every check reads
-what a merchant would get: the CDN over HTTP,
-the npm registry's packument, an anonymous SVN read, the Composer repository's packages.json.
+The sandbox is the session's, shared with the other modules. Before this module's first test, one
+release of v9.0.0 to every marketplace (``full_release``, what it published recorded right then);
+every test then sets up what else it needs, so they pass in any order. The versions (v9.0.x) are
+above every other module's, so `latest` moves to them whatever those published before (`latest`
+only moves forward). Every check reads what a merchant would get: the CDN over HTTP, the npm
+registry's packument, an anonymous SVN read, the Composer repository's packages.json.
 """
 
 from __future__ import annotations
@@ -52,14 +53,13 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+VERSIONED = [f"/widgets/html/{PLAIN}/js/varai-widget.min.js", f"/widgets/shopify/{PLAIN}/widget.js"]
+LATEST = "/widgets/html/latest/js/varai-widget.min.js"
+
+
 def cdn_state(endpoints) -> dict[str, tuple[int, str]]:
     cdn = endpoints["cdn"]
-    paths = [
-        f"/widgets/html/{PLAIN}/js/varai-widget.min.js",
-        "/widgets/html/latest/js/varai-widget.min.js",
-        f"/widgets/shopify/{PLAIN}/widget.js",
-    ]
-    return {path: (lambda r: (r[0], sha256(r[1])))(fetch(cdn + path)) for path in paths}
+    return {path: (lambda r: (r[0], sha256(r[1])))(fetch(cdn + path)) for path in [*VERSIONED, LATEST]}
 
 
 def npm_state(endpoints) -> dict:
@@ -86,27 +86,41 @@ def rows(run) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def test_a_full_release_publishes_every_marketplace_and_verifies_it(stack, sandbox, endpoints, manifest):
+@pytest.fixture(scope="module", autouse=True)
+def full_release(stack, sandbox, endpoints) -> dict:
+    """v9.0.0 to every marketplace, first in this module, and what merchants got right after it."""
     run = release(stack, VERSION, marketplaces=ALL)
+    trunk_readme = subprocess.run(
+        ["svn", "cat", "--non-interactive", f"{endpoints['svn']}/varai-ai-discovery/trunk/readme.txt"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return {
+        "run": run,
+        "serving": gateway_versions(),
+        "cdn": cdn_state(endpoints),
+        "versioned_headers": fetch(endpoints["cdn"] + VERSIONED[0])[2],
+        "npm": npm_state(endpoints) if run.succeeded else None,
+        "svn_widget": svn_tag_file(endpoints, "assets/js/varai-widget.min.js") if run.succeeded else None,
+        "trunk_readme": trunk_readme,
+    }
+
+
+def test_a_full_release_publishes_every_marketplace_and_verifies_it(full_release, manifest):
+    run = full_release["run"]
     assert run.succeeded, run.errors or run.log[-3000:]
-    assert gateway_versions() == {name: (200, VERSION, gateway_versions()[name][2]) for name in SERVICE_NAMES}
+    serving = full_release["serving"]
+    assert serving == {name: (200, VERSION, serving[name][2]) for name in SERVICE_NAMES}
     published = rows(run)
     assert sorted(published) == sorted(ALL), published
     assert all(outcome == "published" for pairs in published.values() for _, outcome in pairs), published
     # Merchants get the same bytes everywhere: the CDN (versioned and latest), npm, SVN.
-    assert set(cdn_state(endpoints).values()) == {(200, manifest.widget_sha256)}
-    versioned = fetch(endpoints["cdn"] + f"/widgets/html/{PLAIN}/js/varai-widget.min.js")[2]
-    assert "immutable" in versioned["Cache-Control"]
-    npm = npm_state(endpoints)
-    assert npm["dist-tags"]["latest"] == PLAIN
-    assert sha256(svn_tag_file(endpoints, "assets/js/varai-widget.min.js")) == manifest.widget_sha256
-    readme = subprocess.run(
-        ["svn", "cat", "--non-interactive", f"{endpoints['svn']}/varai-ai-discovery/trunk/readme.txt"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert f"Stable tag: {PLAIN}" in readme
+    assert set(full_release["cdn"].values()) == {(200, manifest.widget_sha256)}
+    assert "immutable" in full_release["versioned_headers"]["Cache-Control"]
+    assert full_release["npm"]["dist-tags"]["latest"] == PLAIN
+    assert sha256(full_release["svn_widget"]) == manifest.widget_sha256
+    assert f"Stable tag: {PLAIN}" in full_release["trunk_readme"]
     # The verify tasks ran the consumer-side checks (npm pack, svn export, composer require).
     assert run.log.count("verified:") >= 4
 
@@ -135,7 +149,7 @@ def test_different_bytes_under_a_published_version_are_refused_and_nothing_is_ov
     assert "already published" in run.log
     after = (cdn_state(endpoints), npm_state(endpoints), svn_tag_file(endpoints, "assets/js/varai-widget.min.js"))
     assert after == before
-    assert set(after[0].values()) == {(200, manifest.widget_sha256)}
+    assert {after[0][path] for path in VERSIONED} == {(200, manifest.widget_sha256)}
 
 
 def test_a_refused_token_fails_only_its_marketplace(stack, sandbox, endpoints):
@@ -158,8 +172,9 @@ def test_a_refused_token_fails_only_its_marketplace(stack, sandbox, endpoints):
 
 def test_a_missing_credential_fails_before_anything_changes(stack, sandbox, endpoints):
     no_token = json.dumps({"conn_type": "http", "host": "127.0.0.1"})
+    before = gateway_versions()
     run = release(stack, "v9.0.2", marketplaces=ALL, env={"AIRFLOW_CONN_VARAI_SHOPIFY": no_token})
     assert not run.succeeded
     assert "'varai_shopify' (shopify) has no password" in " ".join(run.errors)
-    assert {v for _, v, _ in gateway_versions().values()} == {"v9.0.1"}
-    assert fetch(endpoints["cdn"] + "/widgets/html/2.0.2/js/varai-widget.min.js")[0] == 404
+    assert gateway_versions() == before
+    assert fetch(endpoints["cdn"] + "/widgets/html/9.0.2/js/varai-widget.min.js")[0] == 404

@@ -276,6 +276,19 @@ class AirflowApi:
             time.sleep(2)
         return state
 
+    def end_unfinished_runs(self, dag_id: str) -> list[str]:
+        """Mark every queued or running run of ``dag_id`` failed (what an operator does with a run left
+        behind): the ids. A test that failed half-way then leaves the next one a free environment
+        (the lock of a run no longer running is taken over), not a cascade of "busy" failures."""
+        ended = []
+        for state in RUN_UNFINISHED:
+            runs = self._get(f"/api/v2/dags/{_quote(dag_id)}/dagRuns?state={state}&limit=100")["dag_runs"]
+            for run in runs:
+                status, body = self.mark_run(dag_id, run["dag_run_id"], "failed")
+                assert status == 200, f"mark {run['dag_run_id']} failed: {status} {body}"
+                ended.append(run["dag_run_id"])
+        return ended
+
     def mark_run(self, dag_id: str, run_id: str, state: str) -> tuple[int, dict]:
         """``PATCH`` the run's state (``success``, ``failed`` or ``queued``), as the UI's Mark as does."""
         return self.call("PATCH", self._run_path(dag_id, run_id), {"state": state})
@@ -334,11 +347,17 @@ class AirflowApi:
         poll: float = 0.2,
     ) -> dict:
         """Until the TI is in one of ``states``: the TI. Fails early when it reached another state it
-        cannot leave by itself (success, failed, skipped, upstream_failed, removed)."""
+        cannot leave by itself (success, failed, skipped, upstream_failed, removed). A poll the API
+        server was too busy to answer in time (a cluster just started, a loaded machine) is polled
+        again, within ``timeout``."""
         wanted = {states} if isinstance(states, str) else set(states)
         deadline = time.monotonic() + timeout
         while True:
-            ti = self.task_instance(dag_id, run_id, task_id, map_index)
+            try:
+                ti = self.task_instance(dag_id, run_id, task_id, map_index)
+            except TimeoutError:
+                assert time.monotonic() < deadline, f"the API server stopped answering about {dag_id} {run_id}"
+                continue
             state = ti["state"] if ti else None
             if state in wanted:
                 return ti

@@ -49,7 +49,9 @@ class MagentoStack:
         return self.settings.home / "marketplace"
 
     def marketplace_state(self) -> dict[str, Any]:
-        return json.loads((self.marketplace_dir / "state.json").read_text())
+        """What the Marketplace fake holds (nothing before its first upload, as the fake starts)."""
+        state = self.marketplace_dir / "state.json"
+        return json.loads(state.read_text()) if state.exists() else {"uploads": {}, "packages": {}}
 
 
 @contextmanager
