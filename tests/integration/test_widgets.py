@@ -130,7 +130,8 @@ def test_publishing_the_same_version_again_changes_nothing(stack, sandbox, endpo
     run = release(stack, VERSION, marketplaces=ALL)
     assert run.succeeded, run.errors or run.log[-3000:]
     outcomes = {outcome for pairs in rows(run).values() for _, outcome in pairs}
-    assert outcomes == {"unchanged"}, rows(run)
+    # "skipped": a `latest` alias a newer version (another test's v9.0.1) holds is left alone.
+    assert "unchanged" in outcomes and outcomes <= {"unchanged", "skipped"}, rows(run)
     assert (cdn_state(endpoints), npm_state(endpoints)) == before
 
 
