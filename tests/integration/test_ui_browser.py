@@ -35,8 +35,8 @@ def airflow(stack, sandbox) -> Iterator[str]:
 
 
 @pytest.fixture
-def browser(tmp_path):
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never fetch a driver: Debian's is given
+def browser(tmp_path, monkeypatch):
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never fetch a driver: Debian's is given
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
