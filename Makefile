@@ -112,10 +112,16 @@ demo: setup
 		--log $(STAMP)/demo-$(VERSION).log
 	@$(SANDBOX) status
 
+# The unit tests, then the integration modules on TEST_WORKERS pytest-xdist workers, a module to a
+# worker, each worker with a sandbox and Airflow of its own (ports: tests/support/stack.py). A release
+# mostly waits (health streaks, analysis windows), so two fit this 2-core machine; TEST_WORKERS=0
+# runs them in one process, as `pytest -m integration` does.
+TEST_WORKERS ?= 2
 test: setup
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check --quiet .
-	@$(VENV)/bin/pytest
+	@$(VENV)/bin/pytest -m "not integration"
+	@$(VENV)/bin/pytest -m integration -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)/venv
 	@$(VENV)/bin/ruff check .

@@ -41,10 +41,16 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 30) 
 @contextlib.contextmanager
 def running(airflow_home: Path, port: int, env: dict[str, str] | None = None) -> Iterator[str]:
     """``make airflow`` on ``port`` for the ``with`` block, healthy; yields the admin's password."""
-    from tests.support.airflow_cluster import admin_password, wait_until_healthy
+    from tests.support.airflow_cluster import admin_password, free_port, wait_until_healthy
 
     log = airflow_home / f"make-airflow-{port}.log"
-    proc = start({**os.environ, "AIRFLOW__API__PORT": str(port), **(env or {})}, log)
+    # Log servers on ports of their own, not 8793/8794: another test worker's Airflow may hold those.
+    ports = {
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+    }
+    proc = start({**os.environ, **ports, **(env or {})}, log)
     try:
 
         def alive() -> None:

@@ -10,8 +10,11 @@ from varai_deploy.release_cli import ReleaseRun, run_release
 from varai_deploy.services import SERVICES
 
 #: The integration stack's sandbox ports, apart from the demo's 18080/18100 (services from gateway + 20,
-#: stand-ins from gateway - 20). VARAI_TEST_GATEWAY_PORT moves a second checkout's run out of the way.
-GATEWAY_PORT = int(os.environ.get("VARAI_TEST_GATEWAY_PORT", "19080"))
+#: stand-ins from gateway - 20). VARAI_TEST_GATEWAY_PORT moves a second checkout's run out of the way;
+#: each pytest-xdist worker (gw0, gw1, ...: ``make test`` runs the integration modules on two) has a
+#: sandbox of its own, 600 ports further per worker (gw1: 19680, between the unit tests' and 19880).
+WORKER_INDEX = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+GATEWAY_PORT = int(os.environ.get("VARAI_TEST_GATEWAY_PORT", "19080")) + 600 * WORKER_INDEX
 PORT_BASE = GATEWAY_PORT + 20
 
 
