@@ -137,7 +137,11 @@ def rollback_runs(token: str) -> int:
     return call("GET", "/api/v2/dags/ai_discovery_rollback/dagRuns", token)[1].get("total_entries", 0)
 
 
-@pytest.mark.parametrize("auth", [None, "Bearer wrong-token", f"Basic {WEBHOOK_TOKEN}", "Bearer "])
+@pytest.mark.parametrize(
+    "auth",
+    [None, "Bearer wrong-token", f"Basic {WEBHOOK_TOKEN}", "Bearer "],
+    ids=["no-header", "wrong-token", "right-token-as-basic", "empty-bearer"],  # the same on every xdist worker
+)
 def test_the_alert_webhook_refuses_a_bad_token_and_starts_nothing(airflow_api, auth):
     before = rollback_runs(airflow_api)
     status, body = call("POST", "/varai/alerts", body=ALERT, auth=auth or "")
