@@ -48,7 +48,8 @@ class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
 
         # A rejection or a timeout fails for good (AirflowFailException). The one retry is for Airflow 3.3
         # failing a task it resumed within a second or so of parking it (a stale executor event, as
-        # apache/airflow#72716 for deferrals); the answer is lost with it, so the retry asks again.
+        # apache/airflow#72716 for deferrals): the retry keeps the answer the ledger recorded (approved
+        # or not, told nobody again), and asks again only when the failed try had none.
         kwargs.setdefault("retries", 1)
         # The DAG's params come in merged by Airflow; the approval form adds its own field.
         form = ParamsDict(params or {})
@@ -76,6 +77,8 @@ class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
             return {"approved": True, "required": False}
         actor = Actor.from_context(context)
         self.ledger.check_holds(actor)
+        if earlier := self._answered_before(actor):
+            return self._settled(earlier)
         approvers = self._approvers(context)
         services = _listed(self.services)
         deadline = datetime.now(UTC) + timedelta(minutes=env.approval.timeout_minutes)
@@ -108,6 +111,27 @@ class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
         )
         self._notify(context, event)
         return super().execute(context)
+
+    def _answered_before(self, actor) -> dict[str, Any] | None:
+        """This run's answer for this version, if an earlier try of this task got one (the ledger's)."""
+        answered = [
+            entry["detail"]
+            for entry in self.ledger.run_audit(actor.run_id, (ANSWERED,))
+            if entry["version"] == self.version
+        ]
+        return answered[-1] if answered else None
+
+    def _settled(self, earlier: dict[str, Any]) -> dict[str, Any]:
+        """A retry (Airflow 3.3 can fail a task it resumed, see __init__) never asks again, nor tells
+        anyone again: the answer the ledger holds stands, approved or not."""
+        answer, by, at = earlier.get("answer"), earlier.get("by") or "", earlier.get("at") or ""
+        if answer != "approved":
+            raise AirflowFailException(
+                f"release {self.version} {answer}{f' by {by}' if by else ''} at {at}: {earlier.get('why')} "
+                "(answered in an earlier try of this task; not asked again)"
+            )
+        self.log.info("Approved by %s at %s in an earlier try of this task; not asked again", by, at)
+        return {"approved": True, "required": True, "by": by, "at": at, "comment": earlier.get("why") or ""}
 
     def _approvers(self, context) -> list[str]:
         trigger_user = getattr(context["dag_run"], "triggering_user_name", None)
