@@ -24,6 +24,10 @@ PLATFORMS: tuple[str, ...] = ("local", "cloudrun")
 # Valid in both Python and ECMA regex (JSON schema); "(?!\n)$" stops Python's "$" accepting "v1.0.0\n".
 VERSION_PATTERN = r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(?!\n)$"
 _VERSION_RE = re.compile(VERSION_PATTERN)
+#: A revision's version: a release tag, or one rebuilt without a code change (a security update of
+#: the base image), which semver marks with build metadata: v1.4.2+sec.20261206.
+REVISION_VERSION_PATTERN = VERSION_PATTERN.removesuffix("(?!\\n)$") + r"(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(?!\n)$"
+_REVISION_VERSION_RE = re.compile(REVISION_VERSION_PATTERN)
 
 
 class ConfigError(ValueError):
@@ -34,6 +38,21 @@ def check_version(version: Any) -> str:
     if not isinstance(version, str) or not _VERSION_RE.fullmatch(version):
         raise ConfigError(f"version {version!r} is not a release tag: use a semver tag such as v1.4.2 or v1.5.0-rc.1")
     return version
+
+
+def check_revision_version(version: Any) -> str:
+    """A release tag, optionally with the build metadata of a rebuild (``v1.4.2+sec.20261206``)."""
+    if not isinstance(version, str) or not _REVISION_VERSION_RE.fullmatch(version):
+        raise ConfigError(
+            f"version {version!r} is not a revision's version: a semver tag such as v1.4.2, "
+            "optionally with build metadata such as v1.4.2+sec.20261206"
+        )
+    return version
+
+
+def release_of(version: str) -> str:
+    """The release tag a revision was built from: its version without build metadata."""
+    return version.split("+", 1)[0]
 
 
 def check_environment(environment: Any) -> str:
@@ -181,6 +200,73 @@ class ApprovalPolicy:
             raise ConfigError(f"approval.evidence_from {self.evidence_from!r} is not an environment")
 
 
+#: The maintenance window's steps, in the order they run.
+MAINTENANCE_STEPS: tuple[str, ...] = ("backup", "security_updates", "database")
+_PATCH_LABEL_RE = re.compile(r"[a-z][a-z0-9-]{0,15}")
+
+
+@dataclass(frozen=True)
+class MaintenancePolicy:
+    """The guide's monthly window (first Sunday, 02:00-04:00 UTC, announced 48 h before) and what
+    runs in it; one definition, from which both maintenance DAGs are scheduled.
+
+    ``rule`` is "<first|second|third|fourth|last> <weekday>" of every month, ``start`` "HH:MM" UTC.
+    Each step starts only if its budget fits before the window closes, so the budgets are upper
+    bounds: security updates at least a candidate's health timeout, the analysis deadline and the
+    bake time. ``databases`` are connection roles (``connections.<role>``) of PostgreSQL databases.
+    Emergency maintenance is approved by ``emergency_approvers`` only (the CTO).
+    """
+
+    rule: str = "first sunday"
+    start: str = "02:00"
+    length_minutes: float = 120.0
+    notice_hours: float = 48.0
+    #: A release or rollback still running at the window's start is waited for this long.
+    wait_for_operation_minutes: float = 30.0
+    budgets_minutes: dict[str, float] = field(default_factory=dict)
+    databases: tuple[str, ...] = ()
+    reindex_bloat_ratio: float = 0.3
+    #: Build metadata of a security update's revisions: v1.4.2 patched on 2026-12-06 is v1.4.2+sec.20261206.
+    patch_label: str = "sec"
+    emergency_approvers: tuple[str, ...] = ()
+    emergency_timeout_minutes: float = 30.0
+
+    def __post_init__(self) -> None:
+        from varai_deploy.maintenance.window import WindowRule
+
+        WindowRule.parse(self.rule, self.start, self.length_minutes, self.notice_hours)  # raises ConfigError
+        unknown = [s for s in self.budgets_minutes if s not in MAINTENANCE_STEPS]
+        if unknown:
+            raise ConfigError(
+                f"maintenance.budgets_minutes: unknown step {unknown[0]!r}: use {', '.join(MAINTENANCE_STEPS)}"
+            )
+        missing = [s for s in MAINTENANCE_STEPS if s not in self.budgets_minutes]
+        if missing:
+            raise ConfigError(
+                f"maintenance.budgets_minutes must give every step a budget; missing: {', '.join(missing)}"
+            )
+        if any(not isinstance(v, int | float) or v <= 0 for v in self.budgets_minutes.values()):
+            raise ConfigError("maintenance.budgets_minutes must be positive numbers of minutes")
+        if sum(self.budgets_minutes.values()) > self.length_minutes:
+            raise ConfigError(
+                f"maintenance.budgets_minutes add up to {sum(self.budgets_minutes.values()):g} min, more than the "
+                f"{self.length_minutes:g} min window: a full window could never fit"
+            )
+        if self.wait_for_operation_minutes < 0 or not 0 < self.reindex_bloat_ratio < 1:
+            raise ConfigError("maintenance.wait_for_operation_minutes must be >= 0, reindex_bloat_ratio in (0, 1)")
+        if not _PATCH_LABEL_RE.fullmatch(self.patch_label):
+            raise ConfigError("maintenance.patch_label must be a short lower-case word, e.g. sec")
+        bad = [a for a in self.emergency_approvers if not isinstance(a, str) or not _USER_RE.fullmatch(a)]
+        if bad:
+            raise ConfigError(f"maintenance.emergency_approvers: {bad[0]!r} is not an Airflow user name")
+        if self.emergency_timeout_minutes <= 0:
+            raise ConfigError("maintenance.emergency_timeout_minutes must be positive")
+
+    def budget(self, step: str) -> float:
+        """A step's budget in seconds."""
+        return float(self.budgets_minutes[step]) * 60
+
+
 _OUTPUT_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 #: Where the sandbox keeps its files unless VARAI_SANDBOX_HOME or ``sandbox.home`` say otherwise
 #: (the same rule as varai_deploy.sandbox.settings, which production code must not import).
@@ -232,6 +318,8 @@ class EnvironmentConfig:
     #: How long a widget's verify task waits for the CDN to serve the published bytes; at least the
     #: ``latest`` alias's cache lifetime where a caching CDN sits in front of the bucket.
     cdn_check_timeout_seconds: float = 120.0
+    #: None: this environment has no maintenance window (the maintenance DAGs refuse it).
+    maintenance: MaintenancePolicy | None = None
 
     @property
     def gateway_conn_id(self) -> str:
@@ -307,6 +395,30 @@ def _approval(raw: dict, name: str, path: Path) -> tuple[bool, ApprovalPolicy]:
     if required and not policy.approvers:
         raise ConfigError(f"{path}: requires_approval is true, so approval.approvers must name who may approve")
     return required, policy
+
+
+def _maintenance(raw: dict, connections: dict, release: ReleasePolicy, analysis: AnalysisPolicy, path: Path):
+    """``maintenance:``, whose budget for security updates holds a whole blue-green update."""
+    if "maintenance" not in raw:
+        return None
+    section = dict(_section(raw, "maintenance", path))
+    section["budgets_minutes"] = dict(section.get("budgets_minutes") or {})
+    for key in ("databases", "emergency_approvers"):
+        section[key] = tuple(section.get(key) or ())
+    try:
+        policy = _build(MaintenancePolicy, section, f"{path}: maintenance")
+    except ConfigError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from exc
+    missing = [role for role in policy.databases if role not in connections]
+    if missing:
+        raise ConfigError(f"{path}: maintenance.databases names {missing[0]!r}, which needs connections.{missing[0]}")
+    update = release.health_timeout_seconds + analysis.deadline_seconds + release.bake_seconds
+    if policy.budget("security_updates") < update:
+        raise ConfigError(
+            f"{path}: maintenance.budgets_minutes.security_updates ({policy.budgets_minutes['security_updates']:g} "
+            f"min) is shorter than one update can take (health timeout + analysis deadline + bake = {update:g} s)"
+        )
+    return policy
 
 
 def _repo_path(value: Any) -> Path:
@@ -392,6 +504,8 @@ def load_environment(name: str, directory: Path | None = None) -> EnvironmentCon
     marketplaces = _marketplaces(widgets, connections, path)
     requires_approval, approval = _approval(raw, name, path)
     notifications = _notifications(raw, connections, path)
+    release = _build(ReleasePolicy, _section(raw, "release", path), f"{path}: release")
+    analysis = _build(AnalysisPolicy, _section(raw, "analysis", path), f"{path}: analysis")
     cdn_check_timeout = widgets.get("cdn_check_timeout_seconds", 120)
     if not isinstance(cdn_check_timeout, int | float) or cdn_check_timeout <= 0:
         raise ConfigError(f"{path}: widgets.cdn_check_timeout_seconds must be a positive number of seconds")
@@ -403,8 +517,9 @@ def load_environment(name: str, directory: Path | None = None) -> EnvironmentCon
         services=services,
         connections={str(k): str(v) for k, v in connections.items()},
         terraform=tf_config,
-        release=_build(ReleasePolicy, _section(raw, "release", path), f"{path}: release"),
-        analysis=_build(AnalysisPolicy, _section(raw, "analysis", path), f"{path}: analysis"),
+        release=release,
+        analysis=analysis,
+        maintenance=_maintenance(raw, connections, release, analysis, path),
         prerequisites={str(k): str(v) for k, v in _section(raw, "prerequisites", path).items()},
         gcp={str(k): str(v) for k, v in _section(raw, "gcp", path).items()},
         requires_approval=requires_approval,

@@ -21,7 +21,7 @@ def check_service(service: str) -> str:
 
 def check_version(version: str) -> str:
     try:
-        return config.check_version(version)
+        return config.check_revision_version(version)
     except config.ConfigError as exc:
         raise SandboxError(str(exc)) from exc
 
