@@ -1,8 +1,9 @@
-"""``python -m varai_deploy.sandbox up|down|status|fault|traffic|notifications``: the sandbox for humans and scripts.
+"""``python -m varai_deploy.sandbox up|down|status|fault|traffic|notifications|statuspage``: the sandbox for
+humans and scripts.
 
 ``status --json`` and ``traffic report --json`` print exactly one JSON object, ``notifications
---json`` one JSON array (scripts and tests parse them); everything else is for people. Refusals
-print ``error: ...`` and exit 1, never a traceback.
+--json`` and ``statuspage --json`` one JSON array (scripts and tests parse them); everything else is for
+people. Refusals print ``error: ...`` and exit 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -87,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     fail.add_argument("--count", type=int, help="how many (default: every one until clear-faults)")
     clear = notes_sub.add_parser("clear-faults", help="deliver notifications normally again")
     clear.add_argument("--channel", choices=CHANNELS, dest="fault_channel", help="only this channel (default: both)")
+    page = sub.add_parser("statuspage", help="the incidents and maintenances on the status page stand-in; its fault")
+    page.add_argument(
+        "--json", action="store_true", help="print one JSON array of the incidents only (newest first, as the API)"
+    )
+    page_sub = page.add_subparsers(dest="statuspage_command")
+    page_fail = page_sub.add_parser("fail", help="make the next valid API requests fail")
+    page_fail.add_argument("--status", type=int, default=500, help="the HTTP status they get (400-599, default 500)")
+    page_fail.add_argument("--count", type=int, help="how many (default: every one until clear-faults)")
+    page_sub.add_parser("clear-faults", help="answer API requests normally again")
     return parser
 
 
@@ -136,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_traffic(sandbox, args)
         elif args.command == "notifications":
             return run_notifications(sandbox, args)
+        elif args.command == "statuspage":
+            return run_statuspage(sandbox, args)
     except SandboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -202,6 +214,43 @@ def run_notifications(sandbox: Any, args: argparse.Namespace) -> int:
             for record in records:
                 print(_notification_line(record))
     return 0
+
+
+def run_statuspage(sandbox: Any, args: argparse.Namespace) -> int:
+    from varai_deploy.sandbox import statuspage
+
+    if args.statuspage_command == "fail":
+        fault = statuspage.fail(sandbox.settings, args.status, args.count)["fault"]
+        which = "every valid API request" if fault["remaining"] is None else f"the next {fault['remaining']}"
+        until = " until `statuspage clear-faults`" if fault["remaining"] is None else ""
+        print(f"statuspage: {which} gets {fault['status']}{until}")
+    elif args.statuspage_command == "clear-faults":
+        had = statuspage.clear_fault(sandbox.settings)
+        print("statuspage: fault cleared" if had else "statuspage: no fault was set")
+    elif args.json:
+        print(json.dumps(statuspage.incidents(sandbox.settings), indent=2))
+    else:
+        found = statuspage.incidents(sandbox.settings)
+        if not found:
+            print("no incidents or maintenances on the status page")
+        for incident in found:
+            for line in _incident_lines(incident, statuspage.history(incident)):
+                print(line)
+    return 0
+
+
+def _incident_lines(incident: dict[str, Any], history: list[tuple[str, str, str]]) -> list[str]:
+    """A header (id, kind, status, impact, name; the window of a maintenance), then each update, oldest first."""
+    kind = "maintenance" if incident.get("scheduled_for") else "incident"
+    lines = [f"{incident['id']}  {kind:<11}  {incident['status']:<13}  {incident.get('impact')}  {incident['name']}"]
+    if incident.get("scheduled_for"):
+        lines.append(f"    window {incident['scheduled_for']} .. {incident['scheduled_until']}")
+    for created_at, status, body in history:
+        first = (body.strip().splitlines() or [""])[0]
+        if len(first) > 100:
+            first = first[:99] + "…"
+        lines.append(f"    {created_at}  {status:<13}  {first}")
+    return lines
 
 
 def _notification_line(record: dict[str, Any]) -> str:

@@ -1,5 +1,5 @@
-"""The sandbox's stand-in servers (storage, CDN, npm, SVN, Marketplace, Shopify, PostgreSQL, and the
-notification stand-ins Slack and the email endpoint), one shape each.
+"""The sandbox's stand-in servers (storage, CDN, npm, SVN, Marketplace, Shopify, PostgreSQL, the
+notification stand-ins Slack and the email endpoint, and the status page), one shape each.
 
 Each is a local server the control plane starts on ``up``, stops on ``down`` and lists under
 ``endpoints`` in ``status``; each module describes itself with a :class:`Component`, so adding one
@@ -32,6 +32,7 @@ COMPONENT_MODULES: dict[str, str] = {
     "postgres": "varai_deploy.sandbox.postgres",
     "slack": "varai_deploy.sandbox.slack",
     "email": "varai_deploy.sandbox.email_endpoint",
+    "statuspage": "varai_deploy.sandbox.statuspage",
 }
 COMPONENT_NAMES = tuple(COMPONENT_MODULES)
 #: Ports: ``component_port_base + offset``; the base defaults to the gateway port minus this.

@@ -97,8 +97,9 @@ def test_stand_ins_listen_below_the_gateway_in_registry_order() -> None:
         "postgres",
         "slack",
         "email",
+        "statuspage",
     )
-    assert [s.component_port(name) for name in s.components] == list(range(18060, 18069))
+    assert [s.component_port(name) for name in s.components] == list(range(18060, 18070))
     assert s.component_url("cdn") == "http://127.0.0.1:18061"
 
 
