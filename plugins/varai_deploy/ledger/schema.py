@@ -19,6 +19,8 @@ CREATE TABLE IF NOT EXISTS environment_lock (
     operation    text NOT NULL,
     acquired_at  timestamptz NOT NULL DEFAULT now()
 );
+-- When the holder means to let go (a maintenance window's end); NULL: when it is done.
+ALTER TABLE environment_lock ADD COLUMN IF NOT EXISTS until timestamptz;
 
 CREATE TABLE IF NOT EXISTS revision (
     environment  text NOT NULL,

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from varai_deploy.ledger.schema import DDL, SCHEMA_LOCK_KEY, VERDICTS
@@ -41,12 +41,16 @@ class Holder:
     run_id: str
     operation: str
     acquired_at: datetime
+    until: datetime | None = None
 
     def describe(self) -> str:
-        return (
+        text = (
             f"{self.environment} is busy: {self.operation} run {self.run_id!r} of {self.dag_id} "
             f"holds it since {self.acquired_at:%Y-%m-%d %H:%M:%S %Z}"
         )
+        if self.until is not None:
+            text += f", until {self.until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+        return text
 
 
 @dataclass(frozen=True)
@@ -148,17 +152,24 @@ class Ledger:
         )
 
     # -- the environment lock ----------------------------------------------------------------
-    def acquire(self, actor: Actor, operation: str, is_running: Callable[[str, str], bool]) -> Holder:
+    def acquire(
+        self,
+        actor: Actor,
+        operation: str,
+        is_running: Callable[[str, str], bool],
+        until: datetime | None = None,
+    ) -> Holder:
         """Take the environment for ``actor``'s run; refuses at once when another live run holds it.
 
         Re-entrant for the same run (a retried task). A holder whose run is no longer running
         (it crashed or was marked failed before it could let go) is replaced, and that is audited.
+        ``until`` is when the holder means to let go, which a refusal names (a maintenance window).
         """
         with self._transaction() as cur:
             cur.execute(
-                "INSERT INTO environment_lock (environment, dag_id, run_id, operation) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (environment) DO NOTHING",
-                (self.environment, actor.dag_id, actor.run_id, operation),
+                "INSERT INTO environment_lock (environment, dag_id, run_id, operation, until)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (environment) DO NOTHING",
+                (self.environment, actor.dag_id, actor.run_id, operation, until),
             )
             inserted = cur.rowcount > 0
             holder = self._holder(cur, for_update=True)
@@ -170,9 +181,9 @@ class Ledger:
             if is_running(holder.dag_id, holder.run_id):
                 raise LockHeldError(holder.describe() + "; wait for it to finish, then try again")
             cur.execute(
-                "UPDATE environment_lock SET dag_id = %s, run_id = %s, operation = %s, acquired_at = now()"
+                "UPDATE environment_lock SET dag_id = %s, run_id = %s, operation = %s, acquired_at = now(), until = %s"
                 " WHERE environment = %s",
-                (actor.dag_id, actor.run_id, operation, self.environment),
+                (actor.dag_id, actor.run_id, operation, until, self.environment),
             )
             self._audit(
                 cur,
@@ -213,12 +224,13 @@ class Ledger:
     def _holder(self, cur: Any, for_update: bool = False) -> Holder | None:
         if for_update:
             cur.execute(
-                "SELECT dag_id, run_id, operation, acquired_at FROM environment_lock WHERE environment = %s FOR UPDATE",
+                "SELECT dag_id, run_id, operation, acquired_at, until FROM environment_lock"
+                " WHERE environment = %s FOR UPDATE",
                 (self.environment,),
             )
         else:
             cur.execute(
-                "SELECT dag_id, run_id, operation, acquired_at FROM environment_lock WHERE environment = %s",
+                "SELECT dag_id, run_id, operation, acquired_at, until FROM environment_lock WHERE environment = %s",
                 (self.environment,),
             )
         row = cur.fetchone()

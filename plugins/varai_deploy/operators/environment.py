@@ -45,20 +45,45 @@ def _service_list(services: Any) -> list[str]:
 
 
 class LockEnvironmentOperator(EnvironmentOperator):
-    """Takes the environment for this run; refused at once, naming the holder's run, while another
-    release, rollback or maintenance of the same environment is under way. A release says it started
-    (or was refused) through the environment's notifications."""
+    """Takes the environment for this run; refused at once, naming the holder's run (and when it
+    means to let go), while another release, rollback or maintenance of the same environment is
+    under way. A release says it started (or was refused) through the environment's notifications.
 
-    template_fields = ("environment", "version", "services")
+    With ``wait_seconds`` (a maintenance window), a busy environment is asked again every
+    ``poll_seconds`` in a deferred wait, and only then refused (``on_busy="skip"``: the run's steps
+    are skipped, not failed). ``until`` (ISO time) is when this run means to let go.
+    """
 
-    def __init__(self, *, operation: str, services: Any = None, version: str = "", **kwargs):
+    template_fields = ("environment", "version", "services", "until", "wait_seconds")
+
+    def __init__(
+        self,
+        *,
+        operation: str,
+        services: Any = None,
+        version: str = "",
+        until: Any = None,
+        wait_seconds: Any = 0,
+        poll_seconds: float = 10,
+        on_busy: str = "fail",
+        **kwargs,
+    ):
         kwargs.setdefault("retries", 0)
         super().__init__(**kwargs)
         self.operation = operation
         self.services = services
         self.version = version
+        self.until = until
+        self.wait_seconds = wait_seconds
+        self.poll_seconds = poll_seconds
+        self.on_busy = on_busy
 
-    def execute(self, context) -> dict[str, str]:
+    def execute(self, context, event: Any = None, give_up_at: str | None = None) -> dict[str, str]:
+        from datetime import UTC, datetime, timedelta
+
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from varai_deploy.ledger import Actor, LockHeldError
         from varai_deploy.notifiers import notify
         from varai_deploy.notifiers.runs import run_event
@@ -66,17 +91,40 @@ class LockEnvironmentOperator(EnvironmentOperator):
         actor = Actor.from_context(context)
         ti = context["ti"]
         services = _service_list(self.services)
+        until = datetime.fromisoformat(self.until) if isinstance(self.until, str) and self.until else self.until
         try:
-            holder = self.ledger.acquire(actor, self.operation, lambda d, r: _run_is_active(ti, d, r))
+            holder = self.ledger.acquire(actor, self.operation, lambda d, r: _run_is_active(ti, d, r), until)
         except LockHeldError as exc:
+            now = datetime.now(UTC)
+            deadline = (
+                datetime.fromisoformat(give_up_at)
+                if give_up_at
+                else now + timedelta(seconds=float(self.wait_seconds or 0))
+            )
+            if now < deadline:
+                self.log.info("%s; asking again until %s", exc, deadline.isoformat())
+                self.defer(
+                    trigger=DateTimeTrigger(moment=min(now + timedelta(seconds=self.poll_seconds), deadline)),
+                    method_name="execute",
+                    kwargs={"give_up_at": deadline.isoformat()},
+                )
             if self.operation == "release":
                 event = run_event(
                     context, "release_refused", self.environment, str(exc), version=self.version, services=services
                 )
                 notify(self.env_config, event, context)
-            raise AirflowFailException(str(exc)) from exc
+            message = str(exc) + (f" (waited {float(self.wait_seconds):g} s)" if self.wait_seconds else "")
+            if self.on_busy == "skip":
+                ti.xcom_push(key="refused", value=message)  # for the run's report: why nothing ran
+                raise AirflowSkipException(message) from exc
+            raise AirflowFailException(message) from exc
         self.log.info(
-            "%s is ours (%s run %s) since %s", self.environment, self.operation, actor.run_id, holder.acquired_at
+            "%s is ours (%s run %s) since %s%s",
+            self.environment,
+            self.operation,
+            actor.run_id,
+            holder.acquired_at,
+            f", until {holder.until.isoformat()}" if holder.until else "",
         )
         if self.operation == "release":
             message = f"{actor.who or 'someone'} releases {self.version} to {', '.join(services)}."
@@ -86,7 +134,12 @@ class LockEnvironmentOperator(EnvironmentOperator):
                 context, "release_started", self.environment, message, version=self.version, services=services
             )
             self._notify(context, event)
-        return {"environment": self.environment, "run_id": actor.run_id, "since": holder.acquired_at.isoformat()}
+        return {
+            "environment": self.environment,
+            "run_id": actor.run_id,
+            "since": holder.acquired_at.isoformat(),
+            "until": holder.until.isoformat() if holder.until else None,
+        }
 
     def _notify(self, context, event) -> None:
         from varai_deploy.ledger import Actor
@@ -199,6 +252,8 @@ class FinishOperationOperator(EnvironmentOperator):
         from varai_deploy.notifiers import notify
         from varai_deploy.notifiers.outcome import release_outcome, rollback_outcome
 
+        if self.operation not in ("release", "rollback"):
+            return  # a maintenance window reports itself (varai_deploy.maintenance.report)
         services = _service_list(self.services) or list(self.env_config.services)
         try:
             if self.operation == "release":

@@ -154,3 +154,12 @@ def test_an_unreachable_ledger_names_the_connection_and_never_the_password(envir
         Ledger(environment, "varai_ledger_down").holder()
     assert "varai_ledger_down" in str(failed.value)
     assert ledger_conn["password"] not in str(failed.value)
+
+
+def test_a_holder_that_means_to_let_go_at_a_set_time_is_refused_naming_that_time(environment):
+    from datetime import UTC, datetime
+
+    until = datetime(2027, 1, 3, 4, 0, tzinfo=UTC)
+    Ledger(environment).acquire(actor("scheduled__w", "maintenance_window"), "maintenance", always_running, until)
+    with pytest.raises(LockHeldError, match=r"maintenance run 'scheduled__w' .* until 2027-01-03 04:00:00 UTC"):
+        Ledger(environment).acquire(actor("run-9"), "release", always_running)
