@@ -23,11 +23,9 @@ from __future__ import annotations
 
 from airflow.sdk import Param, TaskGroup, dag, task, task_group
 
+from varai_deploy.blue_green_group import blue_green_tasks
 from varai_deploy.config import VERSION_PATTERN
 from varai_deploy.dag_params import (
-    BY_CANDIDATE,
-    BY_SERVICE,
-    BY_SWITCH,
     FAIL_FAST,
     OPERATIONS_DAG,
     default_args,
@@ -35,16 +33,8 @@ from varai_deploy.dag_params import (
     marketplaces_param,
     services_param,
 )
-from varai_deploy.operators.analysis import ReleaseAnalysisOperator
 from varai_deploy.operators.approval import ReleaseApprovalOperator
-from varai_deploy.operators.blue_green import (
-    DeployCandidateOperator,
-    RetireRevisionOperator,
-    SwitchTrafficOperator,
-    VerifyGatewayOperator,
-)
 from varai_deploy.operators.environment import FinishOperationOperator, LockEnvironmentOperator
-from varai_deploy.operators.rollback import RollbackOnFailureOperator
 from varai_deploy.operators.terraform import TerraformApplyOperator, TerraformPlanOperator
 from varai_deploy.operators.widgets import (
     BuildWidgetsOperator,
@@ -52,7 +42,6 @@ from varai_deploy.operators.widgets import (
     VerifyWidgetOperator,
     WidgetSummaryOperator,
 )
-from varai_deploy.sensors.health import HealthStreakSensor
 
 
 @dag(
@@ -134,52 +123,12 @@ def ai_discovery_release():
 
     with TaskGroup("backend", tooltip="Phase 3: blue-green deployment of each service") as backend:
 
-        @task_group(group_id="candidates", tooltip="Start each new version beside the live one, no traffic")
-        def candidates(service: str, infra: dict):
-            candidate = DeployCandidateOperator(
-                task_id="deploy_candidate", service=service, infra=infra, map_index_template=BY_SERVICE
-            )
-            return HealthStreakSensor(
-                task_id="wait_healthy", candidate=candidate.output, map_index_template=BY_CANDIDATE
-            ).output
-
         @task
-        def all_candidates_healthy(healthy: list[dict]) -> list[dict]:
-            """Traffic moves only once every candidate passed its streak: a release never half-switches."""
-            # Airflow hands over a lone mapped result unwrapped (a one-service release).
-            candidates = [healthy] if isinstance(healthy, dict) else list(healthy)
-            return [candidate for candidate in candidates if not candidate.get("noop")]
+        def targets(services: list[str], infra: dict, params=None) -> list[dict]:
+            """Each service to release, at the release's version, from the images Terraform applied."""
+            return [{"service": s, "version": params["version"], "infra": infra} for s in services]
 
-        @task_group(group_id="traffic", tooltip="Switch each service, verify through the gateway")
-        def traffic(candidate: dict):
-            switch = SwitchTrafficOperator(
-                task_id="switch_traffic", candidate=candidate, map_index_template=BY_CANDIDATE
-            )
-            return VerifyGatewayOperator(
-                task_id="verify_gateway", switch=switch.output, map_index_template=BY_SWITCH
-            ).output
-
-        healthy = candidates.partial(infra=apply.output).expand(service=checked)
-        verified = traffic.expand(candidate=all_candidates_healthy(healthy))
-        # The old colours stay warm until the analysis has passed: a rollback is one atomic switch.
-        analysis = ReleaseAnalysisOperator(task_id="analysis", switched=verified)
-
-        @task
-        def passed_switches(verdict: dict) -> list[dict]:
-            """What to retire: every switch, once the analysis passed; nothing otherwise."""
-            return verdict["switches"] if verdict["verdict"] == "pass" else []
-
-        RetireRevisionOperator.partial(task_id="retire_previous", map_index_template=BY_SWITCH).expand(
-            switch=passed_switches(analysis.output)
-        )
-        # Decides from the ledger and the platform what to undo, whichever tasks failed before it.
-        rollback = RollbackOnFailureOperator(
-            task_id="rollback_on_failure",
-            trigger_rule="all_done",
-            services=checked,
-            analysis_task_id="backend.analysis",
-        )
-        analysis >> rollback
+        blue_green_tasks("backend", targets(checked, apply.output), services=checked)
 
     with TaskGroup(
         "widgets", tooltip="Phase 4: publish the storefront widget, check it as merchants get it"

@@ -55,7 +55,9 @@ def test_candidates_get_the_outputs_from_apply_and_the_plan_is_applied_by_a_sepa
         "infrastructure.apply",
     }
     assert dag.get_task("infrastructure.apply").upstream_task_ids == {"infrastructure.plan", "approval"}
-    assert "infrastructure.apply" in dag.get_task("backend.candidates.deploy_candidate").upstream_task_ids
+    # Each candidate gets its target from the applied outputs (backend.targets: service, version, images).
+    assert dag.get_task("backend.targets").upstream_task_ids == {"infrastructure.apply", "validate.request"}
+    assert dag.get_task("backend.candidates.deploy_candidate").upstream_task_ids == {"backend.targets"}
 
 
 def test_the_approval_sits_after_the_plan_and_before_anything_changes(dag):

@@ -6,22 +6,35 @@ A rule is broken only when its condition held at every evaluation step of the wh
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 REQUESTS = "varai_http_requests_total"
 DURATION = "varai_http_request_duration_seconds_bucket"
 
 
+def _regex_literal(text: str) -> str:
+    """``text`` matched literally by an RE2 regex inside a PromQL string (whose backslashes double)."""
+    return re.sub(r"([.+*?()\[\]{}|^$\\])", r"\\\\\1", text)
+
+
 @dataclass(frozen=True)
 class Scope:
-    """The series one release is judged on: its version of the services it switched, no health probes."""
+    """The series one operation is judged on: the version(s) it switched the services to, no health
+    probes. A release switches every service to one version; a maintenance window's security updates
+    switch each to its own rebuild (v1.4.2+sec.20261206, v1.4.1+sec.20261206)."""
 
     services: tuple[str, ...]
-    version: str
+    version: str | tuple[str, ...]
 
     def selector(self, extra: str = "") -> str:
         services = "|".join(self.services)
-        return f'{{service=~"{services}",version="{self.version}",path_group!="health"{extra}}}'
+        versions = (self.version,) if isinstance(self.version, str) else tuple(sorted(set(self.version)))
+        if len(versions) == 1:
+            version = f'version="{versions[0]}"'
+        else:
+            version = 'version=~"' + "|".join(_regex_literal(v) for v in versions) + '"'
+        return f'{{service=~"{services}",{version},path_group!="health"{extra}}}'
 
 
 def error_ratio(scope: Scope, rate_window: int, for_seconds: int, step: int) -> str:

@@ -78,12 +78,11 @@ class ReleaseAnalysisOperator(EnvironmentOperator):
     which would otherwise roll a healthy release back.
     """
 
-    template_fields = ("environment", "version", "switched")
+    template_fields = ("environment", "switched")
 
-    def __init__(self, *, switched: Any, version: str = "{{ params.version }}", **kwargs):
+    def __init__(self, *, switched: Any, **kwargs):
         super().__init__(**kwargs)
         self.switched = switched
-        self.version = version
 
     def execute(self, context) -> None:
         from varai_deploy.hooks.prometheus import PrometheusHook
@@ -95,17 +94,19 @@ class ReleaseAnalysisOperator(EnvironmentOperator):
         policy = self.env_config.analysis
         switched_at = max(datetime.fromisoformat(s["switched_at"]).timestamp() for s in switched)
         health = {s["service"]: s["live"]["url"].rstrip("/") + "/health" for s in switched}
+        # Each service is judged on the version it was switched to: one release's, or each its own rebuild.
+        versions = {s["service"]: s["live"]["version"] for s in switched}
         self.log.info(
             "Analysing %s %s for %ss (deadline %ss)",
             ", ".join(sorted(health)),
-            self.version,
+            ", ".join(sorted(set(versions.values()))),
             policy.duration_seconds,
             policy.deadline_seconds,
         )
         self.defer(
             trigger=ReleaseAnalysisTrigger(
                 metrics_url=PrometheusHook(self.env_config.metrics_conn_id).url,
-                version=self.version,
+                version=next(iter(versions.values())) if len(set(versions.values())) == 1 else versions,
                 health_urls=health,
                 switched_at=switched_at,
                 policy=vars(policy).copy(),
@@ -123,7 +124,8 @@ class ReleaseAnalysisOperator(EnvironmentOperator):
         passed = event["verdict"] == "pass"
         reason = describe_verdict(event)
         for switch in as_list(self.switched):
-            self.ledger.record_verdict(actor, switch["service"], self.version, PASSED if passed else FAILED, reason)
+            version = switch["live"]["version"]
+            self.ledger.record_verdict(actor, switch["service"], version, PASSED if passed else FAILED, reason)
         if passed:  # a line per rule, so each value sits in view next to its threshold
             measured = "\n".join(f"  {line}" for line in measurements(event))
             self.log.info("Verdict pass after %ss, measured:\n%s", event.get("seconds_after_switch"), measured)

@@ -30,18 +30,27 @@ class RollbackOnFailureOperator(EnvironmentOperator):
 
     template_fields = ("environment", "version", "services")
 
-    def __init__(self, *, services: Any, analysis_task_id: str, version: str = "{{ params.version }}", **kwargs):
+    def __init__(self, *, services: Any, analysis_task_id: str, version: Any = "{{ params.version }}", **kwargs):
         kwargs.setdefault("retries", 2)
         super().__init__(**kwargs)
         self.services = services
         self.analysis_task_id = analysis_task_id
+        #: The release's version, or {service: version} where each service got its own (security updates).
         self.version = version
+
+    def _version(self, service: str) -> str:
+        return self.version[service] if isinstance(self.version, dict) else self.version
+
+    def _described(self) -> str:
+        if isinstance(self.version, dict):
+            return ", ".join(f"{s} {v}" for s, v in sorted(self.version.items()))
+        return self.version
 
     def _target(self, service: str) -> dict | None:
         """The most recently served revision with a passed verdict that the platform can still run."""
         known = {(r["version"], r["name"]): r for r in self.platform.known_revisions(service)}
         for record in self.ledger.good_revisions(service):
-            if record.version != self.version and (record.version, record.name) in known:
+            if record.version != self._version(service) and (record.version, record.name) in known:
                 return dict(known[(record.version, record.name)])
         return None
 
@@ -55,22 +64,21 @@ class RollbackOnFailureOperator(EnvironmentOperator):
         outcome: dict[str, str] = {}
         restore: dict[str, dict] = {}
         for service in as_list(self.services) if not isinstance(self.services, str) else [self.services]:
+            version = self._version(service)
             live = self.platform.current_revision(service)
-            record = self.ledger.revision(service, self.version)
-            if live and live["version"] == self.version:
+            record = self.ledger.revision(service, version)
+            if live and live["version"] == version:
                 if record and record.verdict == PASSED:
                     continue
                 target = self._target(service)
                 if target is None:
-                    self.ledger.record_verdict(
-                        actor, service, self.version, FAILED, f"{reason}; nothing to roll back to"
-                    )
-                    outcome[service] = f"{self.version} stays live: nothing to roll back to"
+                    self.ledger.record_verdict(actor, service, version, FAILED, f"{reason}; nothing to roll back to")
+                    outcome[service] = f"{version} stays live: nothing to roll back to"
                     continue
                 try:
                     ready = self.platform.restore(service, target)
                 except Exception as exc:  # carry on with the other services
-                    outcome[service] = f"{self.version} stays live: could not restart {target['version']}: {exc}"
+                    outcome[service] = f"{version} stays live: could not restart {target['version']}: {exc}"
                     continue
                 restore[service] = {"from": dict(live), "to": dict(ready)}
             elif record and record.run_id == actor.run_id and record.verdict == PENDING:
@@ -80,7 +88,7 @@ class RollbackOnFailureOperator(EnvironmentOperator):
                 ):
                     self.platform.discard(service, record.revision())
                 self.ledger.record_verdict(
-                    actor, service, self.version, FAILED, "discarded: the release stopped before it took traffic"
+                    actor, service, version, FAILED, "discarded: the release stopped before it took traffic"
                 )
                 outcome[service] = f"candidate discarded, {live['version'] if live else 'nothing'} keeps serving"
             elif record and record.run_id == actor.run_id and record.verdict in (FAILED, ROLLED_BACK):
@@ -89,7 +97,7 @@ class RollbackOnFailureOperator(EnvironmentOperator):
                 outcome[service] = (
                     f"{service} -> {serving}"
                     if record.verdict == ROLLED_BACK
-                    else f"{self.version} failed ({record.reason}); {serving} serving"
+                    else f"{version} failed ({record.reason}); {serving} serving"
                 )
         if not restore:
             return self._finish(context, outcome, reason, verdict)
@@ -120,18 +128,19 @@ class RollbackOnFailureOperator(EnvironmentOperator):
         gateway = GatewayHook(self.env_config.gateway_conn_id)
         for service, step in restore.items():
             target, bad = step["to"], step["from"]
+            version = self._version(service)
             health = event["results"].get(service) or {}
             if health.get("status") != "healthy":
-                self.ledger.record_verdict(actor, service, self.version, FAILED, reason)
+                self.ledger.record_verdict(actor, service, version, FAILED, reason)
                 outcome[service] = (
-                    f"{self.version} stays live: {target['version']} did not come back healthy ({health.get('last')})"
+                    f"{version} stays live: {target['version']} did not come back healthy ({health.get('last')})"
                 )
                 continue
             try:
                 self.platform.switch_traffic(service, target, expected=bad)
-                self.ledger.record_restored(actor, service, target, self.version, ROLLED_BACK, reason)
+                self.ledger.record_restored(actor, service, target, version, ROLLED_BACK, reason)
             except Exception as exc:  # carry on with the other services
-                outcome[service] = f"{self.version} stays live: switching back failed: {exc}"
+                outcome[service] = f"{version} stays live: switching back failed: {exc}"
                 continue
             self.platform.discard(service, bad)  # never a rollback target again
             answer = gateway.probe(SERVICES[service].health_path)
@@ -143,14 +152,17 @@ class RollbackOnFailureOperator(EnvironmentOperator):
         from varai_deploy.ledger import Actor
 
         if not outcome:
+            if not self.services:
+                raise AirflowSkipException("no service was changed: nothing to roll back")
             raise AirflowSkipException("every service of this release passed its analysis: nothing to roll back")
         lines = [text if text.startswith(f"{s} -> ") else f"{s}: {text}" for s, text in sorted(outcome.items())]
-        payload = {"version": self.version, "reason": reason, "verdict": verdict, "services": outcome}
+        payload = {"version": self._described(), "reason": reason, "verdict": verdict, "services": outcome}
         context["ti"].xcom_push(key="rollback", value=payload)
-        self.ledger.record(Actor.from_context(context), "release_rolled_back", None, self.version, payload)
+        version = self.version if isinstance(self.version, str) else None
+        self.ledger.record(Actor.from_context(context), "release_rolled_back", None, version, payload)
         self.log.warning("After %s: %s", reason, "; ".join(lines))
         raise AirflowFailException(
-            f"release {self.version} rolled back ({reason}); where each service is now: " + "; ".join(lines)
+            f"release {self._described()} rolled back ({reason}); where each service is now: " + "; ".join(lines)
         )
 
 

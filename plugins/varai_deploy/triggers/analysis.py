@@ -26,7 +26,7 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
     def __init__(
         self,
         metrics_url: str,
-        version: str,
+        version: str | dict[str, str],
         health_urls: dict[str, str],
         switched_at: float,
         policy: dict[str, Any],
@@ -38,6 +38,15 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
             switched_at=switched_at,
             policy=policy,
         )
+
+    def _versions(self) -> str | tuple[str, ...]:
+        """One release's version, or (a maintenance window's security updates) each service's own."""
+        return self.version if isinstance(self.version, str) else tuple(sorted(set(self.version.values())))
+
+    def _version_of(self, service: str | None) -> str:
+        if isinstance(self.version, str):
+            return self.version
+        return self.version.get(service) or ", ".join(self._versions())
 
     def _source(self) -> MetricSource:
         """Prometheus in every environment so far; Cloud Monitoring's PromQL API can stand in here."""
@@ -58,7 +67,7 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
     def _verdict(self, verdict: str, **detail: Any) -> dict[str, Any]:
         return {
             "verdict": verdict,
-            "version": self.version,
+            "version": self._version_of(detail.get("service")),
             "services": sorted(self.health_urls),
             "seconds_after_switch": round(time.time() - self.switched_at, 1),
             "health": getattr(self, "health", {}),
@@ -71,7 +80,7 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
     async def evaluate_metrics(self, elapsed: float) -> dict[str, Any] | None:
         """A broken metric rule, or None. Each rule is judged once its whole window has passed."""
         p, source = self.policy, self._source()
-        scope = Scope(tuple(sorted(self.health_urls)), self.version)
+        scope = Scope(tuple(sorted(self.health_urls)), self._versions())
         step = max(1, int(p["interval_seconds"]))
         rules = [
             ("error_rate", p["error_rate_for_seconds"], p["error_rate_threshold"], error_ratio),
@@ -98,7 +107,7 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
     async def traffic_seen(self) -> dict[str, float]:
         p = self.policy
         counts = await self._source().query(
-            request_count(Scope(tuple(sorted(self.health_urls)), self.version), p["error_rate_for_seconds"])
+            request_count(Scope(tuple(sorted(self.health_urls)), self._versions()), p["error_rate_for_seconds"])
         )
         return {service: counts.get(service, 0.0) for service in self.health_urls}
 
