@@ -15,6 +15,7 @@ import pytest
 #: Seconds each integration module takes on the 2-core machine (a full run's ``--durations=0``, summed);
 #: a module not listed counts as a heavy one, so a new module starts early rather than last.
 INTEGRATION_MODULE_SECONDS = {
+    "test_maintenance": 730,
     "test_release_faults": 470,
     "test_release_dag": 230,
     "test_rollback": 225,

@@ -6,6 +6,7 @@ never starts a run; the same rules are checked again at run time by ``varai_depl
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param
@@ -47,8 +48,42 @@ BY_TARGET = "{{ task.target['service'] }}"
 FAIL_FAST = {"retries": 0}
 
 
-def environment_param(description: str) -> Param:
-    return Param("sandbox", type="string", enum=list(ENVIRONMENTS), title="Environment", description=description)
+def environment_param(description: str, default: str = "sandbox") -> Param:
+    return Param(default, type="string", enum=list(ENVIRONMENTS), title="Environment", description=description)
+
+
+#: The environment this Airflow's schedules (maintenance windows) operate; forms may pick another.
+#: ``none``: nothing is scheduled (the DAGs run on demand only), e.g. an Airflow that only tests.
+SCHEDULED_ENVIRONMENT_ENV = "VARAI_SCHEDULED_ENVIRONMENT"
+NO_SCHEDULE = "none"
+
+
+def scheduled_environment() -> str | None:
+    """``VARAI_SCHEDULED_ENVIRONMENT`` (default: sandbox), whose config the schedules are drawn from;
+    None for ``none``."""
+    from varai_deploy.config import check_environment
+
+    name = os.environ.get(SCHEDULED_ENVIRONMENT_ENV) or "sandbox"
+    return None if name == NO_SCHEDULE else check_environment(name)
+
+
+def scheduled_dag(announce: bool = False) -> dict:
+    """Keyword arguments of a DAG scheduled by the maintenance window of the scheduled environment."""
+    from varai_deploy.config import load_environment
+    from varai_deploy.timetables import MaintenanceTimetable
+
+    name = scheduled_environment()
+    if name is None:
+        return {**OPERATIONS_DAG, "max_active_runs": 1}
+    env = load_environment(name)
+    if env.maintenance is None:
+        raise ValueError(f"{env.name} has no maintenance section: the maintenance DAGs have nothing to schedule")
+    return {
+        **OPERATIONS_DAG,
+        "schedule": MaintenanceTimetable.from_policy(env.maintenance, announce=announce),
+        # One window at a time, and no window announced or run twice.
+        "max_active_runs": 1,
+    }
 
 
 #: How the form names each marketplace (the values stay the channel names).

@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.airflow_cluster import AirflowApi, AirflowCluster, free_port
 from tests.support.environments import write_environments
+from tests.support.notifications_told import slack_run, told
 from tests.support.stack import gateway_versions
 from varai_deploy.ledger import Ledger
 from varai_deploy.notifiers.outcome import first_failures
@@ -92,32 +93,6 @@ def all_serving(cluster: AirflowCluster, environments: Path) -> dict[str, str]:
         run_id = trigger(cluster, next_version(), list(SERVICE_NAMES))
         assert cluster.wait_for_run(RELEASE, run_id, timeout=360) == "success", cluster.describe_run(RELEASE, run_id)
     return {service: version for service, (_, version, _) in gateway_versions().items()}
-
-
-def told(sandbox, run_id: str) -> dict[str, list[tuple[str, str, int]]]:
-    """What each stand-in received about ``run_id``: ``{channel: [(kind, severity, status), ...]}``."""
-    found: dict[str, list[tuple[str, str, int]]] = {"slack": [], "email": []}
-    for record in sandbox.notifications():
-        body = record["body"]
-        if not isinstance(body, dict):
-            continue
-        if record["channel"] == "email":
-            event = body.get("event") or {}
-            if event.get("run_id") == run_id:
-                found["email"].append((event["kind"], body["severity"], record["status"]))
-        elif slack_run(body) == run_id:
-            _, kind, severity = body["blocks"][0]["block_id"].split(":")
-            found["slack"].append((kind, severity, record["status"]))
-    return found
-
-
-def slack_run(body: dict) -> str | None:
-    """The run a Slack message is about: its context line, ``<dag_id> run <run_id>`` (another run's id
-    may appear in the text, e.g. the holder a refused release names)."""
-    for block in body.get("blocks") or []:
-        if block.get("type") == "context":
-            return block["elements"][0]["text"].split(" run ", 1)[-1]
-    return None
 
 
 def slack_text(sandbox, run_id: str, kind: str) -> str:

@@ -95,6 +95,9 @@ TUNING = {
     "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
     # One API server process (uvicorn): the tests send a few requests a second at most.
     "AIRFLOW__API__WORKERS": "1",
+    # No scheduled maintenance window: one that fell due mid-run would hold the environment. The
+    # maintenance tests turn the schedules on for their own cluster.
+    "VARAI_SCHEDULED_ENVIRONMENT": "none",
 }
 
 
@@ -649,6 +652,22 @@ class AirflowCluster(AirflowApi):
         return session_processes({proc.pid}) if proc else []
 
     # -- logs ---------------------------------------------------------------------------------------
+    def wait_parked(self, dag_id: str, run_id: str, task_id: str, timeout: float = 120) -> None:
+        """Until a Human-in-the-loop task waits for its answer and the scheduler has taken the executor's
+        event of the try that parked it. A person answers seconds later; a test answering sooner can
+        beat that event, which Airflow 3.3 then applies to the resumed try and fails it (the answer
+        is lost and the retry asks again)."""
+        self.wait_for_task(dag_id, run_id, task_id, states=("awaiting_input",), timeout=timeout)
+        parked = f"TaskInstance Finished: dag_id={dag_id}, task_id={task_id}, run_id={run_id}, map_index=-1"
+        deadline = time.monotonic() + timeout
+        while not any(
+            line.startswith(parked, line.find("TaskInstance Finished")) and "state=awaiting_input" in line
+            for line in self.log_file("scheduler").read_text(errors="replace").splitlines()
+            if "TaskInstance Finished" in line
+        ):
+            assert time.monotonic() < deadline, f"the scheduler never saw {task_id} of {run_id} parked"
+            time.sleep(0.2)
+
     def log_file(self, component: str) -> Path:
         return self.log_dir / f"{component}.log"
 

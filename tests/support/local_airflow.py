@@ -50,7 +50,8 @@ def running(airflow_home: Path, port: int, env: dict[str, str] | None = None) ->
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
     }
-    proc = start({**os.environ, **ports, **(env or {})}, log)
+    # No scheduled maintenance window mid-test (see airflow_cluster.TUNING).
+    proc = start({**os.environ, "VARAI_SCHEDULED_ENVIRONMENT": "none", **ports, **(env or {})}, log)
     try:
 
         def alive() -> None:

@@ -26,6 +26,20 @@ KINDS: dict[str, tuple[str, str]] = {
     "release_rolled_back": (CRITICAL, "Release {version} to {environment} rolled back"),
     "rollback_done": (WARNING, "Rollback of {environment} done"),
     "rollback_failed": (CRITICAL, "Rollback of {environment} failed"),
+    # The maintenance window: announced, opened, a step left out, how it ended.
+    "maintenance_announced": (INFO, "Maintenance of {environment} scheduled"),
+    "maintenance_started": (INFO, "Maintenance of {environment} started"),
+    "maintenance_step_skipped": (WARNING, "Maintenance of {environment}: a step did not fit the window"),
+    "maintenance_skipped": (WARNING, "Maintenance of {environment} skipped"),
+    "maintenance_succeeded": (INFO, "Maintenance of {environment} completed"),
+    "maintenance_failed": (WARNING, "Maintenance of {environment} failed"),
+    "maintenance_rolled_back": (CRITICAL, "Maintenance of {environment} rolled back"),
+    # Emergency maintenance: every step, as it happens.
+    "emergency_requested": (CRITICAL, "Emergency maintenance of {environment} waits for the CTO"),
+    "emergency_update": (CRITICAL, "Emergency maintenance of {environment}"),
+    "emergency_rejected": (WARNING, "Emergency maintenance of {environment} not approved"),
+    "emergency_succeeded": (INFO, "Emergency maintenance of {environment} completed"),
+    "emergency_rolled_back": (CRITICAL, "Emergency maintenance of {environment} rolled back"),
 }
 #: Kinds that are critical whatever their default: traffic is not on a revision known to be good.
 UNSAFE_SEVERITY = CRITICAL

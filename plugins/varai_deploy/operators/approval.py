@@ -31,9 +31,17 @@ def _listed(value: Any) -> list[str]:
 
 
 class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
-    """Asks the environment's approvers to approve this release; passes at once where none is required."""
+    """Asks the environment's approvers to approve this release; passes at once where none is required.
+
+    Subclasses ask others about other things (:class:`EmergencyApprovalOperator`) by overriding
+    who may answer, by when, and the words.
+    """
 
     template_fields = ("environment", "version", "services", "plan", "subject")
+    #: The notification kinds of the request, the approval and the rejection.
+    event_kinds = ("approval_requested", "approved", "rejected")
+    #: May whoever triggered the run approve it? Never for a release: four eyes.
+    self_approval = False
 
     def __init__(
         self,
@@ -42,6 +50,7 @@ class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
         services: Any = None,
         version: str = "{{ params.version }}",
         params: Any = None,
+        subject: str = "Release {{ params.version }} to {{ params.environment }}",
         **kwargs,
     ):
         from airflow.sdk.definitions.param import ParamsDict
@@ -61,10 +70,33 @@ class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
             description="Why (optional; goes to the ledger)",
             source="task",
         )
-        super().__init__(subject="Release {{ params.version }} to {{ params.environment }}", params=form, **kwargs)
+        super().__init__(subject=subject, params=form, **kwargs)
         self.plan = plan
         self.services = services
         self.version = version
+
+    # -- what subclasses change ------------------------------------------------------------------
+    def _required(self) -> bool:
+        return self.env_config.requires_approval
+
+    def _approver_names(self) -> tuple[str, ...]:
+        return self.env_config.approval.approvers
+
+    def _timeout_minutes(self) -> float:
+        return self.env_config.approval.timeout_minutes
+
+    def _what(self) -> str:
+        """What is approved, as the messages name it."""
+        return f"release {self.version}"
+
+    def _request_message(self, actor, approvers: list[str], deadline: datetime) -> str:
+        return (
+            f"{actor.who or 'someone'} asks to release {self.version}. "
+            f"Approvers: {', '.join(approvers)}. No answer by {deadline:%Y-%m-%d %H:%M} UTC rejects it."
+        )
+
+    def _approved_message(self, by: str, comment: str) -> str:
+        return f"{by} approved {self.version}" + (f": {comment}" if comment else ".") + " The release goes on."
 
     # -- asking ----------------------------------------------------------------------------------
     def execute(self, context) -> Any:
@@ -72,7 +104,7 @@ class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
         from varai_deploy.notifiers.runs import airflow_url, run_event, traffic_now
 
         env = self.env_config
-        if not env.requires_approval:
+        if not self._required():
             self.log.info("%s releases without an approval (requires_approval is false)", env.name)
             return {"approved": True, "required": False}
         actor = Actor.from_context(context)
@@ -81,10 +113,10 @@ class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
             return self._settled(earlier)
         approvers = self._approvers(context)
         services = _listed(self.services)
-        deadline = datetime.now(UTC) + timedelta(minutes=env.approval.timeout_minutes)
+        deadline = datetime.now(UTC) + timedelta(minutes=self._timeout_minutes())
         traffic = traffic_now(self.platform, services)
         self.assigned_users = [{"id": name, "name": name} for name in approvers]
-        self.response_timeout = timedelta(minutes=env.approval.timeout_minutes)
+        self.response_timeout = timedelta(minutes=self._timeout_minutes())
         self.body = self._body(actor, services, traffic, approvers, deadline)
         link = self.generate_link_to_ui_from_context(context=context, base_url=airflow_url())
         tries = context["ti"].try_number or 1
@@ -98,10 +130,9 @@ class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
         )
         event = run_event(
             context,
-            "approval_requested",
+            self.event_kinds[0],
             env.name,
-            again + f"{actor.who or 'someone'} asks to release {self.version}. "
-            f"Approvers: {', '.join(approvers)}. No answer by {deadline:%Y-%m-%d %H:%M} UTC rejects it.",
+            again + self._request_message(actor, approvers, deadline),
             version=self.version,
             services=services,
             traffic=traffic,
@@ -127,7 +158,7 @@ class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
         answer, by, at = earlier.get("answer"), earlier.get("by") or "", earlier.get("at") or ""
         if answer != "approved":
             raise AirflowFailException(
-                f"release {self.version} {answer}{f' by {by}' if by else ''} at {at}: {earlier.get('why')} "
+                f"{self._what()} {answer}{f' by {by}' if by else ''} at {at}: {earlier.get('why')} "
                 "(answered in an earlier try of this task; not asked again)"
             )
         self.log.info("Approved by %s at %s in an earlier try of this task; not asked again", by, at)
@@ -135,11 +166,11 @@ class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
 
     def _approvers(self, context) -> list[str]:
         trigger_user = getattr(context["dag_run"], "triggering_user_name", None)
-        approvers = [name for name in self.env_config.approval.approvers if name != trigger_user]
+        approvers = [name for name in self._approver_names() if self.self_approval or name != trigger_user]
         if not approvers:
             raise AirflowFailException(
-                f"nobody may approve this release: approval.approvers of {self.environment} lists only "
-                f"{trigger_user}, who triggered it; someone else must approve"
+                f"nobody may approve this {self._what()}: the approvers of {self.environment} are only "
+                f"{trigger_user or 'nobody'}, who triggered it; someone else must approve"
             )
         return approvers
 
@@ -196,7 +227,7 @@ class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
         from varai_deploy.ledger import Actor
 
         actor = Actor.from_context(context)
-        minutes = self.env_config.approval.timeout_minutes
+        minutes = self._timeout_minutes()
         if "error" in event:
             answer = "timed out" if event.get("error_type") == "timeout" else "failed"
             why = f"no approver answered within {minutes:g} minutes" if answer == "timed out" else event["error"]
@@ -208,19 +239,19 @@ class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
         comment = str((result.get("params_input") or {}).get("comment") or "")
         chosen = result["chosen_options"][0]
         trigger_user = getattr(context["dag_run"], "triggering_user_name", None)
-        if by not in self.env_config.approval.approvers or by == trigger_user:
+        if by not in self._approver_names() or (by == trigger_user and not self.self_approval):
             # The API only lets assigned users answer; an auth manager that lets everyone (all-admins) does not.
-            return self._reject(context, actor, "rejected", by, at, f"{by or 'nobody'} may not approve this release")
+            return self._reject(context, actor, "rejected", by, at, f"{by or 'nobody'} may not approve this")
         if chosen != self.APPROVE:
             return self._reject(context, actor, "rejected", by, at, comment or "no reason given")
         self._record(actor, "approved", by, at, comment)
         from varai_deploy.notifiers.runs import run_event
 
         approval = {"answer": "approved", "by": by, "at": at}
-        message = f"{by} approved {self.version}" + (f": {comment}" if comment else ".") + " The release goes on."
+        message = self._approved_message(by, comment)
         event = run_event(
             context,
-            "approved",
+            self.event_kinds[1],
             self.environment,
             message,
             version=self.version,
@@ -235,17 +266,18 @@ class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
 
         self._record(actor, answer, by, at, why)
         approval = {"answer": answer, "by": by, "at": at}
+        what = self._what()
         event = run_event(
             context,
-            "rejected",
+            self.event_kinds[2],
             self.environment,
-            f"Release {self.version} is {answer}{f' by {by}' if by else ''}: {why}. Nothing was changed.",
+            f"{what[0].upper()}{what[1:]} is {answer}{f' by {by}' if by else ''}: {why}. Nothing was changed.",
             version=self.version,
             services=_listed(self.services),
             approval=approval,
         )
         self._notify(context, event)
-        raise AirflowFailException(f"release {self.version} {answer}{f' by {by}' if by else ''} at {at}: {why}")
+        raise AirflowFailException(f"{what} {answer}{f' by {by}' if by else ''} at {at}: {why}")
 
     def _record(self, actor, answer: str, by: str, at: str, comment: str) -> None:
         self.ledger.record(actor, ANSWERED, None, self.version, {"answer": answer, "by": by, "at": at, "why": comment})
