@@ -44,8 +44,8 @@ def check_revision_version(version: Any) -> str:
     """A release tag, optionally with the build metadata of a rebuild (``v1.4.2+sec.20261206``)."""
     if not isinstance(version, str) or not _REVISION_VERSION_RE.fullmatch(version):
         raise ConfigError(
-            f"version {version!r} is not a revision's version: a semver tag such as v1.4.2, "
-            "optionally with build metadata such as v1.4.2+sec.20261206"
+            f"version {version!r} is not a release tag: use a semver tag such as v1.4.2 (a rebuild of one "
+            "carries build metadata, such as v1.4.2+sec.20261206)"
         )
     return version
 

@@ -60,5 +60,5 @@ def test_an_emergency_fix_is_named_after_its_cve_or_the_minute_it_was_asked_for(
 
 def test_a_revision_version_is_a_release_tag_with_optional_build_metadata():
     for bad in ("v1.4.2+", "v1.4.2+a b", "v1.4.2+sec..1", "1.4.2+sec.1", "v1.4.2+sec.1\n"):
-        with pytest.raises(ConfigError, match="is not a revision's version"):
+        with pytest.raises(ConfigError, match="is not a release tag"):
             check_revision_version(bad)
