@@ -27,6 +27,13 @@ def tell_step(context: Any, params: dict[str, Any], status: str) -> None:
     from varai_deploy.notifiers.runs import run_event
 
     env = load_environment(params["environment"])
+    if status == "monitoring":
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        # The analysis task succeeds with whatever verdict it reached: only a pass is a live fix.
+        verdict = context["ti"].xcom_pull(task_ids="fix.analysis") or {}
+        if verdict.get("verdict") != "pass":
+            raise AirflowSkipException(f"the fix's analysis did not pass ({verdict.get('verdict')}): it rolls back")
     best_effort("status page", emergency_update, env, context["dag_run"].run_id, status, PUBLIC[status])
     if status == "monitoring":
         versions = context["ti"].xcom_pull(task_ids="fix.fixed_versions") or {}
