@@ -47,7 +47,10 @@ from varai_deploy.sensors.health import HealthStreakSensor
             type="string",
             pattern=TARGET_PATTERN,
             title="Target",
-            description="'previous', or a release tag the platform still knows, e.g. v1.4.1",
+            description=(
+                "'previous', or a release tag the platform still knows, e.g. v1.4.1 "
+                "(or a maintenance rebuild, v1.4.1+sec.20261206)"
+            ),
         ),
         "services": services_param("Which services to roll back (default: all five)"),
     },

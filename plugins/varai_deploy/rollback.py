@@ -5,14 +5,15 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from varai_deploy.config import VERSION_PATTERN, ConfigError
+from varai_deploy.config import REVISION_VERSION_PATTERN, ConfigError
 from varai_deploy.platforms import Platform
 
 if TYPE_CHECKING:
     from varai_deploy.ledger import Ledger
 
-#: ``previous`` or a release tag (JSON-schema pattern of the rollback DAG's ``target`` param).
-TARGET_PATTERN = r"^(previous|" + VERSION_PATTERN.removeprefix("^").removesuffix("$") + r")$"
+#: ``previous``, a release tag, or a rebuild of one (a maintenance window's ``v1.4.2+sec.20261206``):
+#: the JSON-schema pattern of the rollback DAG's ``target`` param.
+TARGET_PATTERN = r"^(previous|" + REVISION_VERSION_PATTERN.removeprefix("^").removesuffix("$") + r")$"
 #: Any reason with at least one visible character.
 REASON_PATTERN = r"\S"
 
@@ -34,7 +35,9 @@ def resolve_targets(platform: Platform, ledger: Ledger, services: list[str], tar
     platform can still run are targets: a candidate that never served is never "previous".
     """
     if not re.fullmatch(TARGET_PATTERN, target):
-        raise RollbackRefusedError(f"target {target!r} must be 'previous' or a release tag such as v1.4.2")
+        raise RollbackRefusedError(
+            f"target {target!r} must be 'previous' or a release tag such as v1.4.2 (or a rebuild: v1.4.2+sec.20261206)"
+        )
     chosen, refused = [], []
     for service in services:
         live = platform.current_revision(service)

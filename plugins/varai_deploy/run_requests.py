@@ -37,7 +37,10 @@ PATTERN_WORDS = {
         "a release tag: v, then MAJOR.MINOR.PATCH in digits, e.g. v1.4.2 (a pre-release adds a suffix, "
         "e.g. v1.5.0-rc.1)"
     ),
-    TARGET_PATTERN: "'previous' or a release tag such as v1.4.1 (v, then MAJOR.MINOR.PATCH)",
+    TARGET_PATTERN: (
+        "'previous' or a release tag such as v1.4.1 (v, then MAJOR.MINOR.PATCH; "
+        "a maintenance rebuild adds +sec.YYYYMMDD)"
+    ),
     REASON_PATTERN: "a reason: say in a few words why (it is recorded with who and when)",
 }
 _PARAM_ERROR = re.compile(r"^Invalid input for param (?P<param>[^:]+): (?P<why>[^\n]*)")

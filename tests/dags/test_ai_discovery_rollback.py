@@ -46,6 +46,8 @@ def test_bad_params_are_refused(dag, conf):
 
 def test_a_named_target_is_a_release_tag(dag):
     assert resolve(dag, reason="x", target="v1.4.1")["target"] == "v1.4.1"
+    # or a maintenance window's rebuild of one
+    assert resolve(dag, reason="x", target="v1.4.1+sec.20261206")["target"] == "v1.4.1+sec.20261206"
 
 
 def test_traffic_moves_only_once_every_target_is_healthy(dag):

@@ -104,7 +104,7 @@ def test_a_rollback_target_and_an_empty_reason_are_refused_in_words():
     target = in_words(server_refusal("ai_discovery_rollback", reason="bad", target="last"))
     assert target == (
         "Invalid input for param target: 'last' is not 'previous' or a release tag such as v1.4.1 "
-        "(v, then MAJOR.MINOR.PATCH)"
+        "(v, then MAJOR.MINOR.PATCH; a maintenance rebuild adds +sec.YYYYMMDD)"
     )
     reason = in_words(server_refusal("ai_discovery_rollback", reason="   "))
     assert reason.startswith("Invalid input for param reason: '   ' is not a reason")
