@@ -232,8 +232,9 @@ def received(settings: SandboxSettings, channel: str | None = None, since: datet
     return [record for _, _, record in found]
 
 
-def _control(settings: SandboxSettings, channel: str, method: str, body: dict | None = None) -> dict[str, Any]:
-    """Ask the running stand-in; ConnectionRefusedError when nothing listens on its port."""
+def control(settings: SandboxSettings, channel: str, method: str, body: dict | None = None) -> dict[str, Any]:
+    """Ask a running stand-in's fault control (Slack, email, the status page); ConnectionRefusedError
+    when nothing listens on its port."""
     port = settings.component_port(channel)
     conn = http.client.HTTPConnection(settings.host, port, timeout=5)
     try:
@@ -263,7 +264,7 @@ def fail(settings: SandboxSettings, channel: str, status: int = 500, count: int 
     ``status``; the running stand-in's answer: ``{"channel", "fault": {"status", "remaining"}}``."""
     check_channel(channel)
     try:
-        return _control(settings, channel, "POST", {"status": status, "count": count})
+        return control(settings, channel, "POST", {"status": status, "count": count})
     except ConnectionRefusedError:
         raise SandboxError(
             f"the sandbox {channel} is not running on :{settings.component_port(channel)}; "
@@ -277,7 +278,7 @@ def clear_faults(settings: SandboxSettings, channel: str | None = None) -> list[
     cleared = []
     for name in CHANNELS if channel is None else (check_channel(channel),):
         try:
-            if _control(settings, name, "DELETE").get("cleared"):
+            if control(settings, name, "DELETE").get("cleared"):
                 cleared.append(name)
         except ConnectionRefusedError:
             path = fault_file(settings.home, name)

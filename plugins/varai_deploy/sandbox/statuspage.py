@@ -13,7 +13,6 @@ For tests and people: :func:`incidents` (what the page shows, with each incident
 
 from __future__ import annotations
 
-import http.client
 import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -113,7 +112,7 @@ def fail(settings: SandboxSettings, status: int = 500, count: int | None = None)
     """Make the next ``count`` valid API requests (None: all, until cleared) get ``status``; the stand-in's
     answer ``{"channel": "statuspage", "fault": {"status", "remaining"}}``."""
     try:
-        return _control(settings, "POST", {"status": status, "count": count})
+        return notifications.control(settings, CHANNEL, "POST", {"status": status, "count": count})
     except ConnectionRefusedError:
         raise SandboxError(
             f"the sandbox statuspage is not running on :{settings.component_port(CHANNEL)}; "
@@ -124,34 +123,9 @@ def fail(settings: SandboxSettings, status: int = 500, count: int | None = None)
 def clear_fault(settings: SandboxSettings) -> bool:
     """Clear the stand-in's fault; whether it had one. When it is not running, its fault file goes instead."""
     try:
-        return bool(_control(settings, "DELETE").get("cleared"))
+        return bool(notifications.control(settings, CHANNEL, "DELETE").get("cleared"))
     except ConnectionRefusedError:
         path = notifications.fault_file(settings.home, CHANNEL)
         had = path.exists()
         path.unlink(missing_ok=True)
         return had
-
-
-def _control(settings: SandboxSettings, method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    port = settings.component_port(CHANNEL)
-    conn = http.client.HTTPConnection(settings.host, port, timeout=5)
-    try:
-        payload = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": notifications.JSON_TYPE} if payload is not None else {}
-        conn.request(method, notifications.CONTROL_PATH, body=payload, headers=headers)
-        resp = conn.getresponse()
-        raw = resp.read()
-    except ConnectionRefusedError:
-        raise
-    except (OSError, http.client.HTTPException) as exc:
-        raise SandboxError(f"the sandbox statuspage on :{port} did not answer its fault control: {exc}") from exc
-    finally:
-        conn.close()
-    try:
-        answer = json.loads(raw)
-    except ValueError:
-        answer = None
-    if resp.status != 200 or not isinstance(answer, dict):
-        reason = answer.get("error") if isinstance(answer, dict) else raw[:200].decode(errors="replace")
-        raise SandboxError(f"the sandbox statuspage on :{port} refused the fault ({resp.status}): {reason}")
-    return answer
