@@ -128,7 +128,7 @@ def ai_discovery_release():
             """Each service to release, at the release's version, from the images Terraform applied."""
             return [{"service": s, "version": params["version"], "infra": infra} for s in services]
 
-        blue_green_tasks("backend", targets(checked, apply.output), services=checked)
+        blue_green_tasks("backend", targets(checked, apply.output), services=checked, versions="{{ params.version }}")
 
     with TaskGroup(
         "widgets", tooltip="Phase 4: publish the storefront widget, check it as merchants get it"

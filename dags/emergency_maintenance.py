@@ -96,16 +96,7 @@ def emergency_maintenance():
                 raise ValueError(f"none of {', '.join(chosen)} serves anything in {env.name}: nothing to fix")
             return found
 
-        @task
-        def fixed_services(chosen: list[dict]) -> list[str]:
-            return [t["service"] for t in chosen]
-
-        @task
-        def fixed_versions(chosen: list[dict]) -> dict[str, str]:
-            return {t["service"]: t["version"] for t in chosen}
-
-        chosen = targets(services)
-        analysis, _ = blue_green_tasks("fix", chosen, services=fixed_services(chosen), versions=fixed_versions(chosen))
+        analysis, _ = blue_green_tasks("fix", targets(services))
         analysis >> tell.override(task_id="monitoring")("monitoring")
 
     @task(trigger_rule="all_done")

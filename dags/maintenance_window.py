@@ -147,19 +147,9 @@ def maintenance_window():
                 print(f"{target['service']}: {target['version']} on {target['infra']['images'][target['service']]}")
             return chosen
 
-        @task
-        def updated_services(chosen: list[dict]) -> list[str]:
-            return [t["service"] for t in chosen]
-
-        @task
-        def updated_versions(chosen: list[dict]) -> dict[str, str]:
-            return {t["service"]: t["version"] for t in chosen}
-
         chosen = targets(bounds["start"], bounds["end"])
         fits("security_updates", bounds["start"], bounds["end"]) >> chosen
-        blue_green_tasks(
-            "security_updates", chosen, services=updated_services(chosen), versions=updated_versions(chosen)
-        )
+        blue_green_tasks("security_updates", chosen)
 
     with TaskGroup("database", tooltip="VACUUM (ANALYZE) and reindexing, never past the window") as database:
 

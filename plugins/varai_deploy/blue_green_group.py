@@ -25,13 +25,25 @@ from varai_deploy.operators.rollback import RollbackOnFailureOperator
 from varai_deploy.sensors.health import HealthStreakSensor
 
 
-def blue_green_tasks(group_id: str, targets: Any, services: Any, versions: Any = "{{ params.version }}"):
+def blue_green_tasks(group_id: str, targets: Any, services: Any = None, versions: Any = None):
     """Build the path inside the caller's task group ``group_id``; returns (analysis, rollback).
 
     ``targets``: a list of ``{"service", "version", "infra": {"images": {service: image}}}``, one per
-    service to change. ``versions``: the release's version, or ``{service: version}`` when each
-    service gets its own, for the rollback to know what it undoes.
+    service to change. What the rollback undoes: ``services`` and ``versions`` (a release: the
+    requested services and its one version), or by default the targets' own, each service its
+    version (tasks ``changed_services`` and ``changed_versions``, which later tasks may read).
     """
+    if services is None:
+
+        @task
+        def changed_services(chosen: list[dict]) -> list[str]:
+            return [t["service"] for t in chosen]
+
+        @task
+        def changed_versions(chosen: list[dict]) -> dict[str, str]:
+            return {t["service"]: t["version"] for t in chosen}
+
+        services, versions = changed_services(targets), changed_versions(targets)
 
     @task_group(group_id="candidates", tooltip="Start each new revision beside the live one, no traffic")
     def candidates(service: str, version: str, infra: dict):

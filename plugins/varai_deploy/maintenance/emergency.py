@@ -36,7 +36,7 @@ def tell_step(context: Any, params: dict[str, Any], status: str) -> None:
             raise AirflowSkipException(f"the fix's analysis did not pass ({verdict.get('verdict')}): it rolls back")
     best_effort("status page", emergency_update, env, context["dag_run"].run_id, status, PUBLIC[status])
     if status == "monitoring":
-        versions = context["ti"].xcom_pull(task_ids="fix.fixed_versions") or {}
+        versions = context["ti"].xcom_pull(task_ids="fix.changed_versions") or {}
         live = ", ".join(f"{s} {v}" for s, v in sorted(versions.items()))
         message = f"The fix ({_why(params)}) is live and passed its checks: {live}. Watching."
         notify(env, run_event(context, "emergency_update", env.name, message, services=sorted(versions)), context)
@@ -56,7 +56,7 @@ def resolve_run(context: Any, params: dict[str, Any]) -> dict[str, Any]:
     ti, dag_run = context["ti"], context["dag_run"]
     states = ti.get_task_states(dag_id=dag_run.dag_id, run_ids=[dag_run.run_id]).get(dag_run.run_id, {})
     failed = sorted(t for t, s in states.items() if s in FAILED_STATES and t != "resolve")
-    versions = ti.xcom_pull(task_ids="fix.fixed_versions") or {}
+    versions = ti.xcom_pull(task_ids="fix.changed_versions") or {}
     rollback = ti.xcom_pull(task_ids="fix.rollback_on_failure", key="rollback")
     if states.get("approval") != "success":
         best_effort("status page", emergency_update, env, dag_run.run_id, "resolved", "No change was made.")

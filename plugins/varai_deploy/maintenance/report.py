@@ -35,7 +35,7 @@ def started_event(context: Any, env: Any, window: Window):
 
 
 def _security_lines(ti: Any, ledger: Any) -> tuple[list[str], dict | None]:
-    versions = ti.xcom_pull(task_ids="security_updates.updated_versions") or {}
+    versions = ti.xcom_pull(task_ids="security_updates.changed_versions") or {}
     lines = []
     for service, version in sorted(versions.items()):
         record = ledger.revision(service, version)
