@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from varai_deploy.config import MAINTENANCE_STEPS
 from varai_deploy.maintenance.window_steps import Window
 
 log = logging.getLogger(__name__)
 
-STEPS = ("backup", "security_updates", "database")
 FAILED_STATES = ("failed", "upstream_failed")
 
 
@@ -70,7 +70,9 @@ def report_window(context: Any, environment: str) -> dict[str, Any]:
         return {"outcome": "skipped", "reason": why}
 
     not_started = {
-        step: reason for step in STEPS if (reason := ti.xcom_pull(task_ids=f"{step}.fits", key="not_started"))
+        step: reason
+        for step in MAINTENANCE_STEPS
+        if (reason := ti.xcom_pull(task_ids=f"{step}.fits", key="not_started"))
     }
     failed = sorted(task for task, state in states.items() if state in FAILED_STATES and task != "report")
     security, rollback = _security_lines(ti, ledger_for(env))

@@ -52,7 +52,8 @@ def move_window(env: EnvironmentConfig, window: Window, status: str, body: str) 
     # By name in the whole list: once in progress, the API no longer lists it among the scheduled ones.
     name = window_name(env, window)
     entry = next((i for i in hook.incidents("all") if i.get("name") == name), None) or announce_window(env, window)
-    order = ("scheduled", "in_progress", "verifying", "completed")
+    from varai_deploy.hooks.statuspage import SCHEDULED_STATUSES as order
+
     if order.index(entry["status"]) > order.index(status):
         return entry  # a retry after the page already moved on: never backwards
     return hook.update(entry["id"], status, body)
