@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from varai_deploy.sandbox.cdn_server import HEALTH_PATH
 from varai_deploy.sandbox.components import Component
-from varai_deploy.sandbox.processes import Marker, http_status
+from varai_deploy.sandbox.processes import Marker, http_status, stand_in_marker
 from varai_deploy.sandbox.settings import SandboxSettings
 from varai_deploy.sandbox.storage import BUCKET
 
@@ -16,14 +16,8 @@ MODULE = "varai_deploy.sandbox.cdn_server"
 
 
 def marker(settings: SandboxSettings, port: int) -> Marker:
-    flags = (
-        ("--home", str(settings.home)),
-        ("--host", settings.host),
-        ("--port", str(port)),
-        ("--storage", settings.component_url("storage")),
-        ("--bucket", BUCKET),
-    )
-    return Marker(MODULE, flags)
+    storage = ("--storage", settings.component_url("storage"))
+    return stand_in_marker(MODULE, settings, port, storage, ("--bucket", BUCKET))
 
 
 def ready(settings: SandboxSettings, port: int) -> bool:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from varai_deploy.sandbox import credentials, notifications
 from varai_deploy.sandbox.components import Component
 from varai_deploy.sandbox.email_endpoint_fake import CHANNEL
-from varai_deploy.sandbox.processes import Marker, http_status
+from varai_deploy.sandbox.processes import Marker, http_status, stand_in_marker
 
 if TYPE_CHECKING:
     from varai_deploy.sandbox.settings import SandboxSettings
@@ -24,7 +24,7 @@ TOKEN_SECRET = "email_endpoint_token"  # noqa: S105 - the name of the secret, no
 
 
 def marker(settings: SandboxSettings, port: int) -> Marker:
-    return Marker(MODULE, (("--home", str(settings.home)), ("--host", settings.host), ("--port", str(port))))
+    return stand_in_marker(MODULE, settings, port)
 
 
 def prepare(settings: SandboxSettings, port: int) -> None:

@@ -43,9 +43,9 @@ import sys
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult
 
-from varai_deploy.sandbox.notifications import CONTROL_PATH, JSON_TYPE, Inbox, read_config
+from varai_deploy.sandbox.notifications import JSON_TYPE, Inbox, StandInHandler, read_config
 from varai_deploy.sandbox.serving import QuietHandler, bind_or_explain, serve_until_signalled
 
 CHANNEL = "email"
@@ -107,22 +107,11 @@ def fault_answer(status: int) -> dict[str, str]:
 def make_handler(inbox: Inbox, token: str) -> type[QuietHandler]:
     expected = f"Bearer {token}".encode()
 
-    class Handler(QuietHandler):
+    class Handler(StandInHandler):
         server_version = "email-endpoint-sandbox"
 
-        def __getattr__(self, name: str) -> Any:
-            # Every method gets an answer (405 where not allowed), not http.server's 501.
-            if name.startswith("do_"):
-                return self.dispatch
-            raise AttributeError(name)
-
-        def dispatch(self) -> None:
-            raw = self.read_body()
-            path = urlsplit(self.path).path
-            if path == CONTROL_PATH:
-                status, payload = inbox.control(self.command, self.client_address[0], raw)
-                self.send_payload(status, json.dumps(payload).encode(), [], JSON_TYPE)
-                return
+        def answer(self, target: SplitResult, raw: bytes) -> None:
+            path = target.path
             headers: list[tuple[str, str]] = []
             if path != NOTIFY_PATH:
                 status, answer = 404, {"error": f"no such endpoint: {path}; POST {NOTIFY_PATH}"}
@@ -148,6 +137,7 @@ def make_handler(inbox: Inbox, token: str) -> type[QuietHandler]:
                 return fault, fault_answer(fault)
             return 202, {"id": str(uuid.uuid4()), "accepted": accepted}
 
+    Handler.inbox = inbox
     return Handler
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from varai_deploy.sandbox import credentials
 from varai_deploy.sandbox.components import Component
 from varai_deploy.sandbox.marketplace_fake import API_KEYS_FILE
-from varai_deploy.sandbox.processes import Marker, is_listening
+from varai_deploy.sandbox.processes import Marker, is_listening, stand_in_marker
 from varai_deploy.sandbox.state import write_text_atomic
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def _keys(settings: SandboxSettings) -> tuple[str, str]:
 
 
 def marker(settings: SandboxSettings, port: int) -> Marker:
-    return Marker(MODULE, (("--home", str(settings.home)), ("--host", settings.host), ("--port", str(port))))
+    return stand_in_marker(MODULE, settings, port)
 
 
 def ready(settings: SandboxSettings, port: int) -> bool:

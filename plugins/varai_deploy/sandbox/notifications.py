@@ -33,8 +33,10 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import SplitResult, urlsplit
 
 from varai_deploy.sandbox.errors import SandboxError
+from varai_deploy.sandbox.serving import QuietHandler
 from varai_deploy.sandbox.state import write_text_atomic
 
 if TYPE_CHECKING:
@@ -181,6 +183,31 @@ class Inbox:
             self._fault = {"status": status, "remaining": count}
             self._save_fault()
             return 200, {"channel": self.channel, "fault": dict(self._fault)}
+
+
+class StandInHandler(QuietHandler):
+    """A stand-in's HTTP handler: every method reaches :meth:`answer` (which says 405 where the API
+    allows none, not http.server's 501), once the loopback fault control at ``CONTROL_PATH`` has
+    had its turn. ``inbox`` is set on the subclass."""
+
+    inbox: Inbox
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
+
+    def _dispatch(self) -> None:
+        raw = self.read_body()
+        target = urlsplit(self.path)
+        if target.path == CONTROL_PATH:
+            status, payload = self.inbox.control(self.command, self.client_address[0], raw)
+            self.send_payload(status, json.dumps(payload).encode(), [], JSON_TYPE)
+            return
+        self.answer(target, raw)
+
+    def answer(self, target: SplitResult, raw: bytes) -> None:
+        raise NotImplementedError
 
 
 def fault_request(body: Any) -> tuple[int, int | None]:

@@ -21,10 +21,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from varai_deploy.sandbox.errors import SandboxError
 from varai_deploy.sandbox.settings import PLUGINS_DIR
 from varai_deploy.sandbox.state import read_json
+
+if TYPE_CHECKING:
+    from varai_deploy.sandbox.settings import SandboxSettings
 
 SERVICE_MODULE = "varai_deploy.sandbox.service"
 GATEWAY_MODULE = "varai_deploy.sandbox.gateway"
@@ -67,6 +71,12 @@ class Marker:
             return False
         pairs = set(itertools.pairwise(args))
         return all((flag, value) in pairs for flag, value in self.flags)
+
+
+def stand_in_marker(module: str, settings: SandboxSettings, port: int, *extra: tuple[str, str]) -> Marker:
+    """A Python stand-in server's command line: ``-m module --home --host --port`` and its own ``extra``."""
+    flags = (("--home", str(settings.home)), ("--host", settings.host), ("--port", str(port)), *extra)
+    return Marker(module, flags)
 
 
 # -- /proc ------------------------------------------------------------------------------------

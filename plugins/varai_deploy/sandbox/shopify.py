@@ -13,7 +13,7 @@ import json
 
 from varai_deploy.sandbox import credentials
 from varai_deploy.sandbox.components import Component
-from varai_deploy.sandbox.processes import Marker, http_status
+from varai_deploy.sandbox.processes import Marker, http_status, stand_in_marker
 from varai_deploy.sandbox.settings import SandboxSettings
 from varai_deploy.sandbox.state import write_text_atomic
 
@@ -31,7 +31,7 @@ def api_key(settings: SandboxSettings) -> str:
 
 
 def marker(settings: SandboxSettings, port: int) -> Marker:
-    return Marker(MODULE, (("--home", str(settings.home)), ("--host", settings.host), ("--port", str(port))))
+    return stand_in_marker(MODULE, settings, port)
 
 
 def prepare(settings: SandboxSettings, port: int) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from varai_deploy.sandbox import credentials, notifications
 from varai_deploy.sandbox.components import Component
-from varai_deploy.sandbox.processes import Marker, http_status
+from varai_deploy.sandbox.processes import Marker, http_status, stand_in_marker
 from varai_deploy.sandbox.slack_fake import CHANNEL, webhook_path
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ TOKEN_SECRET = "slack_webhook_token"  # noqa: S105 - the name of the secret, not
 
 
 def marker(settings: SandboxSettings, port: int) -> Marker:
-    return Marker(MODULE, (("--home", str(settings.home)), ("--host", settings.host), ("--port", str(port))))
+    return stand_in_marker(MODULE, settings, port)
 
 
 def prepare(settings: SandboxSettings, port: int) -> None:

@@ -36,9 +36,9 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult
 
-from varai_deploy.sandbox.notifications import CONTROL_PATH, JSON_TYPE, Inbox, read_config
+from varai_deploy.sandbox.notifications import Inbox, StandInHandler, read_config
 from varai_deploy.sandbox.serving import QuietHandler, bind_or_explain, serve_until_signalled
 
 CHANNEL = "slack"
@@ -241,22 +241,11 @@ CHECKS = {
 def make_handler(inbox: Inbox, secret: str) -> type[QuietHandler]:
     expected = f"/services/{webhook_path(secret)}"
 
-    class Handler(QuietHandler):
+    class Handler(StandInHandler):
         server_version = "slack-webhook-sandbox"
 
-        def __getattr__(self, name: str) -> Any:
-            # Every method gets an answer (405 where not allowed), not http.server's 501.
-            if name.startswith("do_"):
-                return self.dispatch
-            raise AttributeError(name)
-
-        def dispatch(self) -> None:
-            raw = self.read_body()
-            path = urlsplit(self.path).path
-            if path == CONTROL_PATH:
-                status, payload = inbox.control(self.command, self.client_address[0], raw)
-                self.send_payload(status, json.dumps(payload).encode(), [], JSON_TYPE)
-                return
+        def answer(self, target: SplitResult, raw: bytes) -> None:
+            path = target.path
             headers: list[tuple[str, str]] = []
             if not hmac.compare_digest(path.encode(), expected.encode()):
                 status, answer = 404, "no_service"
@@ -280,6 +269,7 @@ def make_handler(inbox: Inbox, secret: str) -> type[QuietHandler]:
                 return fault, FAULT_ANSWERS.get(fault, "rollup_error")
             return 200, "ok"
 
+    Handler.inbox = inbox
     return Handler
 
 

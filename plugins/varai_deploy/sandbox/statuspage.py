@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from varai_deploy.sandbox import credentials, notifications
 from varai_deploy.sandbox.components import Component
 from varai_deploy.sandbox.errors import SandboxError
-from varai_deploy.sandbox.processes import Marker, http_status
+from varai_deploy.sandbox.processes import Marker, http_status, stand_in_marker
 from varai_deploy.sandbox.state import read_json
 from varai_deploy.sandbox.statuspage_fake import CHANNEL, PAGE_ID, incidents_file
 
@@ -33,7 +33,7 @@ KEY_SECRET = "statuspage_api_key"  # noqa: S105 - the name of the secret, not a 
 
 
 def marker(settings: SandboxSettings, port: int) -> Marker:
-    return Marker(MODULE, (("--home", str(settings.home)), ("--host", settings.host), ("--port", str(port))))
+    return stand_in_marker(MODULE, settings, port)
 
 
 def prepare(settings: SandboxSettings, port: int) -> None:

@@ -58,9 +58,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
-from varai_deploy.sandbox.notifications import CONTROL_PATH, REDACTED, Inbox, directory, parse_body, read_config
+from varai_deploy.sandbox.notifications import REDACTED, Inbox, StandInHandler, directory, parse_body, read_config
 from varai_deploy.sandbox.serving import QuietHandler, bind_or_explain, serve_until_signalled
 from varai_deploy.sandbox.state import read_json, write_text_atomic
 
@@ -491,22 +491,10 @@ def summary(status: int, payload: Any) -> Any:
 def make_handler(page: Page, journal: Journal, api_key: str) -> type[QuietHandler]:
     expected = f"OAuth {api_key}".encode()
 
-    class Handler(QuietHandler):
+    class Handler(StandInHandler):
         server_version = "statuspage-sandbox"
 
-        def __getattr__(self, name: str) -> Any:
-            # Every method gets an answer (405 where not allowed), not http.server's 501.
-            if name.startswith("do_"):
-                return self.dispatch
-            raise AttributeError(name)
-
-        def dispatch(self) -> None:
-            raw = self.read_body()
-            target = urlsplit(self.path)
-            if target.path == CONTROL_PATH:
-                status, payload = journal.control(self.command, self.client_address[0], raw)
-                self.send_json(status, payload, [])
-                return
+        def answer(self, target: SplitResult, raw: bytes) -> None:
             if target.path.startswith("/s/") and self.command in ("GET", "HEAD"):
                 self._public(target.path.removeprefix("/s/"))
                 return
@@ -593,6 +581,7 @@ def make_handler(page: Page, journal: Journal, api_key: str) -> type[QuietHandle
                 return "GET, POST"
             return "GET" if parts[-1] in LISTS else "GET, PATCH, PUT"
 
+    Handler.inbox = journal
     return Handler
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from varai_deploy.sandbox.components import Component
 from varai_deploy.sandbox.errors import SandboxError
-from varai_deploy.sandbox.processes import Marker, http_status
+from varai_deploy.sandbox.processes import Marker, http_status, stand_in_marker
 from varai_deploy.sandbox.settings import SandboxSettings
 from varai_deploy.sandbox.storage_server import data_dir
 
@@ -24,8 +24,7 @@ COMPOSER_CONN_ID = "varai_composer"
 
 
 def marker(settings: SandboxSettings, port: int) -> Marker:
-    flags = (("--home", str(settings.home)), ("--host", settings.host), ("--port", str(port)), ("--bucket", BUCKET))
-    return Marker(MODULE, flags)
+    return stand_in_marker(MODULE, settings, port, ("--bucket", BUCKET))
 
 
 def ready(settings: SandboxSettings, port: int) -> bool:
