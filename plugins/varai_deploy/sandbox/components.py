@@ -1,5 +1,5 @@
 """The sandbox's stand-in servers (storage, CDN, npm, SVN, Marketplace, Shopify, PostgreSQL, the
-notification stand-ins Slack and the email endpoint, and the status page), one shape each.
+notification stand-ins Slack and the email endpoint, the status page and the Pushgateway), one shape each.
 
 Each is a local server the control plane starts on ``up``, stops on ``down`` and lists under
 ``endpoints`` in ``status``; each module describes itself with a :class:`Component`, so adding one
@@ -33,6 +33,7 @@ COMPONENT_MODULES: dict[str, str] = {
     "slack": "varai_deploy.sandbox.slack",
     "email": "varai_deploy.sandbox.email_endpoint",
     "statuspage": "varai_deploy.sandbox.statuspage",
+    "pushgateway": "varai_deploy.sandbox.pushgateway",
 }
 COMPONENT_NAMES = tuple(COMPONENT_MODULES)
 #: Ports: ``component_port_base + offset``; the base defaults to the gateway port minus this.
@@ -49,6 +50,9 @@ class Component:
     ready: Callable[[SandboxSettings, int], bool]
     #: Idempotent set-up before a start: directories, config files, repositories, credential files.
     prepare: Callable[[SandboxSettings, int], None] | None = None
+    #: Idempotent set-up that needs it answering, on every ``up`` once it is ready (started then or
+    #: already running, so a home made before the set-up existed gets it too): databases, schemas.
+    after_start: Callable[[SandboxSettings, int], None] | None = None
     #: The Airflow connections it serves: ``{conn_id: {"conn_type": ..., "host": ..., ...}}``.
     connections: Callable[[SandboxSettings, int], dict[str, dict[str, Any]]] | None = None
     #: Raise SandboxError with an install hint when its program is missing.

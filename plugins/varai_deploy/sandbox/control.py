@@ -129,6 +129,8 @@ class Sandbox:
         self._wait_prometheus()
         for component in components.enabled(s):
             self._wait_component(component)
+            if component.after_start is not None:
+                component.after_start(s, s.component_port(component.name))
         components.write_connections_env(s)
         for name, colour, slot in waits:
             processes.wait_listening(

@@ -1,10 +1,12 @@
-"""The sandbox's PostgreSQL: Debian's server on loopback, holding the release ledger.
+"""The sandbox's PostgreSQL: Debian's server on loopback, holding the release ledger and the
+services' own data (see app_data.py).
 
 A cluster of its own under ``<home>/postgres/data`` (``initdb`` on first ``up``), password
 (SCRAM) authentication only, TCP on the sandbox host and a Unix socket under the home. The
-ledger's database is created while the cluster is still offline (single-user mode), so it is
-there before anything can connect. Staging and production point the same ``varai_ledger``
-connection at Cloud SQL.
+databases are created while a new cluster is still offline (single-user mode), so they are
+there before anything can connect; a cluster made before one of them existed gets it once the
+server answers, on every ``up``. Staging and production point the same ``varai_ledger`` and
+``varai_app_db`` connections at Cloud SQL.
 
 PostgreSQL refuses to run as root: as root, the server and ``initdb`` run as the ``postgres``
 user the Debian package creates (through ``setpriv``, which execs, so the recorded pid is the
@@ -13,6 +15,7 @@ server's), and the directories on the way to the data are made traversable (exec
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -21,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from varai_deploy.sandbox import app_data
 from varai_deploy.sandbox.components import Component
 from varai_deploy.sandbox.credentials import secret
 from varai_deploy.sandbox.errors import SandboxError
@@ -29,7 +33,7 @@ from varai_deploy.sandbox.settings import SandboxSettings
 
 CONN_ID = "varai_ledger"
 USER = "varai"
-DATABASES = ("varai_ledger",)
+DATABASES = ("varai_ledger", app_data.DATABASE)
 SYSTEM_USER = "postgres"
 ENV_BINDIR = "VARAI_SANDBOX_POSTGRES_BINDIR"
 INSTALL_HINT = "install it with `apt-get install postgresql` or run `make setup`"
@@ -135,7 +139,12 @@ def marker(settings: SandboxSettings, port: int) -> Marker:
 
 
 def prepare(settings: SandboxSettings, port: int) -> None:
-    """initdb (once per home) with the ledger user's password, then create the databases offline."""
+    """initdb (once per home) with the ledger user's password, then create the databases offline.
+
+    The services' DSN file is written first: the service processes this ``up`` restarts start
+    before the server answers, and read it only at start.
+    """
+    app_data.write_dsn(settings, _dsn(settings, port, app_data.DATABASE))
     data = data_dir(settings)
     socket_dir(settings).mkdir(parents=True, exist_ok=True)
     if (data / "PG_VERSION").is_file():
@@ -190,27 +199,51 @@ def ready(settings: SandboxSettings, port: int) -> bool:
     return True
 
 
-def _dsn(settings: SandboxSettings, port: int) -> dict[str, Any]:
+def after_start(settings: SandboxSettings, port: int) -> None:
+    """Once it answers, on every ``up``: the databases an older cluster lacks, the application's
+    schema, and the services' DSN file."""
+    import psycopg2
+    from psycopg2 import errors, sql
+
+    conn = psycopg2.connect(**_dsn(settings, port, "postgres"), connect_timeout=5)
+    conn.autocommit = True  # CREATE DATABASE refuses to run in a transaction
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT datname FROM pg_database")
+            existing = {name for (name,) in cur.fetchall()}
+            for database in (d for d in DATABASES if d not in existing):
+                create = sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(USER))
+                with contextlib.suppress(errors.DuplicateDatabase):  # another `up` made it meanwhile
+                    cur.execute(create)
+    finally:
+        conn.close()
+    app = _dsn(settings, port, app_data.DATABASE)
+    app_data.migrate(app)
+    app_data.write_dsn(settings, app)
+
+
+def _dsn(settings: SandboxSettings, port: int, dbname: str = DATABASES[0]) -> dict[str, Any]:
     return {
         "host": settings.host,
         "port": port,
         "user": USER,
         "password": secret(settings, "postgres_password"),
-        "dbname": DATABASES[0],
+        "dbname": dbname,
     }
 
 
 def connections(settings: SandboxSettings, port: int) -> dict[str, dict[str, Any]]:
-    dsn = _dsn(settings, port)
+    password = secret(settings, "postgres_password")
     return {
-        CONN_ID: {
+        conn_id: {
             "conn_type": "postgres",
-            "host": dsn["host"],
+            "host": settings.host,
             "port": port,
             "login": USER,
-            "password": dsn["password"],
-            "schema": dsn["dbname"],
+            "password": password,
+            "schema": database,
         }
+        for conn_id, database in ((CONN_ID, DATABASES[0]), (app_data.CONN_ID, app_data.DATABASE))
     }
 
 
@@ -240,6 +273,7 @@ COMPONENT = Component(
     marker=marker,
     ready=ready,
     prepare=prepare,
+    after_start=after_start,
     connections=connections,
     check_installed=check_installed,
     shutdown=shutdown,

@@ -5,7 +5,8 @@
 It answers like the real service would through the gateway (same paths, JSON), names itself in
 ``X-Served-*`` headers so callers can tell which revision answered, exposes Prometheus metrics
 labelled with its version (rollback analysis queries them), and misbehaves as the faults
-registered for its version say.
+registered for its version say. Like the real one, it keeps what it serves in its database (see
+app_data.py): each working answer is one row, and without its store it answers 503.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from varai_deploy.sandbox.app_data import Unavailable, Writer
 from varai_deploy.sandbox.faults import CRASH_EXIT_CODE, CRASH_MESSAGE, ActiveFaults
 from varai_deploy.sandbox.serving import QuietHandler, bind_or_explain, serve_until_signalled
 from varai_deploy.services import SERVICE_NAMES, SERVICES
@@ -94,11 +96,15 @@ class Metrics:
 class ServiceApp:
     """The behaviour of one service revision, independent of the HTTP plumbing."""
 
-    def __init__(self, service: str, version: str, colour: str, faults: ActiveFaults) -> None:
+    def __init__(
+        self, service: str, version: str, colour: str, faults: ActiveFaults, writer: Writer | None = None
+    ) -> None:
         self.service = SERVICES[service]
         self.version = version
         self.colour = colour
         self.faults = faults
+        #: Where working answers are recorded; None: nowhere (no database, or a service that keeps no data).
+        self.writer = writer
         self.metrics = Metrics(service, version, colour)
         self.started = time.time()
         #: When the faults' clock started: at start, or when they were last applied (SIGHUP).
@@ -141,7 +147,12 @@ class ServiceApp:
             return 405, {"error": f"{method} not allowed on {path}; use {want_method}"}, group
         if self._inject_error():
             return 500, {"error": "fault injected: internal error", **self.identity()}, group
-        status, payload = func(query, body)
+        status, payload, row = func(query, body)
+        if row is not None and self.writer is not None:
+            try:
+                self.writer.insert(row)
+            except Unavailable as exc:
+                return 503, {"error": f"database unavailable: {exc}", **self.identity()}, group
         return status, {**payload, **self.identity()}, group
 
     def watch_faults(self, faults_file: Path) -> None:
@@ -190,8 +201,8 @@ class ServiceApp:
             "api-gateway": {"/api/status": ("GET", self.api_status, "status")},
         }[self.service.name]
 
-    # -- the working endpoints -------------------------------------------------------------
-    def discover(self, query: dict[str, list[str]], _body: bytes) -> tuple[int, dict]:
+    # -- the working endpoints: (status, payload, the row to store or None) --------------------
+    def discover(self, query: dict[str, list[str]], _body: bytes) -> tuple[int, dict, dict | None]:
         q = (query.get("q") or [""])[0].strip()
         words = set(q.lower().replace("-", " ").split())
 
@@ -200,53 +211,59 @@ class ServiceApp:
             return overlap, _stable_int(q + frame[0]) % 1000
 
         ranked = sorted(FRAMES, key=score, reverse=True)[:3]
-        return 200, {
-            "query": q,
-            "suggestions": [{"sku": sku, "name": name, "style": style} for sku, name, style in ranked],
-        }
+        suggestions = [{"sku": sku, "name": name, "style": style} for sku, name, style in ranked]
+        row = {"query": q, "result_count": len(ranked), "top_sku": ranked[0][0]}
+        return 200, {"query": q, "suggestions": suggestions}, row
 
-    def analyze(self, _query: dict[str, list[str]], body: bytes) -> tuple[int, dict]:
+    def analyze(self, _query: dict[str, list[str]], body: bytes) -> tuple[int, dict, dict | None]:
         try:
             data = json.loads(body) if body.strip() else {}
         except ValueError:
-            return 400, {"error": 'body must be JSON, e.g. {"image": "<base64>"}'}
-        digest = _stable_int(json.dumps(data, sort_keys=True))
-        return 200, {
-            "face_shape": FACE_SHAPES[digest % len(FACE_SHAPES)],
-            "confidence": round(0.7 + (digest % 30) / 100, 2),
-            "stored": False,
+            return 400, {"error": 'body must be JSON, e.g. {"image": "<base64>"}'}, None
+        canonical = json.dumps(data, sort_keys=True)
+        digest = _stable_int(canonical)
+        shape, confidence = FACE_SHAPES[digest % len(FACE_SHAPES)], round(0.7 + (digest % 30) / 100, 2)
+        # The analysis is kept, never the image: only its hash, to tell repeated uploads apart.
+        row = {
+            "image_sha256": hashlib.sha256(canonical.encode()).hexdigest(),
+            "face_shape": shape,
+            "confidence": confidence,
         }
+        return 200, {"face_shape": shape, "confidence": confidence, "stored": False}, row
 
-    def recommend(self, query: dict[str, list[str]], _body: bytes) -> tuple[int, dict]:
+    def recommend(self, query: dict[str, list[str]], _body: bytes) -> tuple[int, dict, dict | None]:
         shape = (query.get("face_shape") or [""])[0]
         if shape not in STYLES_FOR_SHAPE:
-            return 400, {"error": f"face_shape must be one of: {', '.join(FACE_SHAPES)}"}
+            return 400, {"error": f"face_shape must be one of: {', '.join(FACE_SHAPES)}"}, None
         styles = STYLES_FOR_SHAPE[shape]
         products = [
             {"sku": sku, "name": name, "style": style, "price": 89 + 10 * (int(sku[-1]) % 5)}
             for sku, name, style in FRAMES
             if style in styles
         ]
-        return 200, {"face_shape": shape, "products": products}
+        row = {"face_shape": shape, "shown_skus": [p["sku"] for p in products]}
+        return 200, {"face_shape": shape, "products": products}, row
 
-    def events(self, _query: dict[str, list[str]], body: bytes) -> tuple[int, dict]:
+    def events(self, _query: dict[str, list[str]], body: bytes) -> tuple[int, dict, dict | None]:
         try:
             data = json.loads(body) if body.strip() else {"events": []}
         except ValueError:
-            return 400, {"error": 'body must be JSON: one event object or {"events": [...]}'}
+            return 400, {"error": 'body must be JSON: one event object or {"events": [...]}'}, None
         if isinstance(data, dict) and isinstance(data.get("events"), list):
-            count = len(data["events"])
+            count, event_type = len(data["events"]), "batch"
         elif isinstance(data, list):
-            count = len(data)
+            count, event_type = len(data), "batch"
         else:
             count = 1
+            event_type = str(data.get("type") or "unknown") if isinstance(data, dict) else "unknown"
         with self._lock:
             self.events_received += count
             total = self.events_received
-        return 202, {"accepted": count, "total": total}
+        row = {"event_type": event_type, "event_count": count, "payload": json.dumps(data)}
+        return 202, {"accepted": count, "total": total}, row
 
-    def api_status(self, _query: dict[str, list[str]], _body: bytes) -> tuple[int, dict]:
-        return 200, {"status": "ok", "uptime_seconds": round(time.time() - self.started, 3)}
+    def api_status(self, _query: dict[str, list[str]], _body: bytes) -> tuple[int, dict, dict | None]:
+        return 200, {"status": "ok", "uptime_seconds": round(time.time() - self.started, 3)}, None
 
 
 def _stable_int(text: str) -> int:
@@ -295,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     if faults.crash:
         print(CRASH_MESSAGE, file=sys.stderr, flush=True)
         return CRASH_EXIT_CODE
-    app = ServiceApp(args.service, args.version, args.colour, faults)
+    app = ServiceApp(
+        args.service, args.version, args.colour, faults, Writer.for_service(args.home, args.service, args.version, name)
+    )
     app.watch_faults(args.home / "faults.json")
     server = bind_or_explain(args.host, args.port, make_handler(app), name)
     if server is None:

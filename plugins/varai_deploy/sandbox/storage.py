@@ -1,4 +1,5 @@
-"""The sandbox's GCS bucket for the widget CDN: the storage emulator, and the ``varai_cdn`` connection.
+"""The sandbox's GCS: the storage emulator, its buckets for the widget CDN and for database backups,
+and their connections ``varai_cdn`` and ``varai_backups``.
 
 The release publishes the HTML widget into bucket ``varai-widgets`` through ``CdnHook`` exactly as
 in production; only the connection differs (anonymous, ``api_endpoint`` pointing here). The CDN
@@ -18,18 +19,20 @@ from varai_deploy.sandbox.storage_server import data_dir
 
 MODULE = "varai_deploy.sandbox.storage_server"
 BUCKET = "varai-widgets"
+BACKUP_BUCKET = "varai-backups"
 PROJECT = "varai-sandbox"
 CONN_ID = "varai_cdn"
 COMPOSER_CONN_ID = "varai_composer"
+BACKUP_CONN_ID = "varai_backups"
 
 
 def marker(settings: SandboxSettings, port: int) -> Marker:
-    return stand_in_marker(MODULE, settings, port, ("--bucket", BUCKET))
+    return stand_in_marker(MODULE, settings, port, ("--bucket", BUCKET), ("--bucket", BACKUP_BUCKET))
 
 
 def ready(settings: SandboxSettings, port: int) -> bool:
-    """Answering, with the bucket created."""
-    return http_status(settings.host, port, f"/storage/v1/b/{BUCKET}") == 200
+    """Answering, with the buckets created."""
+    return all(http_status(settings.host, port, f"/storage/v1/b/{b}") == 200 for b in (BUCKET, BACKUP_BUCKET))
 
 
 def prepare(settings: SandboxSettings, port: int) -> None:
@@ -47,7 +50,12 @@ def connections(settings: SandboxSettings, port: int) -> dict[str, dict[str, Any
     cdn = {"conn_type": "google_cloud_platform", "extra": extra}
     # The Composer repository is a static one in the same bucket, under composer/ (production may
     # give it its own bucket and domain through its own connection).
-    return {CONN_ID: cdn, COMPOSER_CONN_ID: {**cdn, "extra": {**extra, "prefix": "composer"}}}
+    backups = {"is_anonymous": True, "project": PROJECT, "api_endpoint": extra["api_endpoint"], "bucket": BACKUP_BUCKET}
+    return {
+        CONN_ID: cdn,
+        COMPOSER_CONN_ID: {**cdn, "extra": {**extra, "prefix": "composer"}},
+        BACKUP_CONN_ID: {"conn_type": "google_cloud_platform", "extra": backups},
+    }
 
 
 def check_installed(settings: SandboxSettings) -> None:

@@ -98,8 +98,9 @@ def test_stand_ins_listen_below_the_gateway_in_registry_order() -> None:
         "slack",
         "email",
         "statuspage",
+        "pushgateway",
     )
-    assert [s.component_port(name) for name in s.components] == list(range(18060, 18070))
+    assert [s.component_port(name) for name in s.components] == list(range(18060, 18071))
     assert s.component_url("cdn") == "http://127.0.0.1:18061"
 
 
