@@ -26,20 +26,22 @@ help:
 	@echo "make test                   set everything up, run ruff and the tests"
 	@echo "make airflow                airflow standalone on http://127.0.0.1:8080 (user admin)"
 	@echo "make sandbox-up | sandbox-down | sandbox-status"
-	@echo "make bench                  run the benchmarks in benchmarks/ (release, rollback, widget publication)"
+	@echo "make bench                  run the benchmarks in benchmarks/ (release, rollback, widgets, notifications, backups)"
 	@echo "make fresh-check            (root) make setup, demo and test on a fresh debootstrapped Debian 12 root, timed"
 
 setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/project $(NODE_TOOLS) $(STAMP)/airflow-db
 
-# Debian packages the sandbox runs: Prometheus, and the widget channels' real servers and clients
-# (svnserve/svn, composer with PHP's zip extension), PostgreSQL for the release ledger (the sandbox
+# Debian packages the sandbox runs: Prometheus and its Pushgateway, and the widget channels' real servers
+# and clients (svnserve/svn, composer with PHP's zip extension), PostgreSQL for the release ledger (the sandbox
 # runs its own cluster; any Debian PostgreSQL version will do), procps (pkill), and headless Chromium
 # with its WebDriver for the browser test of the Airflow UI; python3-venv only while there is no venv
 # yet and python3 cannot make one. Node.js and npm come from PyPI (the venv),
 # not from apt. Every name resolves on Debian 12 and 13. Only what is missing is installed (and then
-# re-checked even if the stamp exists); sudo only if not root. Where systemd runs, the prometheus
-# package starts its own server on :9090: the sandbox runs its own, so that service is stopped and disabled.
-APT_NEEDS := /usr/bin/prometheus:prometheus /usr/bin/svnserve:subversion /usr/bin/composer:composer \
+# re-checked even if the stamp exists); sudo only if not root. Where systemd runs, the prometheus and
+# prometheus-pushgateway packages start their own servers on :9090 and :9091: the sandbox runs its own, so
+# those services are stopped and disabled.
+APT_NEEDS := /usr/bin/prometheus:prometheus /usr/bin/prometheus-pushgateway:prometheus-pushgateway \
+	/usr/bin/svnserve:subversion /usr/bin/composer:composer \
 	/usr/bin/php:php-cli /usr/lib/postgresql/*/bin/initdb:postgresql /usr/bin/pkill:procps \
 	/usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver
 APT_MISSING = $(strip $(foreach need,$(APT_NEEDS),$(if $(wildcard $(firstword $(subst :, ,$(need)))),,$(lastword $(subst :, ,$(need))))) \
@@ -54,7 +56,9 @@ $(STAMP)/apt: $(if $(APT_MISSING),FORCE)
 		{ $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y --no-install-recommends $(APT_MISSING); } \
 			> $(STAMP)/apt.log 2>&1 || { tail -20 $(STAMP)/apt.log; exit 1; }; \
-		$$SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true; \
+		for unit in prometheus prometheus-pushgateway; do \
+			$$SUDO systemctl disable --now $$unit >/dev/null 2>&1 || true; \
+		done; \
 	fi
 	@touch $@
 
@@ -145,6 +149,7 @@ bench: setup
 	@PYTHONPATH=plugins:. $(PY) benchmarks/rollback_latency.py
 	@PYTHONPATH=plugins:. $(PY) benchmarks/widget_publish.py
 	@PYTHONPATH=plugins:. $(PY) benchmarks/notification_delivery.py
+	@PYTHONPATH=plugins:. $(PY) benchmarks/backup_restore.py
 
 # The README's promise on a clean root: a debootstrapped Debian 12 with only python3, make, git and
 # ca-certificates, a clean clone of HEAD, then make setup, demo and test inside, each step timed

@@ -10,8 +10,8 @@ a release or rollback still running is waited for up to ``wait_for_operation_min
 window is skipped and that is reported) -> status page "in progress" -> the steps, each started
 only if its budget fits before the window closes:
 
-- backup: a verified backup first (the database_backup DAG does not exist yet, so this is reported
-  as not taken);
+- backup: a run of ``database_backup`` (dump, verified by a restore), waited for: nothing changes
+  before there is a proven backup to go back to;
 - security_updates: every live service's release rebuilt on its patched image
   (``v1.4.2+sec.20261206``), through the release's blue-green path: health streak, checked switch,
   analysis on real metrics, retire, or every switched service back on its last good revision;
@@ -24,6 +24,7 @@ ran, what did not fit, what rolled back, to the notifiers; the run fails if a st
 
 from __future__ import annotations
 
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, TaskGroup, dag, task
 
 from varai_deploy.blue_green_group import blue_green_tasks
@@ -116,14 +117,20 @@ def maintenance_window():
     lock >> opened
 
     with TaskGroup("backup", tooltip="A verified backup before anything changes") as backup:
-
-        @task
-        def take_backup() -> None:
-            from airflow.sdk.exceptions import AirflowSkipException
-
-            raise AirflowSkipException("no database_backup DAG in this project yet: no backup was taken")
-
-        fits("backup", bounds["start"], bounds["end"]) >> take_backup()
+        # A run of database_backup, waited for without holding a worker; a retry takes the backup again.
+        take_backup = TriggerDagRunOperator(
+            task_id="take_backup",
+            trigger_dag_id="database_backup",
+            trigger_run_id="maintenance__{{ run_id }}",
+            conf={"environment": "{{ params.environment }}"},
+            reset_dag_run=True,
+            wait_for_completion=True,
+            deferrable=True,
+            poke_interval=2,
+            allowed_states=["success"],
+            failed_states=["failed"],
+        )
+        fits("backup", bounds["start"], bounds["end"]) >> take_backup
 
     with TaskGroup(
         "security_updates", tooltip="Each live release rebuilt on its patched image, through blue-green"

@@ -24,6 +24,7 @@ INTEGRATION_MODULE_SECONDS = {
     "test_widgets": 175,
     "test_rest_api": 155,
     "test_ui_browser": 85,
+    "test_backups": 80,
     "test_local_airflow": 30,
 }
 UNLISTED_MODULE_SECONDS = 300

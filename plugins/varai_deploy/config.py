@@ -267,6 +267,45 @@ class MaintenancePolicy:
         return float(self.budgets_minutes[step]) * 60
 
 
+@dataclass(frozen=True)
+class BackupPolicy:
+    """The guide's automated backups (kept 30 days) held to its recovery objectives (RPO 1 h, RTO 4 h).
+
+    A daily backup cannot meet a 1 h RPO, so backups run every ``every_minutes`` (less than the RPO,
+    leaving a backup the time it takes). ``databases`` are connection roles of PostgreSQL databases;
+    ``connections.backups`` is the bucket the dumps go to. Retention keeps every verified backup of the
+    last ``keep_recent_hours``, the newest verified one of each of the last ``keep_daily_days`` days,
+    and always the newest verified one; a backup never verified (failed, or cut short) is kept
+    ``unverified_grace_hours`` for inspection, then deleted. ``tools``: the directory of ``pg_dump``
+    and ``pg_restore`` (default: the newest /usr/lib/postgresql/<major>/bin, then PATH).
+    """
+
+    databases: tuple[str, ...] = ()
+    every_minutes: float = 60.0
+    rpo_minutes: float = 60.0
+    rto_minutes: float = 240.0
+    keep_recent_hours: float = 48.0
+    keep_daily_days: int = 30
+    unverified_grace_hours: float = 24.0
+    tools: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.databases:
+            raise ConfigError("backups.databases must name at least one database (a connection role)")
+        numbers = (self.every_minutes, self.rpo_minutes, self.rto_minutes, self.keep_recent_hours)
+        if any(not isinstance(v, int | float) or v <= 0 for v in numbers) or self.unverified_grace_hours < 0:
+            raise ConfigError("backups: every_minutes, rpo_minutes, rto_minutes and keep_recent_hours must be positive")
+        if self.every_minutes >= self.rpo_minutes:
+            raise ConfigError(
+                f"backups.every_minutes ({self.every_minutes:g}) must be less than backups.rpo_minutes "
+                f"({self.rpo_minutes:g}): a backup takes time, and the newest one must never be older than the RPO"
+            )
+        if self.keep_recent_hours * 60 < self.rpo_minutes:
+            raise ConfigError("backups.keep_recent_hours must cover at least the RPO")
+        if not isinstance(self.keep_daily_days, int) or self.keep_daily_days < 1:
+            raise ConfigError("backups.keep_daily_days must be a whole number of days, at least 1")
+
+
 _OUTPUT_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 #: Where the sandbox keeps its files unless VARAI_SANDBOX_HOME or ``sandbox.home`` say otherwise
 #: (the same rule as varai_deploy.sandbox.settings, which production code must not import).
@@ -320,6 +359,8 @@ class EnvironmentConfig:
     cdn_check_timeout_seconds: float = 120.0
     #: None: this environment has no maintenance window (the maintenance DAGs refuse it).
     maintenance: MaintenancePolicy | None = None
+    #: None: nothing is backed up here (database_backup refuses it).
+    backups: BackupPolicy | None = None
 
     @property
     def gateway_conn_id(self) -> str:
@@ -418,6 +459,23 @@ def _maintenance(raw: dict, connections: dict, release: ReleasePolicy, analysis:
             f"{path}: maintenance.budgets_minutes.security_updates ({policy.budgets_minutes['security_updates']:g} "
             f"min) is shorter than one update can take (health timeout + analysis deadline + bake = {update:g} s)"
         )
+    return policy
+
+
+def _backups(raw: dict, connections: dict, path: Path) -> BackupPolicy | None:
+    """``backups:``, with a connection for every database and for the bucket."""
+    if "backups" not in raw:
+        return None
+    section = dict(_section(raw, "backups", path))
+    section["databases"] = tuple(section.get("databases") or ())
+    try:
+        policy = _build(BackupPolicy, section, f"{path}: backups")
+    except ConfigError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from exc
+    for role in (*policy.databases, "backups"):
+        if role not in connections:
+            what = "the backup bucket" if role == "backups" else f"the database {role!r} in backups.databases"
+            raise ConfigError(f"{path}: {what} needs connections.{role}")
     return policy
 
 
@@ -520,6 +578,7 @@ def load_environment(name: str, directory: Path | None = None) -> EnvironmentCon
         release=release,
         analysis=analysis,
         maintenance=_maintenance(raw, connections, release, analysis, path),
+        backups=_backups(raw, connections, path),
         prerequisites={str(k): str(v) for k, v in _section(raw, "prerequisites", path).items()},
         gcp={str(k): str(v) for k, v in _section(raw, "gcp", path).items()},
         requires_approval=requires_approval,

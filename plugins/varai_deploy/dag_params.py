@@ -86,6 +86,17 @@ def scheduled_dag(announce: bool = False) -> dict:
     }
 
 
+def backup_schedule() -> dict:
+    """Keyword arguments of ``database_backup``: every ``backups.every_minutes`` of the scheduled
+    environment (so the RPO holds), one run at a time."""
+    from varai_deploy.config import load_environment
+
+    name = scheduled_environment()
+    policy = load_environment(name).backups if name else None
+    schedule = timedelta(minutes=policy.every_minutes) if policy else None
+    return {**OPERATIONS_DAG, "schedule": schedule, "max_active_runs": 1}
+
+
 #: How the form names each marketplace (the values stay the channel names).
 MARKETPLACE_LABELS = {
     "html": "HTML snippet (CDN and npm)",

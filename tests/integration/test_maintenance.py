@@ -46,7 +46,7 @@ WINDOW_HOUR = quiet_hour(datetime.now(UTC))
 MAINTENANCE = {
     "start": f"{WINDOW_HOUR:02d}:00",
     "wait_for_operation_minutes": 0.1,
-    "budgets_minutes": {"backup": 0.2, "security_updates": 1.1, "database": 0.5},
+    "budgets_minutes": {"backup": 0.4, "security_updates": 1.1, "database": 0.5},
 }
 _versions = iter(range(1, 1000))
 
@@ -60,7 +60,7 @@ def cluster(stack, sandbox, tmp_path_factory):
         env, api_port=free_port(exclude={19880}), log_dir=tmp_path_factory.mktemp("maintenance"), users=USERS
     )
     cluster.start()
-    for dag_id in (WINDOW, RELEASE, EMERGENCY):
+    for dag_id in (WINDOW, RELEASE, EMERGENCY, "database_backup"):
         cluster.wait_for_dag(dag_id)
     try:
         yield cluster
@@ -160,17 +160,25 @@ def test_a_window_patches_every_service_under_load_without_failing_a_request_and
     assert ("maintenance_started", "info") in said and ("maintenance_succeeded", "info") in said
     outcome = xcom(cluster, WINDOW, run_id, "report")
     assert outcome["outcome"] == "completed"
-    assert outcome["Backup"] == "not taken: no database_backup DAG yet"
+    # A database_backup run of its own, verified before anything changed.
+    backup_run = xcom(cluster, WINDOW, run_id, "backup.take_backup", "trigger_run_id")
+    assert backup_run == f"maintenance__{run_id}"
+    assert outcome["Backup"] == f"taken and verified (database_backup run {backup_run})"
+    assert cluster.run_state("database_backup", backup_run) == "success"
+    backed_up = cluster.task_instance("database_backup", backup_run, "report")["end_date"]
+    switched = cluster.task_instance(WINDOW, run_id, "security_updates.targets")["start_date"]
+    assert backed_up < switched
     assert "ledger: " in outcome["Database"]
     assert refused_version not in str(gateway_versions())
 
 
 def test_a_step_that_would_overrun_the_window_is_not_started(cluster, sandbox):
     before = all_released(cluster)
-    run_id = open_window(cluster, length_minutes=1)
+    run_id = open_window(cluster, length_minutes=1.2)
     assert cluster.wait_for_run(WINDOW, run_id, timeout=240) == "success", cluster.describe_run(WINDOW, run_id)
     ran = states(cluster, run_id)
-    # backup (0.2 min) and database (0.5 min) fit in a 1-minute window; security updates (1.1 min) do not.
+    # backup (0.4 min), then database (0.5 min) fit in a 1.2-minute window; security updates (1.1 min) no
+    # longer do once the backup has run.
     assert ran["security_updates.fits"] == "skipped"
     assert ran["security_updates.targets"] == "skipped"
     assert ran["database.maintain"] == "success"

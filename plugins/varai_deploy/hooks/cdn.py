@@ -19,12 +19,10 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Literal, NamedTuple
 from urllib.parse import quote, urlsplit
 
-from airflow.providers.google.cloud.hooks.gcs import GCSHook
-
+from varai_deploy.hooks.gcs_endpoint import EndpointGCSHook
 from varai_deploy.widgets.publishing import PublishAuthError, PublishConflictError, PublishError
 
 if TYPE_CHECKING:
-    from google.api_core.client_options import ClientOptions
     from google.cloud.storage import Blob, Bucket
 
 DESTINATION = "cdn"
@@ -56,7 +54,7 @@ def expected_cache_control(url_or_object: str) -> str:
     return ALIAS_CACHE_CONTROL if ALIASES.intersection(segments) else IMMUTABLE_CACHE_CONTROL
 
 
-class CdnHook(GCSHook):
+class CdnHook(EndpointGCSHook):
     """Publish and read the widget's objects in the CDN bucket; errors are :class:`PublishError`\\ s.
 
     ``channel`` (html, shopify) only names the widget channel in error messages.
@@ -82,10 +80,6 @@ class CdnHook(GCSHook):
             ) from None
 
     # -- configuration ----------------------------------------------------------------------
-    def get_client_options(self, api_endpoint_override: str | None = None) -> ClientOptions:
-        """The ``api_endpoint`` extra, when set, is where every storage call goes (uploads and downloads)."""
-        return super().get_client_options(api_endpoint_override or self._get_field("api_endpoint") or None)
-
     @property
     def bucket(self) -> str:
         return self._required_extra("bucket", "the CDN bucket's name")

@@ -84,9 +84,9 @@ def report_window(context: Any, environment: str) -> dict[str, Any]:
     }
     if not_started:
         details["Did not fit"] = "; ".join(not_started.values())
-    skipped_backup = ti.xcom_pull(task_ids="backup.fits") and states.get("backup.take_backup") == "skipped"
-    if skipped_backup:
-        details["Backup"] = "not taken: no database_backup DAG yet"
+    if states.get("backup.take_backup") == "success":
+        backup_run = ti.xcom_pull(task_ids="backup.take_backup", key="trigger_run_id")
+        details["Backup"] = f"taken and verified (database_backup run {backup_run})"
     if rollback:
         kind, outcome = "maintenance_rolled_back", "rolled back"
         details["Rolled back"] = "; ".join(f"{s}: {text}" for s, text in sorted(rollback["services"].items()))

@@ -40,6 +40,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "emergency_rejected": (WARNING, "Emergency maintenance of {environment} not approved"),
     "emergency_succeeded": (INFO, "Emergency maintenance of {environment} completed"),
     "emergency_rolled_back": (CRITICAL, "Emergency maintenance of {environment} rolled back"),
+    # Backups: only a failure is told (a backup that cannot be proven by a restore is not a backup).
+    "backup_failed": (CRITICAL, "Backup of {environment} failed"),
 }
 #: Kinds that are critical whatever their default: traffic is not on a revision known to be good.
 UNSAFE_SEVERITY = CRITICAL

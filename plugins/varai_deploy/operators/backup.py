@@ -1,0 +1,228 @@
+"""One database's backup: dump a consistent snapshot, prove it by a restore, keep what the policy keeps.
+
+Each step is safe to retry and to run beside another run: a dump is a new folder named by its
+snapshot time (never an overwrite), verifying a verified backup is a no-op, and retention only
+deletes what its plan names, never the newest verified backup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import tempfile
+import time
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from varai_deploy.operators.base import EnvironmentOperator
+
+if TYPE_CHECKING:
+    from varai_deploy.backups.postgres import Database
+    from varai_deploy.config import BackupPolicy
+    from varai_deploy.hooks.backup_store import BackupStoreHook
+
+log = logging.getLogger(__name__)
+
+
+def sha256_of(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def compare_tables(expected: dict[str, dict], restored: dict[str, dict]) -> list[str]:
+    """What differs between the snapshot's figures and the restored copy's, table by table."""
+    problems = [f"{t}: missing from the restored copy" for t in sorted(set(expected) - set(restored))]
+    problems += [f"{t}: in the restored copy only" for t in sorted(set(restored) - set(expected))]
+    for table in sorted(set(expected) & set(restored)):
+        want, got = expected[table], restored[table]
+        if want["rows"] != got["rows"]:
+            problems.append(f"{table}: {got['rows']} rows restored, {want['rows']} backed up")
+        elif want["checksum"] != got["checksum"]:
+            problems.append(f"{table}: same {want['rows']} rows, different content")
+    return problems
+
+
+class BackupStepOperator(EnvironmentOperator):
+    """A step on one database (``database``: its connection role in the environment config)."""
+
+    template_fields: tuple[str, ...] = ("environment", "database")
+
+    def __init__(self, *, database: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.database = database
+
+    @cached_property
+    def policy(self) -> BackupPolicy:
+        from varai_deploy.backups.postgres import BackupError
+
+        policy = self.env_config.backups
+        if policy is None:
+            raise BackupError(f"{self.environment} has no backups section in its config: nothing to back up")
+        if self.database not in policy.databases:
+            raise BackupError(f"{self.database!r} is not in {self.environment}'s backups.databases")
+        return policy
+
+    @cached_property
+    def db(self) -> Database:
+        from varai_deploy.backups.postgres import Database
+
+        self.policy  # noqa: B018 -- refuses a database the policy does not back up
+        return Database.from_connection(self.env_config.connections[self.database])
+
+    @cached_property
+    def store(self) -> BackupStoreHook:
+        from varai_deploy.hooks.backup_store import BackupStoreHook
+
+        return BackupStoreHook(self.env_config.connections["backups"])
+
+    @property
+    def step_timeout(self) -> float:
+        """A step must end before the next backup is due."""
+        return self.policy.every_minutes * 60
+
+
+class BackupDatabaseOperator(BackupStepOperator):
+    """``pg_dump`` of one consistent snapshot into the bucket, then its manifest (rows and checksums)."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from varai_deploy.backups.catalog import DUMP, MANIFEST, folder, stamp_of
+        from varai_deploy.backups.postgres import dump, snapshot, tools_dir
+
+        tools = tools_dir(self.policy.tools)
+        with tempfile.TemporaryDirectory(prefix="varai-backup-") as scratch:
+            path = Path(scratch) / DUMP
+            started = time.monotonic()
+            with snapshot(self.db) as snap:
+                dump(self.db, snap.id, path, tools, self.step_timeout)
+            sha256, size = sha256_of(path)
+            base = folder(self.environment, self.database, stamp_of(snap.taken_at))
+            self.store.put_file(base + DUMP, path)
+        manifest = {
+            "environment": self.environment,
+            "database": self.database,
+            "source": self.db.describe(),
+            "server_version": snap.server_version,
+            "snapshot_at": snap.taken_at.astimezone(UTC).isoformat(),
+            "sha256": sha256,
+            "size": size,
+            "tables": snap.tables,
+            "dump_seconds": round(time.monotonic() - started, 3),
+            "run_id": context["run_id"],
+        }
+        self.store.put_json(base + MANIFEST, manifest)
+        rows = sum(t["rows"] for t in snap.tables.values())
+        log.info(
+            "Backed up %s at %s: %d tables, %d rows, %d bytes, sha256 %s -> gs://%s/%s",
+            self.database,
+            manifest["snapshot_at"],
+            len(snap.tables),
+            rows,
+            size,
+            sha256,
+            self.store.bucket,
+            base + DUMP,
+        )
+        return {"database": self.database, "stamp": stamp_of(snap.taken_at), "rows": rows, "size": size}
+
+
+class VerifyBackupOperator(BackupStepOperator):
+    """Restores the backup into a scratch database and compares every table with the snapshot's
+    figures; only then is it ``verified``. A backup that cannot be proven is marked ``failed`` for
+    good (no retry makes a bad dump good); a step that could not run (the database unreachable) retries."""
+
+    template_fields = (*BackupStepOperator.template_fields, "backup")
+
+    def __init__(self, *, backup: dict[str, Any] | str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.backup = backup
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from varai_deploy.backups.catalog import DUMP, VERIFIED, list_backups
+        from varai_deploy.backups.postgres import RestoreFailed, figures_of, restore, scratch_database, tools_dir
+
+        stamp = self.backup["stamp"]
+        found = next((b for b in list_backups(self.store, self.environment, self.database) if b.stamp == stamp), None)
+        if found is None or found.status == "incomplete":
+            self._fail(found, stamp, "its dump or manifest is not in the bucket")
+        if found.status == "verified":
+            log.info("%s was verified already at %s", found.describe(), found.verified["verified_at"])
+            return {"database": self.database, "stamp": stamp, **found.verified}
+        if found.status == "failed":
+            self._fail(None, stamp, found.failed["reason"])
+        manifest = found.manifest
+        with tempfile.TemporaryDirectory(prefix="varai-verify-") as scratch:
+            path = Path(scratch) / DUMP
+            self.store.download_to(found.name(DUMP), path)
+            sha256, size = sha256_of(path)
+            if (sha256, size) != (manifest["sha256"], manifest["size"]):
+                self._fail(
+                    found,
+                    stamp,
+                    f"the stored dump ({size} bytes, sha256 {sha256}) is not what was written "
+                    f"({manifest['size']} bytes, sha256 {manifest['sha256']})",
+                )
+            started = time.monotonic()
+            name = re.sub(r"[^a-z0-9_]", "_", f"varai_verify_{self.database}_{stamp}".lower())[:63]
+            try:
+                with scratch_database(self.db, name):
+                    restore(self.db, name, path, tools_dir(self.policy.tools), self.step_timeout)
+                    restored = figures_of(self.db, name)
+            except RestoreFailed as exc:
+                self._fail(found, stamp, str(exc))
+            restore_seconds = round(time.monotonic() - started, 3)
+        problems = compare_tables(manifest["tables"], restored)
+        if problems:
+            self._fail(found, stamp, "the restored copy differs: " + "; ".join(problems))
+        verified = {
+            "verified_at": datetime.now(UTC).isoformat(),
+            "restore_seconds": restore_seconds,
+            "tables": len(restored),
+            "rows": sum(t["rows"] for t in restored.values()),
+            "run_id": context["run_id"],
+        }
+        self.store.put_json(found.name(VERIFIED), verified)
+        log.info(
+            "Verified %s: restored in %.1f s, %d tables and %d rows identical to the snapshot of %s",
+            found.describe(),
+            restore_seconds,
+            verified["tables"],
+            verified["rows"],
+            manifest["snapshot_at"],
+        )
+        return {"database": self.database, "stamp": stamp, **verified}
+
+    def _fail(self, backup: Any, stamp: str, reason: str) -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from varai_deploy.backups.catalog import FAILED
+
+        if backup is not None:
+            self.store.put_json(backup.name(FAILED), {"failed_at": datetime.now(UTC).isoformat(), "reason": reason})
+        raise AirflowFailException(f"{self.database} backup {stamp} is not good: {reason}")
+
+
+class EnforceRetentionOperator(BackupStepOperator):
+    """Deletes what the retention plan does not keep, saying why for each backup."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from varai_deploy.backups.catalog import DUMP, MANIFEST, list_backups
+        from varai_deploy.backups.retention import plan
+
+        backups = {b.stamp: b for b in list_backups(self.store, self.environment, self.database)}
+        keep, delete = plan(list(backups.values()), datetime.now(UTC), self.policy)
+        for stamp, why in keep.items():
+            log.info("keep   %s: %s", backups[stamp].describe(), why)
+        for stamp, why in delete.items():
+            backup = backups[stamp]
+            log.info("delete %s: %s", backup.describe(), why)
+            # The dump first and the manifest last: one cut short reads as unfinished and goes next time.
+            leaves = sorted(backup.objects, key=lambda leaf: (leaf != DUMP, leaf == MANIFEST))
+            self.store.delete_names([backup.name(leaf) for leaf in leaves])
+        return {"database": self.database, "kept": len(keep), "deleted": len(delete)}
