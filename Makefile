@@ -119,13 +119,16 @@ demo: setup
 # The unit tests, then the integration modules on TEST_WORKERS pytest-xdist workers, a module to a
 # worker, each worker with a sandbox and Airflow of its own (ports: tests/support/stack.py). A release
 # mostly waits (health streaks, analysis windows), so two fit this 2-core machine; TEST_WORKERS=0
-# runs them in one process, as `pytest -m integration` does.
+# runs them in one process, as `pytest -m integration` does. Each phase has a temp dir of its own under
+# .make/: pytest resets /tmp/pytest-of-<user> to 0700 whenever any session starts, which would lock the
+# sandbox's PostgreSQL (run as the postgres user when root) out of a running suite's data.
 TEST_WORKERS ?= 2
 test: setup
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check --quiet .
-	@$(VENV)/bin/pytest -m "not integration"
-	@$(VENV)/bin/pytest -m integration -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	@$(VENV)/bin/pytest -m "not integration" --basetemp=$(CURDIR)/$(STAMP)/pytest-unit
+	@$(VENV)/bin/pytest -m integration -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+		--basetemp=$(CURDIR)/$(STAMP)/pytest-integration
 
 lint: $(STAMP)/venv
 	@$(VENV)/bin/ruff check .

@@ -306,6 +306,45 @@ class BackupPolicy:
             raise ConfigError("backups.keep_daily_days must be a whole number of days, at least 1")
 
 
+#: The guide's disaster scenarios; a drill may break only those its environment lists.
+DRILL_SCENARIOS: tuple[str, ...] = ("data_loss",)
+_TABLE_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+@dataclass(frozen=True)
+class DrillPolicy:
+    """Disaster-recovery drills: what may be broken here on purpose, how a healthy system looks, and
+    how long recovery may take before the drill aborts and restores.
+
+    The steady state (checked before anything is broken, and again to call the recovery done): every
+    service healthy through the gateway, an error ratio of at most ``max_error_ratio`` over
+    ``steady_window_seconds``, and the newest row of each of ``tables`` in ``database`` (a connection
+    role) at most ``writes_within_seconds`` old. *data_loss* destroys ``tables`` and restores the
+    newest verified backup. The objectives are the backups' RPO and RTO and ``mttr_minutes``;
+    ``schedule`` (cron, UTC) runs a drill of the form's default scenario periodically.
+    """
+
+    scenarios: tuple[str, ...] = ()
+    database: str = ""
+    tables: tuple[str, ...] = ()
+    schedule: str | None = None
+    limit_minutes: float = 15.0
+    mttr_minutes: float = 30.0
+    max_error_ratio: float = 0.01
+    steady_window_seconds: float = 30.0
+    writes_within_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.scenarios if s not in DRILL_SCENARIOS]
+        if unknown or not self.scenarios:
+            raise ConfigError(f"dr_drills.scenarios must be some of {', '.join(DRILL_SCENARIOS)}")
+        if not self.database or not self.tables or not all(_TABLE_RE.fullmatch(t) for t in self.tables):
+            raise ConfigError("dr_drills needs database (a connection role) and tables (plain table names)")
+        numbers = (self.limit_minutes, self.mttr_minutes, self.steady_window_seconds, self.writes_within_seconds)
+        if any(not isinstance(v, int | float) or v <= 0 for v in numbers) or not 0 <= self.max_error_ratio < 1:
+            raise ConfigError("dr_drills: the limits and windows must be positive, max_error_ratio in [0, 1)")
+
+
 _OUTPUT_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 #: Where the sandbox keeps its files unless VARAI_SANDBOX_HOME or ``sandbox.home`` say otherwise
 #: (the same rule as varai_deploy.sandbox.settings, which production code must not import).
@@ -361,6 +400,8 @@ class EnvironmentConfig:
     maintenance: MaintenancePolicy | None = None
     #: None: nothing is backed up here (database_backup refuses it).
     backups: BackupPolicy | None = None
+    #: None: no disaster-recovery drill may run here.
+    dr_drills: DrillPolicy | None = None
 
     @property
     def gateway_conn_id(self) -> str:
@@ -479,6 +520,25 @@ def _backups(raw: dict, connections: dict, path: Path) -> BackupPolicy | None:
     return policy
 
 
+def _drills(raw: dict, connections: dict, backups: BackupPolicy | None, path: Path) -> DrillPolicy | None:
+    """``dr_drills:``; a data-loss drill restores a backup, so its database must be backed up."""
+    if "dr_drills" not in raw:
+        return None
+    section = dict(_section(raw, "dr_drills", path))
+    for key in ("scenarios", "tables"):
+        section[key] = tuple(section.get(key) or ())
+    try:
+        policy = _build(DrillPolicy, section, f"{path}: dr_drills")
+    except ConfigError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from exc
+    for role in (policy.database, "reports"):
+        if role not in connections:
+            raise ConfigError(f"{path}: dr_drills needs connections.{role}")
+    if "data_loss" in policy.scenarios and (backups is None or policy.database not in backups.databases):
+        raise ConfigError(f"{path}: a data_loss drill restores a backup: add {policy.database!r} to backups.databases")
+    return policy
+
+
 def _repo_path(value: Any) -> Path:
     path = Path(str(value))
     return path if path.is_absolute() else REPO_ROOT / path
@@ -578,7 +638,8 @@ def load_environment(name: str, directory: Path | None = None) -> EnvironmentCon
         release=release,
         analysis=analysis,
         maintenance=_maintenance(raw, connections, release, analysis, path),
-        backups=_backups(raw, connections, path),
+        backups=(backups := _backups(raw, connections, path)),
+        dr_drills=_drills(raw, connections, backups, path),
         prerequisites={str(k): str(v) for k, v in _section(raw, "prerequisites", path).items()},
         gcp={str(k): str(v) for k, v in _section(raw, "gcp", path).items()},
         requires_approval=requires_approval,

@@ -97,6 +97,15 @@ def backup_schedule() -> dict:
     return {**OPERATIONS_DAG, "schedule": schedule, "max_active_runs": 1}
 
 
+def drill_schedule() -> dict:
+    """Keyword arguments of ``dr_drill``: ``dr_drills.schedule`` (cron, UTC) of the scheduled environment."""
+    from varai_deploy.config import load_environment
+
+    name = scheduled_environment()
+    policy = load_environment(name).dr_drills if name else None
+    return {**OPERATIONS_DAG, "schedule": policy.schedule if policy else None, "max_active_runs": 1}
+
+
 #: How the form names each marketplace (the values stay the channel names).
 MARKETPLACE_LABELS = {
     "html": "HTML snippet (CDN and npm)",

@@ -9,40 +9,16 @@ from __future__ import annotations
 import time
 
 import psutil
-import psycopg2
 import pytest
 import requests
 
-from tests.integration.conftest import sandbox_connection
+from tests.support.app_data import keep_writing, rows, sql
 from tests.support.notifications_told import told
-from tests.support.sandbox import deploy
-from varai_deploy.services import SERVICE_NAMES
 
 pytestmark = pytest.mark.integration
 
 DAG = "database_backup"
 DATABASES = ["app_db", "ledger"]  # the shipped sandbox config's backups.databases, in map order
-
-
-def connect(sandbox, role_env: str):
-    import json
-
-    conn = json.loads(sandbox_connection(sandbox, role_env))
-    db = psycopg2.connect(
-        host=conn["host"], port=conn["port"], user=conn["login"], password=conn["password"], dbname=conn["schema"]
-    )
-    db.autocommit = True
-    return db
-
-
-def sql(sandbox, statement: str, role_env: str = "AIRFLOW_CONN_VARAI_APP_DB"):
-    db = connect(sandbox, role_env)
-    try:
-        with db.cursor() as cur:
-            cur.execute(statement)
-            return cur.fetchall() if cur.description else None
-    finally:
-        db.close()
 
 
 def backup(cluster) -> str:
@@ -74,17 +50,7 @@ def cluster(airflow_cluster):
 
 @pytest.fixture(scope="module")
 def writing(sandbox) -> None:
-    """Every service serving (what an earlier test left, or v0.9.0 started here), so the steady
-    traffic keeps writing rows."""
-    services = sandbox.status()["services"]
-    for service in SERVICE_NAMES:
-        if not (services.get(service) or {}).get("live"):
-            deploy(sandbox, service, "v0.9.0")
-    before = sql(sandbox, "SELECT count(*) FROM analytics_events")[0][0]
-    deadline = time.time() + 30
-    while sql(sandbox, "SELECT count(*) FROM analytics_events")[0][0] <= before:
-        assert time.time() < deadline, "the services write nothing"
-        time.sleep(0.5)
+    keep_writing(sandbox)
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +60,7 @@ def nothing_in_flight(cluster, writing) -> None:
 
 
 def test_two_runs_back_up_every_database_under_live_writes_each_proven_by_a_restore(cluster, sandbox):
-    written_before = sql(sandbox, "SELECT count(*) FROM analytics_events")[0][0]
+    written_before = rows(sandbox)
     first, second = backup(cluster), backup(cluster)  # the second waits for the first (one at a time)
     for run_id in (first, second):
         assert cluster.wait_for_run(DAG, run_id, timeout=180) == "success", cluster.describe_run(DAG, run_id)
@@ -110,7 +76,7 @@ def test_two_runs_back_up_every_database_under_live_writes_each_proven_by_a_rest
     # The services were writing throughout: the app backup holds rows, and rows kept coming.
     app = xcom(cluster, second, "database.verify", 0)
     assert app["tables"] == 4 and app["rows"] >= written_before, app
-    assert sql(sandbox, "SELECT count(*) FROM analytics_events")[0][0] > written_before
+    assert rows(sandbox) > written_before
     # The age of the newest verified backup reaches Prometheus, and its alert stays quiet.
     deadline = time.time() + 15
     while time.time() < deadline:

@@ -53,7 +53,10 @@ _versions = iter(range(1, 1000))
 
 @pytest.fixture(scope="module")
 def cluster(stack, sandbox, tmp_path_factory):
-    environments = write_environments(tmp_path_factory.mktemp("environments"), maintenance=MAINTENANCE)
+    # No DR drill falls due mid-module (the schedules are on): it would take the environment.
+    environments = write_environments(
+        tmp_path_factory.mktemp("environments"), maintenance=MAINTENANCE, dr_drills={"schedule": None}
+    )
     # The schedules on (the other modules' clusters have none), drawn from the sandbox's window.
     env = {**os.environ, "VARAI_ENVIRONMENTS_DIR": str(environments), "VARAI_SCHEDULED_ENVIRONMENT": "sandbox"}
     cluster = AirflowCluster(

@@ -7,7 +7,8 @@ Why each is as short as it can be, with Prometheus scraping every 1 s and 40 req
     fed by 6-second requests whose first answers come 6-7 s after the switch, four evaluations,
     and the health rule 5 s to count a revision that went bad 4 s after its switch;
   * ``min_requests`` (10) within the error window (4 s) is ~30 requests a service at 40 req/s;
-  * the health gate's 3 answers 0.25 s apart, and 1 s of bake after the switch.
+  * the health gate's 3 answers 0.25 s apart, and 1 s of bake after the switch;
+  * a DR drill's error ratio over 10 s, which a restore's outage leaves within about 10 s of it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from varai_deploy.config import ENVIRONMENTS_DIR
 TEST_WINDOWS = {
     "release": {"health_interval_seconds": 0.25, "bake_seconds": 1},
     "analysis": {"duration_seconds": 12, "error_rate_for_seconds": 4, "latency_p95_for_seconds": 5},
+    # A drill's steady state judged over 10 s (~250 requests at 40 req/s), and 40 s to get back to it.
+    "dr_drills": {"steady_window_seconds": 10, "limit_minutes": 0.67},
 }
 
 

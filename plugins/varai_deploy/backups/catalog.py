@@ -8,11 +8,23 @@ backup's state only moves forward, and a folder without a manifest is a backup t
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 DUMP, MANIFEST, VERIFIED, FAILED = "dump.pgc", "manifest.json", "verified.json", "failed.json"
+
+
+def sha256_of(path: Path) -> tuple[str, int]:
+    """(sha256, size) of a dump, read in chunks."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def stamp_of(moment: datetime) -> str:

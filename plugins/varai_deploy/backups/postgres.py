@@ -155,12 +155,16 @@ def snapshot(database: Database) -> Iterator[Snapshot]:
 
 
 def _run(
-    argv: list[str], database: Database, what: str, timeout: float, error: type[BackupError] = BackupError
+    argv: list[str],
+    database: Database,
+    what: str,
+    timeout: float,
+    error: type[BackupError] = BackupError,
+    options: str | None = None,
 ) -> None:
+    env = database.program_env() | ({"PGOPTIONS": options} if options else {})
     try:
-        proc = subprocess.run(
-            argv, env=database.program_env(), capture_output=True, text=True, timeout=timeout, check=False
-        )
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise BackupError(f"{what} did not finish within {timeout:g} s") from None
     if proc.returncode != 0:
@@ -183,6 +187,16 @@ def restore(database: Database, dbname: str, path: Path, tools: Path, timeout: f
         timeout,
         RestoreFailed,
     )
+
+
+def restore_live(database: Database, path: Path, tools: Path, timeout: float) -> None:
+    """Puts a dump back into the live database itself, as a data-loss recovery does: every object in
+    the dump is dropped if present and recreated with the dump's rows, in one transaction (a restore
+    that fails changes nothing). Rows written since the snapshot in those tables are gone: that is
+    the RPO. A table a session holds is waited for 10 s at most, then the restore fails."""
+    argv = [str(tools / "pg_restore"), "--clean", "--if-exists", "--single-transaction", "--exit-on-error"]
+    argv += ["--no-owner", "--no-privileges", "--no-password", *database.program_args(), str(path)]
+    _run(argv, database, f"restoring {database.describe()}", timeout, RestoreFailed, "-c lock_timeout=10s")
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""The backup bucket: GCS through the Google provider's hook, objects written once and never changed.
+"""The backup and reports buckets: GCS through the Google provider's hook, objects written once, never changed.
 
 Connection ``varai_backups`` (conn_type ``google_cloud_platform``): extra ``bucket`` (required) and,
 optionally, ``api_endpoint`` (the sandbox's storage emulator). Every write is conditional on the
@@ -53,8 +53,10 @@ class BackupStoreHook(EndpointGCSHook):
         )
 
     def put_json(self, name: str, data: dict[str, Any]) -> None:
-        body = json.dumps(data, indent=2, sort_keys=True, default=str)
-        self._put(name, lambda blob: blob.upload_from_string(body, "application/json", if_generation_match=0), body)
+        self.put_text(name, json.dumps(data, indent=2, sort_keys=True, default=str), "application/json")
+
+    def put_text(self, name: str, body: str, content_type: str) -> None:
+        self._put(name, lambda blob: blob.upload_from_string(body, content_type, if_generation_match=0), body)
 
     def read_json(self, name: str) -> dict[str, Any] | None:
         from google.api_core.exceptions import NotFound
@@ -93,3 +95,13 @@ class BackupStoreHook(EndpointGCSHook):
         if body is not None and blob.download_as_bytes().decode() == body:
             return  # a retry of the same write
         raise BackupStoreError(f"gs://{self.bucket}/{name} exists already and is never overwritten")
+
+
+class ReportStoreHook(BackupStoreHook):
+    """The reports bucket (connection ``varai_reports``): DR drill reports, written once like backups."""
+
+    default_conn_name = "varai_reports"
+    hook_name = "VarAI reports bucket"
+
+    def __init__(self, gcp_conn_id: str = default_conn_name, **kwargs) -> None:
+        super().__init__(gcp_conn_id, **kwargs)

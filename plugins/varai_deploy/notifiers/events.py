@@ -42,6 +42,11 @@ KINDS: dict[str, tuple[str, str]] = {
     "emergency_rolled_back": (CRITICAL, "Emergency maintenance of {environment} rolled back"),
     # Backups: only a failure is told (a backup that cannot be proven by a restore is not a backup).
     "backup_failed": (CRITICAL, "Backup of {environment} failed"),
+    # Disaster-recovery drills: how each ended against the objectives.
+    "dr_drill_passed": (INFO, "DR drill in {environment} met its objectives"),
+    "dr_drill_missed": (WARNING, "DR drill in {environment} missed an objective"),
+    "dr_drill_not_started": (WARNING, "DR drill in {environment} did not start"),
+    "dr_drill_aborted": (CRITICAL, "DR drill in {environment} aborted"),
 }
 #: Kinds that are critical whatever their default: traffic is not on a revision known to be good.
 UNSAFE_SEVERITY = CRITICAL

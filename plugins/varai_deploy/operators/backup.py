@@ -7,7 +7,6 @@ deletes what its plan names, never the newest verified backup.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import tempfile
@@ -17,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from varai_deploy.backups.catalog import sha256_of
 from varai_deploy.operators.base import EnvironmentOperator
 
 if TYPE_CHECKING:
@@ -25,15 +25,6 @@ if TYPE_CHECKING:
     from varai_deploy.hooks.backup_store import BackupStoreHook
 
 log = logging.getLogger(__name__)
-
-
-def sha256_of(path: Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def compare_tables(expected: dict[str, dict], restored: dict[str, dict]) -> list[str]:
@@ -226,3 +217,13 @@ class EnforceRetentionOperator(BackupStepOperator):
             leaves = sorted(backup.objects, key=lambda leaf: (leaf != DUMP, leaf == MANIFEST))
             self.store.delete_names([backup.name(leaf) for leaf in leaves])
         return {"database": self.database, "kept": len(keep), "deleted": len(delete)}
+
+
+class RestoreBackupOperator(BackupStepOperator):
+    """Puts the newest verified backup back into the live database (a data-loss recovery); see
+    :func:`varai_deploy.backups.restore.restore_newest`."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from varai_deploy.backups.restore import restore_newest
+
+        return restore_newest(self.env_config, self.database)

@@ -1,5 +1,5 @@
-"""The sandbox's GCS: the storage emulator, its buckets for the widget CDN and for database backups,
-and their connections ``varai_cdn`` and ``varai_backups``.
+"""The sandbox's GCS: the storage emulator, its buckets for the widget CDN, database backups and
+reports (DR drills), and their connections ``varai_cdn``, ``varai_backups`` and ``varai_reports``.
 
 The release publishes the HTML widget into bucket ``varai-widgets`` through ``CdnHook`` exactly as
 in production; only the connection differs (anonymous, ``api_endpoint`` pointing here). The CDN
@@ -20,19 +20,23 @@ from varai_deploy.sandbox.storage_server import data_dir
 MODULE = "varai_deploy.sandbox.storage_server"
 BUCKET = "varai-widgets"
 BACKUP_BUCKET = "varai-backups"
+REPORTS_BUCKET = "varai-reports"
 PROJECT = "varai-sandbox"
 CONN_ID = "varai_cdn"
 COMPOSER_CONN_ID = "varai_composer"
 BACKUP_CONN_ID = "varai_backups"
+REPORTS_CONN_ID = "varai_reports"
 
 
 def marker(settings: SandboxSettings, port: int) -> Marker:
-    return stand_in_marker(MODULE, settings, port, ("--bucket", BUCKET), ("--bucket", BACKUP_BUCKET))
+    buckets = (("--bucket", name) for name in (BUCKET, BACKUP_BUCKET, REPORTS_BUCKET))
+    return stand_in_marker(MODULE, settings, port, *buckets)
 
 
 def ready(settings: SandboxSettings, port: int) -> bool:
     """Answering, with the buckets created."""
-    return all(http_status(settings.host, port, f"/storage/v1/b/{b}") == 200 for b in (BUCKET, BACKUP_BUCKET))
+    buckets = (BUCKET, BACKUP_BUCKET, REPORTS_BUCKET)
+    return all(http_status(settings.host, port, f"/storage/v1/b/{b}") == 200 for b in buckets)
 
 
 def prepare(settings: SandboxSettings, port: int) -> None:
@@ -55,6 +59,7 @@ def connections(settings: SandboxSettings, port: int) -> dict[str, dict[str, Any
         CONN_ID: cdn,
         COMPOSER_CONN_ID: {**cdn, "extra": {**extra, "prefix": "composer"}},
         BACKUP_CONN_ID: {"conn_type": "google_cloud_platform", "extra": backups},
+        REPORTS_CONN_ID: {"conn_type": "google_cloud_platform", "extra": {**backups, "bucket": REPORTS_BUCKET}},
     }
 
 

@@ -1,0 +1,155 @@
+"""A disaster-recovery drill: break the environment for real, recover through the project's own
+automation, and measure the recovery against the objectives (RTO, RPO, MTTR).
+
+On demand (params: scenario, environment) and periodically (``dr_drills.schedule`` of the
+environment named by ``VARAI_SCHEDULED_ENVIRONMENT``). Only scenarios the environment's config lists
+may run there. Scenario *data_loss*: the services' tables are destroyed, and the newest verified
+backup is restored into the live database.
+
+plan -> lock (the environment: no release, rollback or maintenance meanwhile) -> the steady-state
+hypothesis (every service healthy through the gateway, a low error ratio, the services' newest rows
+fresh; if it does not hold, nothing is broken) -> a verified backup within the RPO (else nothing
+is broken: the drill would only prove the backups are late) -> break -> detect (the steady state
+seen gone: the time to detect) -> recover -> the steady state back, waited for (deferred) until
+``limit_minutes`` after the break -> abort (only when the recovery
+did not bring it back: restore again, whatever it takes) -> the lock let go -> report (measured
+against the objectives, JSON and an HTML page with a timeline and the trend of past drills in the
+reports bucket, and to the notifiers; the run fails unless every objective was met). A drill against
+production runs only with ``break_production`` ticked.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, task
+
+from varai_deploy.config import DRILL_SCENARIOS
+from varai_deploy.dag_params import FAIL_FAST, default_args, drill_schedule, environment_param, scheduled_environment
+from varai_deploy.operators.backup import RestoreBackupOperator
+from varai_deploy.operators.drill import SteadyStateOperator
+from varai_deploy.operators.environment import FinishOperationOperator, LockEnvironmentOperator
+
+
+@dag(
+    dag_id="dr_drill",
+    **drill_schedule(),
+    tags=["varai", "dr"],
+    doc_md=__doc__,
+    default_args=default_args(),
+    params={
+        "environment": environment_param(
+            "Where to break things on purpose", default=scheduled_environment() or "sandbox"
+        ),
+        "scenario": Param(
+            DRILL_SCENARIOS[0],
+            type="string",
+            enum=list(DRILL_SCENARIOS),
+            title="Scenario",
+            description="data_loss: the services' tables destroyed, restored from the newest verified backup",
+        ),
+        "break_production": Param(
+            False,
+            type="boolean",
+            title="Yes, break production",
+            description="A drill against production breaks it for real: it runs only when this is ticked",
+        ),
+    },
+)
+def dr_drill():
+    @task(**FAIL_FAST)
+    def plan(params=None) -> dict:
+        """The scenario must be one the environment allows; what it breaks, and by when it must be back."""
+        from varai_deploy.config import load_environment
+
+        if params["environment"] == "production" and params.get("break_production") is not True:
+            raise ValueError("a drill against production breaks it for real: tick break_production to mean it")
+        env = load_environment(params["environment"])
+        policy = env.dr_drills
+        if policy is None:
+            raise ValueError(f"{env.name} has no dr_drills section in its config: no drill may break it")
+        if params["scenario"] not in policy.scenarios:
+            raise ValueError(f"{env.name} allows the drills {', '.join(policy.scenarios)}, not {params['scenario']}")
+        print(f"DR drill {params['scenario']} in {env.name}: {', '.join(policy.tables)} of {policy.database}")
+        return {"database": policy.database, "limit_seconds": policy.limit_minutes * 60}
+
+    planned = plan()
+    lock = LockEnvironmentOperator(task_id="lock", operation="dr_drill")
+    before = SteadyStateOperator(task_id="steady_state_before")
+
+    @task(**FAIL_FAST)
+    def backup_ready(database: str, params=None) -> dict:
+        """A verified backup within the RPO: what a real data loss would be recovered from."""
+        from datetime import UTC, datetime
+
+        from varai_deploy.backups.catalog import list_backups, newest_verified
+        from varai_deploy.config import load_environment
+        from varai_deploy.hooks.backup_store import BackupStoreHook
+
+        env = load_environment(params["environment"])
+        newest = newest_verified(list_backups(BackupStoreHook(env.connections["backups"]), env.name, database))
+        if newest is None:
+            raise ValueError(f"{database} has no verified backup: run database_backup first; nothing was broken")
+        age = (datetime.now(UTC) - newest.taken_at).total_seconds()
+        if age > env.backups.rpo_minutes * 60:
+            raise ValueError(
+                f"{database}'s newest verified backup ({newest.stamp}) is {age / 60:.0f} min old, beyond the "
+                f"{env.backups.rpo_minutes:g} min RPO: the backups are late, which is the finding; nothing was broken"
+            )
+        print(f"Newest verified backup of {database}: {newest.stamp}, {age:.0f} s old")
+        return {"stamp": newest.stamp, "age_seconds": round(age, 1)}
+
+    @task(**FAIL_FAST)
+    def break_data(limit_seconds: float, params=None) -> dict:
+        """Destroys the services' tables, counting what was there first."""
+        from datetime import datetime, timedelta
+
+        from varai_deploy.config import load_environment
+        from varai_deploy.drills.data_loss import destroy
+
+        env = load_environment(params["environment"])
+        destroyed = destroy(env, env.dr_drills)
+        deadline = datetime.fromisoformat(destroyed["broken_at"]) + timedelta(seconds=limit_seconds)
+        print(f"Destroyed at {destroyed['broken_at']}: {destroyed['rows']}; back by {deadline.isoformat()} or abort")
+        return {**destroyed, "deadline": deadline.isoformat()}
+
+    ready = backup_ready(planned["database"])
+    broken = break_data(planned["limit_seconds"])
+    deadline = "{{ ti.xcom_pull(task_ids='break_data')['deadline'] }}"
+    detect = SteadyStateOperator(task_id="detect", expect_holds=False, until=deadline)
+    recover = RestoreBackupOperator(task_id="recover", database="{{ ti.xcom_pull(task_ids='plan')['database'] }}")
+    after = SteadyStateOperator(task_id="steady_state_after", until=deadline)
+
+    @task(trigger_rule="one_failed", retries=2)
+    def abort(params=None, ti=None) -> dict:
+        """Only if something was broken and is not back: restore the newest verified backup again."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from varai_deploy.backups.restore import restore_newest
+        from varai_deploy.config import load_environment
+        from varai_deploy.drills.steady_state import observe
+
+        if not ti.xcom_pull(task_ids="break_data"):
+            raise AirflowSkipException("nothing was broken: nothing to restore")
+        env = load_environment(params["environment"])
+        state = observe(env, env.dr_drills)
+        if state.holds:
+            return {"outcome": "the steady state is back by itself: nothing restored"}
+        print(f"Aborting: {state.describe()}")
+        restored = restore_newest(env, env.dr_drills.database)
+        return {"outcome": f"restored {restored['stamp']} again", **restored}
+
+    finish = FinishOperationOperator(task_id="finish", operation="dr_drill")
+
+    @task(trigger_rule="all_done")
+    def report(params=None, **context) -> dict:
+        from varai_deploy.drills.report import report_drill
+
+        return report_drill(context, params["environment"], params["scenario"])
+
+    planned >> lock >> before >> ready >> broken >> detect >> recover >> after
+    aborted = abort()
+    [broken, detect, recover, after] >> aborted >> finish
+    finish.as_teardown(setups=lock)
+    finish >> report()
+
+
+dr_drill()

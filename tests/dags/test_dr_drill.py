@@ -1,0 +1,53 @@
+"""dr_drill: scheduled from the environment's config, a drill at a time, only known scenarios and environments."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from airflow.sdk.exceptions import ParamValidationError
+
+from tests.support.dag_schedules import schedule_of
+from varai_deploy.config import REPO_ROOT
+
+
+def test_drills_run_on_the_configured_schedule_one_at_a_time_or_only_on_demand():
+    assert schedule_of("dr_drill", "sandbox") == "CronTriggerTimetable 0 3 * * 3 1"
+    assert schedule_of("dr_drill", "none") == "NullTimetable None 1"
+
+
+@pytest.mark.parametrize("conf", [{"scenario": "meteor"}, {"environment": "moon"}, {"scenario": "data_loss; rm -rf /"}])
+def test_only_a_known_scenario_and_environment_are_accepted(conf):
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "dr_drill.py")).dags["dr_drill"]
+    params = copy.deepcopy(dag.params)
+    assert params.validate() == {"environment": "sandbox", "scenario": "data_loss", "break_production": False}
+    with pytest.raises(ParamValidationError, match="is not one of"):
+        params.update(conf)
+        params.validate()
+
+
+def test_the_drill_lets_go_of_the_environment_whatever_happens_and_reports_after():
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "dr_drill.py")).dags["dr_drill"]
+    finish, abort = dag.get_task("finish"), dag.get_task("abort")
+    assert finish.is_teardown and "lock" in finish.upstream_task_ids
+    assert abort.trigger_rule == "one_failed"
+    assert {"break_data", "detect", "recover", "steady_state_after"} <= abort.upstream_task_ids
+    assert dag.get_task("report").upstream_task_ids == {"finish"}
+
+
+def test_production_is_drilled_only_when_the_form_says_so_in_so_many_words():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from varai_deploy.config import ConfigError
+
+    plan = DagBag(dag_folder=str(REPO_ROOT / "dags" / "dr_drill.py")).dags["dr_drill"].get_task("plan")
+    production = {"environment": "production", "scenario": "data_loss"}
+    with pytest.raises(ValueError, match="tick break_production"):
+        plan.python_callable(params={**production, "break_production": False})
+    with pytest.raises(ConfigError, match="no config for environment 'production'"):  # #10 brings it
+        plan.python_callable(params={**production, "break_production": True})
+    assert plan.python_callable(params={"environment": "sandbox", "scenario": "data_loss"})["database"] == "app_db"

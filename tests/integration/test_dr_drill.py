@@ -1,0 +1,127 @@
+"""dr_drill through a real api-server, scheduler, LocalExecutor and triggerer: the services' data
+destroyed for real while the load generator keeps writing, restored from a real verified backup.
+
+Each test first has every service serving and writing, and a fresh verified backup (its own
+database_backup run), so it passes alone and in any order.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.app_data import keep_writing, rows, sql
+from tests.support.notifications_told import told
+from varai_deploy.ledger import Ledger
+
+pytestmark = pytest.mark.integration
+
+DAG, BACKUP = "dr_drill", "database_backup"
+TABLES = ("discovery_searches", "face_analyses", "recommendation_feedback", "analytics_events")
+
+
+@pytest.fixture(scope="module")
+def cluster(airflow_cluster):
+    for dag_id in (DAG, BACKUP):
+        airflow_cluster.wait_for_dag(dag_id)
+    return airflow_cluster
+
+
+@pytest.fixture(autouse=True)
+def steady(cluster, sandbox) -> None:
+    """Nothing left running, every service writing, a fresh verified backup, and a quiet error window."""
+    for dag_id in (DAG, BACKUP):
+        if ended := cluster.end_unfinished_runs(dag_id):
+            print(f"marked failed, left running by an earlier test: {ended}")
+    keep_writing(sandbox)
+    status, run = cluster.trigger(BACKUP, {"environment": "sandbox"})
+    assert status == 200, run
+    assert cluster.wait_for_run(BACKUP, run["dag_run_id"], timeout=180) == "success"
+    time.sleep(10)  # the drill's 10 s error window, clear of whatever an earlier test did
+
+
+def misbehave(sandbox, version: str, rate: float | None) -> None:
+    """The live analytics revision answers 5xx at ``rate`` from now on (None: well again)."""
+    if rate is None:
+        sandbox.clear_faults(version)
+    else:
+        sandbox.register_fault(version, "errors", services=["analytics"], rate=rate)
+    assert sandbox.apply_faults(version)
+
+
+def drill(cluster) -> str:
+    status, run = cluster.trigger(DAG, {"environment": "sandbox", "scenario": "data_loss"})
+    assert status == 200, run
+    return run["dag_run_id"]
+
+
+def xcom(cluster, run_id: str, task_id: str):
+    status, body = cluster.call(
+        "GET", f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value?deserialize=true"
+    )
+    return body.get("value") if status == 200 else None
+
+
+def test_a_data_loss_drill_restores_the_newest_backup_and_measures_the_recovery(cluster, sandbox):
+    run_id = drill(cluster)
+    assert cluster.wait_for_run(DAG, run_id, timeout=240) == "success", cluster.describe_run(DAG, run_id)
+    destroyed, restored = xcom(cluster, run_id, "break_data"), xcom(cluster, run_id, "recover")
+    assert set(destroyed["rows"]) == set(TABLES) and all(n > 0 for n in destroyed["rows"].values()), destroyed
+    report = xcom(cluster, run_id, "report")
+    objectives = report["objectives"]
+    assert report["outcome"] == "recovered within every objective"
+    assert all(objectives[name]["met"] for name in ("rto", "rpo", "mttr")), objectives
+    assert 0 < objectives["rto"]["measured_seconds"] < 40 and objectives["rpo"]["measured_seconds"] > 0
+    # What the load generator wrote after the backup's snapshot is lost, and counted.
+    assert report["lost_rows"]["analytics_events"] == (
+        destroyed["rows"]["analytics_events"] - restored["rows"]["public.analytics_events"]
+    )
+    assert report["restored_backup"] == restored["stamp"] and 0 <= report["time_to_detect_seconds"] < 5
+    assert report["timeline"]["detected_at"] <= report["timeline"]["restored_at"] <= report["timeline"]["recovered_at"]
+    # The data is back and the services write again; the environment is free.
+    after = rows(sandbox)
+    time.sleep(1)
+    assert rows(sandbox) > after >= restored["rows"]["public.analytics_events"]
+    assert Ledger("sandbox").holder() is None
+    said = told(sandbox, run_id)
+    assert ("dr_drill_passed", "info", 200) in said["slack"], said
+
+
+def test_a_drill_whose_steady_state_does_not_hold_breaks_nothing(cluster, sandbox):
+    live = sandbox.status()["services"]["analytics"]["live"]["version"]
+    misbehave(sandbox, live, 0.5)
+    try:
+        time.sleep(3)
+        before = rows(sandbox)
+        run_id = drill(cluster)
+        assert cluster.wait_for_run(DAG, run_id, timeout=120) == "failed"
+    finally:
+        misbehave(sandbox, live, None)
+    ran = {task: ti["state"] for (task, _), ti in cluster.task_instances(DAG, run_id).items()}
+    assert ran["steady_state_before"] == "failed" and ran["break_data"] == "upstream_failed"
+    assert ran["abort"] == "skipped", "nothing was broken, so nothing is restored"
+    assert "error ratio" in cluster.task_log(DAG, run_id, "steady_state_before", 1)
+    assert rows(sandbox) > before, "the data was never touched"
+    assert ("dr_drill_not_started", "warning", 200) in told(sandbox, run_id)["slack"]
+    assert Ledger("sandbox").holder() is None
+
+
+def test_a_recovery_that_does_not_come_back_in_time_is_aborted_and_restored(cluster, sandbox):
+    live = sandbox.status()["services"]["analytics"]["live"]["version"]
+    run_id = drill(cluster)
+    try:
+        # Once the data is gone, a service goes bad as well: the steady state cannot come back in time.
+        cluster.wait_for_task(DAG, run_id, "break_data", states=("success",), timeout=120)
+        misbehave(sandbox, live, 0.5)
+        assert cluster.wait_for_run(DAG, run_id, timeout=240) == "failed", cluster.describe_run(DAG, run_id)
+    finally:
+        misbehave(sandbox, live, None)
+    ran = {task: ti["state"] for (task, _), ti in cluster.task_instances(DAG, run_id).items()}
+    assert ran["recover"] == "success" and ran["steady_state_after"] == "failed"
+    assert ran["abort"] == "success" and ran["finish"] == "success" and ran["report"] == "failed"
+    assert xcom(cluster, run_id, "abort")["outcome"].startswith("restored ")
+    for table in TABLES:
+        assert sql(sandbox, f"SELECT count(*) FROM {table}")[0][0] > 0
+    assert ("dr_drill_aborted", "critical", 200) in told(sandbox, run_id)["slack"]
+    assert Ledger("sandbox").holder() is None
