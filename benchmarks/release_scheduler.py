@@ -32,6 +32,8 @@ ENV = {
     "VARAI_SANDBOX_HOME": str(SCRATCH / "sandbox"),
     "VARAI_SANDBOX_GATEWAY_PORT": "19280",
     "VARAI_SANDBOX_PORT_BASE": "19300",
+    # Only the release is timed: no scheduled backup running beside it.
+    "VARAI_SCHEDULED_ENVIRONMENT": "none",
 }
 os.environ.update(ENV)
 DAG = "ai_discovery_release"

@@ -25,7 +25,7 @@ INTEGRATION_MODULE_SECONDS = {
     "test_rest_api": 155,
     "test_ui_browser": 85,
     "test_backups": 80,
-    "test_dr_drill": 200,
+    "test_dr_drill": 150,
     "test_local_airflow": 30,
 }
 UNLISTED_MODULE_SECONDS = 300

@@ -98,12 +98,21 @@ def backup_schedule() -> dict:
 
 
 def drill_schedule() -> dict:
-    """Keyword arguments of ``dr_drill``: ``dr_drills.schedule`` (cron, UTC) of the scheduled environment."""
+    """Keyword arguments of ``dr_drill``: ``dr_drills.schedule`` (cron, UTC) of the scheduled environment.
+
+    Only at its times: without a start date, a new Airflow waits for the next one instead of running
+    the latest past one at once (catchup off runs that one: a drill breaking things unannounced on
+    someone's first ``make airflow``)."""
+    from airflow.sdk import CronTriggerTimetable
+
     from varai_deploy.config import load_environment
 
     name = scheduled_environment()
     policy = load_environment(name).dr_drills if name else None
-    return {**OPERATIONS_DAG, "schedule": policy.schedule if policy else None, "max_active_runs": 1}
+    if policy is None or policy.schedule is None:
+        return {**OPERATIONS_DAG, "max_active_runs": 1}
+    timetable = CronTriggerTimetable(policy.schedule, timezone="UTC", run_immediately=False)
+    return {**OPERATIONS_DAG, "start_date": None, "schedule": timetable, "max_active_runs": 1}
 
 
 #: How the form names each marketplace (the values stay the channel names).

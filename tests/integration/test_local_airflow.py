@@ -27,6 +27,8 @@ def test_make_airflow_leaves_no_process_after_a_stop(tmp_path, sig):
     env = {
         **os.environ,
         "VARAI_AIRFLOW_HOME": str(tmp_path / "airflow"),
+        # Nothing scheduled (a backup falling due would run on the worker's sandbox mid-suite).
+        "VARAI_SCHEDULED_ENVIRONMENT": "none",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),

@@ -49,13 +49,15 @@ MAINTENANCE = {
     "budgets_minutes": {"backup": 0.4, "security_updates": 1.1, "database": 0.5},
 }
 _versions = iter(range(1, 1000))
+DRILL_CRON = "0 3 1 1 *"  # 1 January, 03:00 UTC
 
 
 @pytest.fixture(scope="module")
 def cluster(stack, sandbox, tmp_path_factory):
-    # No DR drill falls due mid-module (the schedules are on): it would take the environment.
+    # The DR drill's cron long past this year's slot: catch-up off must not run that one at start (a
+    # drill would take the environment mid-module), and the next one is next year's.
     environments = write_environments(
-        tmp_path_factory.mktemp("environments"), maintenance=MAINTENANCE, dr_drills={"schedule": None}
+        tmp_path_factory.mktemp("environments"), maintenance=MAINTENANCE, dr_drills={"schedule": DRILL_CRON}
     )
     # The schedules on (the other modules' clusters have none), drawn from the sandbox's window.
     env = {**os.environ, "VARAI_ENVIRONMENTS_DIR": str(environments), "VARAI_SCHEDULED_ENVIRONMENT": "sandbox"}
@@ -63,7 +65,7 @@ def cluster(stack, sandbox, tmp_path_factory):
         env, api_port=free_port(exclude={19880}), log_dir=tmp_path_factory.mktemp("maintenance"), users=USERS
     )
     cluster.start()
-    for dag_id in (WINDOW, RELEASE, EMERGENCY, "database_backup"):
+    for dag_id in (WINDOW, RELEASE, EMERGENCY, "database_backup", "dr_drill"):
         cluster.wait_for_dag(dag_id)
     try:
         yield cluster
@@ -311,6 +313,10 @@ def test_the_scheduler_plans_the_next_window_and_its_notice_from_the_registered_
     notice = planned["maintenance_notice"]
     assert datetime.fromisoformat(notice["next_dagrun_run_after"]) == notice_for - timedelta(hours=48), notice
     assert datetime.fromisoformat(notice["next_dagrun_data_interval_end"]) == notice_for
+    # The drill waits for its next time; the one that passed earlier this year never ran.
+    drill = cluster.call("GET", "/api/v2/dags/dr_drill")[1]
+    assert datetime.fromisoformat(drill["next_dagrun_run_after"]) == datetime(now.year + 1, 1, 1, 3, tzinfo=UTC), drill
+    assert cluster.call("GET", "/api/v2/dags/dr_drill/dagRuns?run_type=scheduled")[1]["total_entries"] == 0
 
 
 def test_a_notice_announces_the_next_window_once_on_the_status_page_and_to_the_team(cluster, sandbox):
