@@ -4,13 +4,15 @@
 (its sha256, size, the snapshot's time and every table's rows and checksum), then, once a restore
 proved it, ``verified.json``, or ``failed.json`` when it did not. Objects are never rewritten: a
 backup's state only moves forward, and a folder without a manifest is a backup that never finished.
+A backup's state is read from the names alone; its JSON is fetched only when asked for.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +43,17 @@ def folder(environment: str, database: str, stamp: str = "") -> str:
     return f"{environment}/{database}/{stamp + '/' if stamp else ''}"
 
 
+class DumpMismatch(RuntimeError):
+    """The stored dump is not the one its manifest describes."""
+
+
 @dataclass(frozen=True)
 class Backup:
     environment: str
     database: str
     stamp: str
     objects: frozenset[str]
-    manifest: dict[str, Any] | None = None
-    verified: dict[str, Any] | None = None
-    failed: dict[str, Any] | None = None
+    store: Any = field(default=None, compare=False, repr=False)
 
     @property
     def taken_at(self) -> datetime:
@@ -58,11 +62,26 @@ class Backup:
     @property
     def status(self) -> str:
         """verified, failed, unverified (dumped, not proven yet) or incomplete (never finished)."""
-        if self.failed is not None:
+        if FAILED in self.objects:
             return "failed"
-        if self.verified is not None and DUMP in self.objects:
-            return "verified"
-        return "unverified" if self.manifest is not None and DUMP in self.objects else "incomplete"
+        if DUMP not in self.objects or MANIFEST not in self.objects:
+            return "incomplete"
+        return "verified" if VERIFIED in self.objects else "unverified"
+
+    @cached_property
+    def manifest(self) -> dict[str, Any] | None:
+        return self._read(MANIFEST)
+
+    @cached_property
+    def verified(self) -> dict[str, Any] | None:
+        return self._read(VERIFIED)
+
+    @cached_property
+    def failed(self) -> dict[str, Any] | None:
+        return self._read(FAILED)
+
+    def _read(self, leaf: str) -> dict[str, Any] | None:
+        return self.store.read_json(self.name(leaf)) if leaf in self.objects else None
 
     def name(self, leaf: str) -> str:
         return folder(self.environment, self.database, self.stamp) + leaf
@@ -71,28 +90,33 @@ class Backup:
         return f"{self.database} backup {self.stamp} ({self.status})"
 
 
-def list_backups(store, environment: str, database: str) -> list[Backup]:
-    """Every backup of ``database`` in ``environment``, oldest first."""
+def list_backups(store, environment: str, database: str, stamp: str = "") -> list[Backup]:
+    """Every backup of ``database`` in ``environment`` (or the one of ``stamp``), oldest first, from
+    one listing of names."""
     prefix = folder(environment, database)
     leaves: dict[str, set[str]] = {}
-    for name in store.names(prefix):
-        stamp, _, leaf = name.removeprefix(prefix).partition("/")
-        leaves.setdefault(stamp, set()).add(leaf)
-    backups = []
-    for stamp in sorted(leaves):
-        found = leaves[stamp]
-        base = folder(environment, database, stamp)
-        backups.append(
-            Backup(
-                environment,
-                database,
-                stamp,
-                frozenset(found),
-                *(store.read_json(base + leaf) if leaf in found else None for leaf in (MANIFEST, VERIFIED, FAILED)),
-            )
-        )
-    return backups
+    for name in store.names(prefix + (stamp + "/" if stamp else "")):
+        found, _, leaf = name.removeprefix(prefix).partition("/")
+        leaves.setdefault(found, set()).add(leaf)
+    return [Backup(environment, database, s, frozenset(leaves[s]), store) for s in sorted(leaves)]
+
+
+def find(store, environment: str, database: str, stamp: str) -> Backup | None:
+    """The backup of ``stamp``, listing that folder only."""
+    return next(iter(list_backups(store, environment, database, stamp)), None)
 
 
 def newest_verified(backups: list[Backup]) -> Backup | None:
     return next((b for b in reversed(backups) if b.status == "verified"), None)
+
+
+def download_checked(backup: Backup, path: Path) -> None:
+    """Downloads the backup's dump to ``path`` and checks it is, byte for byte, what was written."""
+    backup.store.download_to(backup.name(DUMP), path)
+    sha256, size = sha256_of(path)
+    want = backup.manifest
+    if (sha256, size) != (want["sha256"], want["size"]):
+        raise DumpMismatch(
+            f"the stored dump ({size} bytes, sha256 {sha256}) is not what was written "
+            f"({want['size']} bytes, sha256 {want['sha256']})"
+        )

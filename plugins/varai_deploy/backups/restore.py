@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def restore_newest(env: EnvironmentConfig, database: str) -> dict[str, Any]:
-    from varai_deploy.backups.catalog import DUMP, list_backups, newest_verified, sha256_of
+    from varai_deploy.backups.catalog import DUMP, DumpMismatch, download_checked, list_backups, newest_verified
     from varai_deploy.backups.postgres import BackupError, Database, restore_live, tools_dir
     from varai_deploy.hooks.backup_store import BackupStoreHook
 
@@ -34,9 +34,10 @@ def restore_newest(env: EnvironmentConfig, database: str) -> dict[str, Any]:
     target = Database.from_connection(env.connections[database])
     with tempfile.TemporaryDirectory(prefix="varai-restore-") as scratch:
         path = Path(scratch) / DUMP
-        store.download_to(backup.name(DUMP), path)
-        if sha256_of(path) != (manifest["sha256"], manifest["size"]):
-            raise BackupError(f"{backup.describe()}: the stored dump is not what was written; not restored")
+        try:
+            download_checked(backup, path)
+        except DumpMismatch as exc:
+            raise BackupError(f"{backup.describe()}: {exc}; nothing was restored") from None
         started = time.monotonic()
         restore_live(target, path, tools_dir(env.backups.tools), env.backups.every_minutes * 60)
     restored = {

@@ -135,11 +135,11 @@ class VerifyBackupOperator(BackupStepOperator):
         self.backup = backup
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from varai_deploy.backups.catalog import DUMP, VERIFIED, list_backups
+        from varai_deploy.backups.catalog import DUMP, VERIFIED, DumpMismatch, download_checked, find
         from varai_deploy.backups.postgres import RestoreFailed, figures_of, restore, scratch_database, tools_dir
 
         stamp = self.backup["stamp"]
-        found = next((b for b in list_backups(self.store, self.environment, self.database) if b.stamp == stamp), None)
+        found = find(self.store, self.environment, self.database, stamp)
         if found is None or found.status == "incomplete":
             self._fail(found, stamp, "its dump or manifest is not in the bucket")
         if found.status == "verified":
@@ -150,15 +150,10 @@ class VerifyBackupOperator(BackupStepOperator):
         manifest = found.manifest
         with tempfile.TemporaryDirectory(prefix="varai-verify-") as scratch:
             path = Path(scratch) / DUMP
-            self.store.download_to(found.name(DUMP), path)
-            sha256, size = sha256_of(path)
-            if (sha256, size) != (manifest["sha256"], manifest["size"]):
-                self._fail(
-                    found,
-                    stamp,
-                    f"the stored dump ({size} bytes, sha256 {sha256}) is not what was written "
-                    f"({manifest['size']} bytes, sha256 {manifest['sha256']})",
-                )
+            try:
+                download_checked(found, path)
+            except DumpMismatch as exc:
+                self._fail(found, stamp, str(exc))
             started = time.monotonic()
             name = re.sub(r"[^a-z0-9_]", "_", f"varai_verify_{self.database}_{stamp}".lower())[:63]
             try:
