@@ -12,7 +12,6 @@ at least (the RTO), and the backup time bounds how often backups can run (the RP
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -35,13 +34,6 @@ os.environ.update(
 SIZES = (10_000, 100_000, 1_000_000)
 
 
-def export_connections(env_file: Path) -> None:
-    for line in env_file.read_text().splitlines():
-        if line.startswith("export "):
-            name, value = line.removeprefix("export ").split("=", 1)
-            os.environ[name] = shlex.split(value)[0]
-
-
 def fill(rows: int) -> None:
     from varai_deploy.backups.postgres import Database
 
@@ -59,12 +51,13 @@ def fill(rows: int) -> None:
 def main() -> None:
     from varai_deploy.operators.backup import BackupDatabaseOperator, VerifyBackupOperator
     from varai_deploy.sandbox import Sandbox
+    from varai_deploy.sandbox.components import read_connections_env
 
     sandbox = Sandbox()
     sandbox.up()
     rows = []
     try:
-        export_connections(sandbox.settings.connections_env_file)
+        os.environ.update(read_connections_env(sandbox.settings))
         context = {"run_id": "benchmark"}
         for size in SIZES:
             fill(size)

@@ -11,7 +11,6 @@ verification (npm pack, svn export, composer require, API reads). Prints one row
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -34,14 +33,6 @@ os.environ.update(
 VERSION = "v1.0.0"
 
 
-def export_connections(env_file: Path) -> None:
-    """What airflow.sh does with the sandbox's connections.env, for this process."""
-    for line in env_file.read_text().splitlines():
-        if line.startswith("export "):
-            name, value = line.removeprefix("export ").split("=", 1)
-            os.environ[name] = shlex.split(value)[0]
-
-
 def timed(step) -> float:
     started = time.perf_counter()
     step()
@@ -51,6 +42,7 @@ def timed(step) -> float:
 def main() -> None:
     from varai_deploy.config import load_environment
     from varai_deploy.sandbox import Sandbox
+    from varai_deploy.sandbox.components import read_connections_env
     from varai_deploy.widgets import build_release
     from varai_deploy.widgets.channels import CHANNELS, ROLES, module
     from varai_deploy.widgets.publishing import ChannelContext
@@ -58,7 +50,7 @@ def main() -> None:
     sandbox = Sandbox()
     up = timed(sandbox.up)
     try:
-        export_connections(sandbox.settings.connections_env_file)
+        os.environ.update(read_connections_env(sandbox.settings))
         env = load_environment("sandbox")
         build_dir = SCRATCH / "build"
         build = timed(lambda: build_release(VERSION, build_dir))

@@ -67,13 +67,11 @@ LEDGER_ENV = "AIRFLOW_CONN_VARAI_LEDGER"
 
 def sandbox_connection(box, env_name: str) -> str:
     """One connection's value from the sandbox's connections.env (what airflow.sh exports)."""
-    import shlex
+    from varai_deploy.sandbox.components import read_connections_env
 
-    prefix = f"export {env_name}="
-    for line in box.settings.connections_env_file.read_text().splitlines():
-        if line.startswith(prefix):
-            return shlex.split(line[len(prefix) :])[0]
-    raise AssertionError(f"{env_name} is not in {box.settings.connections_env_file}")
+    exported = read_connections_env(box.settings)
+    assert env_name in exported, f"{env_name} is not in {box.settings.connections_env_file}"
+    return exported[env_name]
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import time
 
 import psycopg2
 
-from tests.integration.conftest import sandbox_connection
 from tests.support.sandbox import deploy
+from varai_deploy.sandbox.components import read_connections_env
 from varai_deploy.services import SERVICE_NAMES
 
 APP_DB = "AIRFLOW_CONN_VARAI_APP_DB"
@@ -16,7 +16,7 @@ APP_DB = "AIRFLOW_CONN_VARAI_APP_DB"
 
 def sql(sandbox, statement: str, conn_env: str = APP_DB):
     """One statement on its own autocommit session (``conn_env``: the connection's variable name)."""
-    conn = json.loads(sandbox_connection(sandbox, conn_env))
+    conn = json.loads(read_connections_env(sandbox.settings)[conn_env])
     db = psycopg2.connect(
         host=conn["host"], port=conn["port"], user=conn["login"], password=conn["password"], dbname=conn["schema"]
     )

@@ -90,6 +90,16 @@ def connections_env(settings: SandboxSettings) -> str:
     return "\n".join(lines) + "\n"
 
 
+def read_connections_env(settings: SandboxSettings) -> dict[str, str]:
+    """``AIRFLOW_CONN_<ID>`` -> value, as ``airflow.sh`` exports them (for a process that does not source it)."""
+    exported = {}
+    for line in settings.connections_env_file.read_text().splitlines():
+        if line.startswith("export "):
+            name, value = line.removeprefix("export ").split("=", 1)
+            exported[name] = shlex.split(value)[0]
+    return exported
+
+
 def write_connections_env(settings: SandboxSettings) -> None:
     from varai_deploy.sandbox.state import write_text_atomic
 

@@ -4,8 +4,8 @@ their connections handed to Airflow in a private file, and nothing left behind b
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
-import shlex
 import signal
 import stat
 import time
@@ -13,7 +13,7 @@ import time
 import pytest
 
 from varai_deploy.sandbox import Sandbox, SandboxSettings, processes
-from varai_deploy.sandbox.components import load
+from varai_deploy.sandbox.components import load, read_connections_env
 
 
 @pytest.fixture
@@ -37,9 +37,9 @@ def test_up_starts_them_status_lists_them_down_stops_them(with_stand_ins: Sandbo
 
         env_file = s.connections_env_file
         assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-        exports = dict(line.removeprefix("export ").split("=", 1) for line in env_file.read_text().splitlines()[1:])
+        exports = read_connections_env(s)
         assert set(exports) == {"AIRFLOW_CONN_VARAI_WORDPRESS_SVN", "AIRFLOW_CONN_VARAI_MAGENTO_MARKETPLACE"}
-        assert '"password": "' in shlex.split(exports["AIRFLOW_CONN_VARAI_WORDPRESS_SVN"])[0]
+        assert json.loads(exports["AIRFLOW_CONN_VARAI_WORDPRESS_SVN"])["password"]
 
         # A stand-in that died is started again by the next `up`, on the same port, with the same secrets.
         before = env_file.read_text()
