@@ -319,7 +319,9 @@ class DrillPolicy:
     The steady state (checked before anything is broken, and again to call the recovery done): every
     service healthy through the gateway, an error ratio of at most ``max_error_ratio`` over
     ``steady_window_seconds``, and the newest row of each of ``tables`` in ``database`` (a connection
-    role) at most ``writes_within_seconds`` old. *data_loss* destroys ``tables`` and restores the
+    role) at most ``writes_within_seconds`` old. After a break, recovery counts only once the steady
+    state has held for ``settle_seconds`` without a lapse (a reading that flaps back is not a
+    recovery); the RTO ends where that stretch began. *data_loss* destroys ``tables`` and restores the
     newest verified backup. The objectives are the backups' RPO and RTO and ``mttr_minutes``;
     ``schedule`` (cron, UTC) runs a drill of the form's default scenario periodically.
     """
@@ -333,6 +335,7 @@ class DrillPolicy:
     max_error_ratio: float = 0.01
     steady_window_seconds: float = 30.0
     writes_within_seconds: float = 10.0
+    settle_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.scenarios if s not in DRILL_SCENARIOS]
@@ -343,6 +346,8 @@ class DrillPolicy:
         numbers = (self.limit_minutes, self.mttr_minutes, self.steady_window_seconds, self.writes_within_seconds)
         if any(not isinstance(v, int | float) or v <= 0 for v in numbers) or not 0 <= self.max_error_ratio < 1:
             raise ConfigError("dr_drills: the limits and windows must be positive, max_error_ratio in [0, 1)")
+        if not isinstance(self.settle_seconds, int | float) or not 0 <= self.settle_seconds < self.limit_minutes * 60:
+            raise ConfigError("dr_drills.settle_seconds must be at least 0 and shorter than limit_minutes")
 
 
 _OUTPUT_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")

@@ -8,6 +8,7 @@ database_backup run), so it passes alone and in any order.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import pytest
 
@@ -79,6 +80,10 @@ def test_a_data_loss_drill_restores_the_newest_backup_and_measures_the_recovery(
     )
     assert report["restored_backup"] == restored["stamp"] and 0 <= report["time_to_detect_seconds"] < 5
     assert report["timeline"]["detected_at"] <= report["timeline"]["restored_at"] <= report["timeline"]["recovered_at"]
+    # Recovered means it stayed back for the test config's settle period (3 s); the RTO ends where that began.
+    back = xcom(cluster, run_id, "steady_state_after")
+    settled = datetime.fromisoformat(back["settled_at"]) - datetime.fromisoformat(back["at"])
+    assert settled.total_seconds() >= 3, back
     # The data is back and the services write again; the environment is free.
     after = rows(sandbox)
     time.sleep(1)

@@ -29,6 +29,7 @@ def test_the_sandbox_may_lose_its_services_data_and_must_restore_it_from_a_backu
         ({"database": ""}, "needs database"),
         ({"max_error_ratio": 1.5}, "max_error_ratio"),
         ({"limit_minutes": 0}, "must be positive"),
+        ({"settle_seconds": 300, "limit_minutes": 5}, "settle_seconds must be at least 0 and shorter"),
     ],
 )
 def test_a_drill_that_could_break_more_than_it_says_is_refused(fields, message):
