@@ -1,21 +1,23 @@
-"""A disaster-recovery drill: break the environment for real, recover through the project's own
-automation, and measure the recovery against the objectives (RTO, RPO, MTTR).
+"""A disaster-recovery drill: break the environment for real, recover through the automation that is
+meant to recover it, and measure the recovery against the objectives (RTO, RPO, MTTR).
 
 On demand (params: scenario, environment) and periodically (``dr_drills.schedule`` of the
 environment named by ``VARAI_SCHEDULED_ENVIRONMENT``). Only scenarios the environment's config lists
-may run there. Scenario *data_loss*: the services' tables are destroyed, and the newest verified
-backup is restored into the live database.
+may run there. *data_loss*: the services' tables are destroyed, and the newest verified backup is
+restored into the live database. *service_failure*: the live process of ``dr_drills.service`` is
+killed; the platform fails over to its other instance and replaces it by itself.
 
-plan -> lock (the environment: no release, rollback or maintenance meanwhile) -> the steady-state
+plan -> lock (the environment: no release, rollback or maintenance meanwhile) -> approval (where
+``dr_drills.requires_approval`` says so, production always: one of ``dr_drills.approvers``) -> the steady-state
 hypothesis (every service healthy through the gateway, a low error ratio, the services' newest rows
-fresh; if it does not hold, nothing is broken) -> a verified backup within the RPO (else nothing
-is broken: the drill would only prove the backups are late) -> break -> detect (the steady state
-seen gone: the time to detect) -> recover -> the steady state back, waited for (deferred) until
-``limit_minutes`` after the break -> abort (only when the recovery
-did not bring it back: restore again, whatever it takes) -> the lock let go -> report (measured
-against the objectives, JSON and an HTML page with a timeline and the trend of past drills in the
-reports bucket, and to the notifiers; the run fails unless every objective was met). A drill against
-production runs only with ``break_production`` ticked.
+fresh; if it does not hold, nothing is broken) -> for data_loss, a verified backup within the RPO
+(else nothing is broken: the drill would only prove the backups are late) -> inject_failure ->
+detect (the break noticed: the time to detect) -> recover -> the steady state back and staying back
+for ``settle_seconds``; every wait deferred until ``limit_minutes`` after the break -> abort (only
+when the recovery did not bring it back: undo the break, whatever it takes) -> the lock let go ->
+report (measured against the objectives, JSON and an HTML page with a timeline and the trend of past
+drills in the reports bucket, and to the notifiers; the run fails unless every objective was met).
+A drill against production runs only with ``break_production`` ticked.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from airflow.sdk import Param, dag, task
 
 from varai_deploy.config import DRILL_SCENARIOS
 from varai_deploy.dag_params import FAIL_FAST, default_args, drill_schedule, environment_param, scheduled_environment
-from varai_deploy.operators.backup import RestoreBackupOperator
-from varai_deploy.operators.drill import SteadyStateOperator
+from varai_deploy.operators.drill import DrillStepOperator, SteadyStateOperator
+from varai_deploy.operators.drill_approval import DrillApprovalOperator
 from varai_deploy.operators.environment import FinishOperationOperator, LockEnvironmentOperator
 
 
@@ -44,7 +46,10 @@ from varai_deploy.operators.environment import FinishOperationOperator, LockEnvi
             type="string",
             enum=list(DRILL_SCENARIOS),
             title="Scenario",
-            description="data_loss: the services' tables destroyed, restored from the newest verified backup",
+            description=(
+                "data_loss: the services' tables destroyed, restored from the newest verified backup; "
+                "service_failure: a live service process killed, the platform failing over and replacing it"
+            ),
         ),
         "break_production": Param(
             False,
@@ -68,11 +73,13 @@ def dr_drill():
             raise ValueError(f"{env.name} has no dr_drills section in its config: no drill may break it")
         if params["scenario"] not in policy.scenarios:
             raise ValueError(f"{env.name} allows the drills {', '.join(policy.scenarios)}, not {params['scenario']}")
-        print(f"DR drill {params['scenario']} in {env.name}: {', '.join(policy.tables)} of {policy.database}")
+        target = policy.service if params["scenario"] == "service_failure" else ", ".join(policy.tables)
+        print(f"DR drill {params['scenario']} in {env.name} on {target}; back within {policy.limit_minutes:g} min")
         return {"database": policy.database, "limit_seconds": policy.limit_minutes * 60}
 
     planned = plan()
     lock = LockEnvironmentOperator(task_id="lock", operation="dr_drill")
+    approval = DrillApprovalOperator(task_id="approval")
     before = SteadyStateOperator(task_id="steady_state_before")
 
     @task(**FAIL_FAST)
@@ -82,8 +89,12 @@ def dr_drill():
 
         from varai_deploy.backups.catalog import list_backups, newest_verified
         from varai_deploy.config import load_environment
+        from varai_deploy.drills.scenarios import scenario
         from varai_deploy.hooks.backup_store import BackupStoreHook
 
+        if not scenario(params["scenario"]).needs_backup:
+            print(f"{params['scenario']} is recovered without a backup: none needed")
+            return {"needed": False}
         env = load_environment(params["environment"])
         newest = newest_verified(list_backups(BackupStoreHook(env.connections["backups"]), env.name, database))
         if newest is None:
@@ -97,45 +108,28 @@ def dr_drill():
         print(f"Newest verified backup of {database}: {newest.stamp}, {age:.0f} s old")
         return {"stamp": newest.stamp, "age_seconds": round(age, 1)}
 
-    @task(**FAIL_FAST)
-    def break_data(limit_seconds: float, params=None) -> dict:
-        """Destroys the services' tables, counting what was there first."""
-        from datetime import datetime, timedelta
-
-        from varai_deploy.config import load_environment
-        from varai_deploy.drills.data_loss import destroy
-
-        env = load_environment(params["environment"])
-        destroyed = destroy(env, env.dr_drills)
-        deadline = datetime.fromisoformat(destroyed["broken_at"]) + timedelta(seconds=limit_seconds)
-        print(f"Destroyed at {destroyed['broken_at']}: {destroyed['rows']}; back by {deadline.isoformat()} or abort")
-        return {**destroyed, "deadline": deadline.isoformat()}
-
     ready = backup_ready(planned["database"])
-    broken = break_data(planned["limit_seconds"])
-    deadline = "{{ ti.xcom_pull(task_ids='break_data')['deadline'] }}"
-    detect = SteadyStateOperator(task_id="detect", expect_holds=False, until=deadline)
-    recover = RestoreBackupOperator(task_id="recover", database="{{ ti.xcom_pull(task_ids='plan')['database'] }}")
+    inject = DrillStepOperator(task_id="inject_failure", step="inject")
+    deadline = "{{ ti.xcom_pull(task_ids='inject_failure')['deadline'] }}"
+    detect = DrillStepOperator(task_id="detect", step="detected", broken=inject.output, until=deadline)
+    recover = DrillStepOperator(task_id="recover", step="recover", broken=inject.output, until=deadline)
     after = SteadyStateOperator(task_id="steady_state_after", until=deadline)
 
     @task(trigger_rule="one_failed", retries=2)
     def abort(params=None, ti=None) -> dict:
-        """Only if something was broken and is not back: restore the newest verified backup again."""
+        """Only if something was broken and is not back: the scenario undoes its break."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from varai_deploy.backups.restore import restore_newest
         from varai_deploy.config import load_environment
-        from varai_deploy.drills.steady_state import observe
+        from varai_deploy.drills.scenarios import scenario
 
-        if not ti.xcom_pull(task_ids="break_data"):
-            raise AirflowSkipException("nothing was broken: nothing to restore")
+        broken = ti.xcom_pull(task_ids="inject_failure")
+        if not broken:
+            raise AirflowSkipException("nothing was broken: nothing to undo")
         env = load_environment(params["environment"])
-        state = observe(env, env.dr_drills)
-        if state.holds:
-            return {"outcome": "the steady state is back by itself: nothing restored"}
-        print(f"Aborting: {state.describe()}")
-        restored = restore_newest(env, env.dr_drills.database)
-        return {"outcome": f"restored {restored['stamp']} again", **restored}
+        undone = scenario(params["scenario"]).abort(env, env.dr_drills, broken)
+        print(f"Aborted: {undone['outcome']}")
+        return undone
 
     finish = FinishOperationOperator(task_id="finish", operation="dr_drill")
 
@@ -145,9 +139,9 @@ def dr_drill():
 
         return report_drill(context, params["environment"], params["scenario"])
 
-    planned >> lock >> before >> ready >> broken >> detect >> recover >> after
+    planned >> lock >> approval >> before >> ready >> inject >> detect >> recover >> after
     aborted = abort()
-    [broken, detect, recover, after] >> aborted >> finish
+    [inject, detect, recover, after] >> aborted >> finish
     finish.as_teardown(setups=lock)
     finish >> report()
 

@@ -307,7 +307,7 @@ class BackupPolicy:
 
 
 #: The guide's disaster scenarios; a drill may break only those its environment lists.
-DRILL_SCENARIOS: tuple[str, ...] = ("data_loss",)
+DRILL_SCENARIOS: tuple[str, ...] = ("data_loss", "service_failure")
 _TABLE_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -322,7 +322,8 @@ class DrillPolicy:
     role) at most ``writes_within_seconds`` old. After a break, recovery counts only once the steady
     state has held for ``settle_seconds`` without a lapse (a reading that flaps back is not a
     recovery); the RTO ends where that stretch began. *data_loss* destroys ``tables`` and restores the
-    newest verified backup. The objectives are the backups' RPO and RTO and ``mttr_minutes``;
+    newest verified backup; *service_failure* kills the live process of ``service`` and the platform's
+    supervision fails over and replaces it. The objectives are the backups' RPO and RTO and ``mttr_minutes``;
     ``schedule`` (cron, UTC) runs a drill of the form's default scenario periodically.
     """
 
@@ -336,6 +337,12 @@ class DrillPolicy:
     steady_window_seconds: float = 30.0
     writes_within_seconds: float = 10.0
     settle_seconds: float = 5.0
+    service: str = ""
+    #: A human approves each drill before anything is broken (production always): only ``approvers``,
+    #: never whoever triggered it; no answer within ``approval_timeout_minutes`` rejects.
+    requires_approval: bool = False
+    approvers: tuple[str, ...] = ()
+    approval_timeout_minutes: float = 30.0
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.scenarios if s not in DRILL_SCENARIOS]
@@ -346,6 +353,17 @@ class DrillPolicy:
         numbers = (self.limit_minutes, self.mttr_minutes, self.steady_window_seconds, self.writes_within_seconds)
         if any(not isinstance(v, int | float) or v <= 0 for v in numbers) or not 0 <= self.max_error_ratio < 1:
             raise ConfigError("dr_drills: the limits and windows must be positive, max_error_ratio in [0, 1)")
+        if "service_failure" in self.scenarios and self.service not in SERVICE_NAMES:
+            raise ConfigError(
+                f"dr_drills.service (what service_failure kills) must be one of {', '.join(SERVICE_NAMES)}"
+            )
+        if self.requires_approval is not True and self.requires_approval is not False:
+            raise ConfigError("dr_drills.requires_approval must be true or false")
+        bad = [a for a in self.approvers if not isinstance(a, str) or not _USER_RE.fullmatch(a)]
+        if bad or (self.requires_approval and not self.approvers):
+            raise ConfigError("dr_drills.approvers must name the Airflow users who approve a drill")
+        if not isinstance(self.approval_timeout_minutes, int | float) or self.approval_timeout_minutes <= 0:
+            raise ConfigError("dr_drills.approval_timeout_minutes must be positive")
         if not isinstance(self.settle_seconds, int | float) or not 0 <= self.settle_seconds < self.limit_minutes * 60:
             raise ConfigError("dr_drills.settle_seconds must be at least 0 and shorter than limit_minutes")
 
@@ -526,11 +544,14 @@ def _backups(raw: dict, connections: dict, path: Path) -> BackupPolicy | None:
 
 
 def _drills(raw: dict, connections: dict, backups: BackupPolicy | None, path: Path) -> DrillPolicy | None:
-    """``dr_drills:``; a data-loss drill restores a backup, so its database must be backed up."""
+    """``dr_drills:``; a data-loss drill restores a backup, so its database must be backed up; a drill
+    of production is approved by a human first."""
     if "dr_drills" not in raw:
         return None
     section = dict(_section(raw, "dr_drills", path))
-    for key in ("scenarios", "tables"):
+    if raw.get("name") == "production" and section.get("requires_approval") is not True:
+        raise ConfigError(f"{path}: a drill breaks production for real: set dr_drills.requires_approval: true")
+    for key in ("scenarios", "tables", "approvers"):
         section[key] = tuple(section.get(key) or ())
     try:
         policy = _build(DrillPolicy, section, f"{path}: dr_drills")

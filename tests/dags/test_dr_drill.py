@@ -35,8 +35,11 @@ def test_the_drill_lets_go_of_the_environment_whatever_happens_and_reports_after
     finish, abort = dag.get_task("finish"), dag.get_task("abort")
     assert finish.is_teardown and "lock" in finish.upstream_task_ids
     assert abort.trigger_rule == "one_failed"
-    assert {"break_data", "detect", "recover", "steady_state_after"} <= abort.upstream_task_ids
+    assert {"inject_failure", "detect", "recover", "steady_state_after"} <= abort.upstream_task_ids
     assert dag.get_task("report").upstream_task_ids == {"finish"}
+    # Approved (where required) after the environment is taken and before anything is looked at or broken.
+    assert dag.get_task("approval").upstream_task_ids == {"lock"}
+    assert dag.get_task("steady_state_before").upstream_task_ids == {"approval"}
 
 
 def test_production_is_drilled_only_when_the_form_says_so_in_so_many_words():

@@ -1,18 +1,23 @@
 """dr_drill through a real api-server, scheduler, LocalExecutor and triggerer: the services' data
-destroyed for real while the load generator keeps writing, restored from a real verified backup.
+destroyed for real while the load generator keeps writing, restored from a real verified backup; a
+live service process killed for real, the gateway failing over and the supervisor replacing it.
 
-Each test first has every service serving and writing, and a fresh verified backup (its own
-database_backup run), so it passes alone and in any order.
+The sandbox is configured as production is: every drill waits for one of its approvers (``sre``)
+before anything is broken. Each test first has every service serving and writing, and a fresh
+verified backup (its own database_backup run), so it passes alone and in any order.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime
 
 import pytest
 
+from tests.support.airflow_cluster import AirflowCluster, free_port
 from tests.support.app_data import keep_writing, rows, sql
+from tests.support.environments import write_environments
 from tests.support.notifications_told import told
 from varai_deploy.ledger import Ledger
 
@@ -22,11 +27,25 @@ DAG, BACKUP = "dr_drill", "database_backup"
 TABLES = ("discovery_searches", "face_analyses", "recommendation_feedback", "analytics_events")
 
 
+APPROVAL = {"requires_approval": True, "approvers": ["sre"], "approval_timeout_minutes": 5}
+
+
 @pytest.fixture(scope="module")
-def cluster(airflow_cluster):
-    for dag_id in (DAG, BACKUP):
-        airflow_cluster.wait_for_dag(dag_id)
-    return airflow_cluster
+def cluster(stack, sandbox, tmp_path_factory):
+    environments = write_environments(tmp_path_factory.mktemp("environments"), dr_drills=APPROVAL)
+    cluster = AirflowCluster(
+        {**os.environ, "VARAI_ENVIRONMENTS_DIR": str(environments)},
+        api_port=free_port(exclude={19880}),
+        log_dir=tmp_path_factory.mktemp("dr_drill"),
+        users={"sre": "op"},
+    )
+    cluster.start()
+    try:
+        for dag_id in (DAG, BACKUP):
+            cluster.wait_for_dag(dag_id)
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -51,10 +70,16 @@ def misbehave(sandbox, version: str, rate: float | None) -> None:
     assert sandbox.apply_faults(version)
 
 
-def drill(cluster) -> str:
-    status, run = cluster.trigger(DAG, {"environment": "sandbox", "scenario": "data_loss"})
+def drill(cluster, scenario: str = "data_loss", answer: str | None = "Approve") -> str:
+    """A drill triggered (by admin) and, with ``answer``, answered by the approver once it is asked."""
+    status, run = cluster.trigger(DAG, {"environment": "sandbox", "scenario": scenario})
     assert status == 200, run
-    return run["dag_run_id"]
+    run_id = run["dag_run_id"]
+    if answer:
+        cluster.wait_parked(DAG, run_id, "approval")
+        status, body = cluster.as_user("sre").answer(DAG, run_id, "approval", answer, {"comment": "drill"})
+        assert status == 200, body
+    return run_id
 
 
 def xcom(cluster, run_id: str, task_id: str):
@@ -67,7 +92,7 @@ def xcom(cluster, run_id: str, task_id: str):
 def test_a_data_loss_drill_restores_the_newest_backup_and_measures_the_recovery(cluster, sandbox):
     run_id = drill(cluster)
     assert cluster.wait_for_run(DAG, run_id, timeout=240) == "success", cluster.describe_run(DAG, run_id)
-    destroyed, restored = xcom(cluster, run_id, "break_data"), xcom(cluster, run_id, "recover")
+    destroyed, restored = xcom(cluster, run_id, "inject_failure"), xcom(cluster, run_id, "recover")
     assert set(destroyed["rows"]) == set(TABLES) and all(n > 0 for n in destroyed["rows"].values()), destroyed
     report = xcom(cluster, run_id, "report")
     objectives = report["objectives"]
@@ -93,6 +118,25 @@ def test_a_data_loss_drill_restores_the_newest_backup_and_measures_the_recovery(
     assert ("dr_drill_passed", "info", 200) in said["slack"], said
 
 
+def test_a_drill_nobody_approved_breaks_nothing(cluster, sandbox):
+    before = rows(sandbox)
+    run_id = drill(cluster, answer=None)
+    cluster.wait_parked(DAG, run_id, "approval")
+    status, detail = cluster.hitl_detail(DAG, run_id, "approval")
+    assert status == 200 and [u["id"] for u in detail["assigned_users"]] == ["sre"], detail
+    assert "drops discovery_searches" in detail["body"], detail["body"]
+    status, body = cluster.as_user("sre").answer(DAG, run_id, "approval", "Reject", {"comment": "not today"})
+    assert status == 200, body
+    assert cluster.wait_for_run(DAG, run_id, timeout=120) == "failed"
+    ran = {task: ti["state"] for (task, _), ti in cluster.task_instances(DAG, run_id).items()}
+    assert ran["approval"] == "failed" and ran["inject_failure"] == "upstream_failed" and ran["abort"] == "skipped"
+    assert rows(sandbox) > before, "the data was never touched"
+    said = told(sandbox, run_id)["slack"]
+    for kind in ("dr_drill_approval_requested", "dr_drill_rejected", "dr_drill_not_started"):
+        assert any(k == kind for k, _, _ in said), (kind, said)
+    assert Ledger("sandbox").holder() is None
+
+
 def test_a_drill_whose_steady_state_does_not_hold_breaks_nothing(cluster, sandbox):
     live = sandbox.status()["services"]["analytics"]["live"]["version"]
     misbehave(sandbox, live, 0.5)
@@ -104,7 +148,7 @@ def test_a_drill_whose_steady_state_does_not_hold_breaks_nothing(cluster, sandbo
     finally:
         misbehave(sandbox, live, None)
     ran = {task: ti["state"] for (task, _), ti in cluster.task_instances(DAG, run_id).items()}
-    assert ran["steady_state_before"] == "failed" and ran["break_data"] == "upstream_failed"
+    assert ran["steady_state_before"] == "failed" and ran["inject_failure"] == "upstream_failed"
     assert ran["abort"] == "skipped", "nothing was broken, so nothing is restored"
     assert "error ratio" in cluster.task_log(DAG, run_id, "steady_state_before", 1)
     assert rows(sandbox) > before, "the data was never touched"
@@ -117,7 +161,7 @@ def test_a_recovery_that_does_not_come_back_in_time_is_aborted_and_restored(clus
     run_id = drill(cluster)
     try:
         # Once the data is gone, a service goes bad as well: the steady state cannot come back in time.
-        cluster.wait_for_task(DAG, run_id, "break_data", states=("success",), timeout=120)
+        cluster.wait_for_task(DAG, run_id, "inject_failure", states=("success",), timeout=120)
         misbehave(sandbox, live, 0.5)
         assert cluster.wait_for_run(DAG, run_id, timeout=240) == "failed", cluster.describe_run(DAG, run_id)
     finally:
@@ -130,3 +174,51 @@ def test_a_recovery_that_does_not_come_back_in_time_is_aborted_and_restored(clus
         assert sql(sandbox, f"SELECT count(*) FROM {table}")[0][0] > 0
     assert ("dr_drill_aborted", "critical", 200) in told(sandbox, run_id)["slack"]
     assert Ledger("sandbox").holder() is None
+
+
+def live_instances(sandbox, service: str) -> list[dict]:
+    return sandbox.status()["services"][service]["live"]["instances"]
+
+
+def test_a_killed_service_process_is_failed_over_and_replaced_while_users_barely_notice(cluster, sandbox):
+    service = "recommendation"  # dr_drills.service in the sandbox config
+    before = {i["instance"]: i["pid"] for i in live_instances(sandbox, service)}
+    assert len(before) == 2, "a live revision runs two instances"
+    started = time.time()
+    run_id = drill(cluster, "service_failure")
+    assert cluster.wait_for_run(DAG, run_id, timeout=240) == "success", cluster.describe_run(DAG, run_id)
+    killed, recovered = xcom(cluster, run_id, "inject_failure"), xcom(cluster, run_id, "recover")
+    assert killed["service"] == service and killed["pid"] == before[killed["instance"]]
+    # The supervisor put a new process on the same instance; the other one served meanwhile.
+    after = {i["instance"]: i for i in live_instances(sandbox, service)}
+    assert (
+        after[killed["instance"]]["running"] and after[killed["instance"]]["pid"] == recovered["pid"] != killed["pid"]
+    )
+    assert recovered["exit_code"] == -9 or recovered["exit_code"] is None, recovered
+    report = xcom(cluster, run_id, "report")
+    assert report["outcome"] == "recovered within every objective", report
+    assert report["killed"]["pid"] == killed["pid"] and report["instances_before"] == 2
+    assert 0 <= report["time_to_detect_seconds"] < 5
+    # Users: the load generator's requests to that service hardly failed (at most those in flight at the kill).
+    seen = sandbox.traffic_report(since=started)["by_service"].get(service, {"total": 0, "failed": 0})
+    assert seen["total"] > 50 and seen["failed"] <= 3, seen
+    assert ("dr_drill_passed", "info", 200) in told(sandbox, run_id)["slack"]
+    assert Ledger("sandbox").holder() is None
+
+
+def test_a_killed_process_nothing_replaces_is_healed_by_the_abort_and_reported(cluster, sandbox):
+    service = "recommendation"
+    sandbox.stop_supervisor()
+    try:
+        run_id = drill(cluster, "service_failure")
+        assert cluster.wait_for_run(DAG, run_id, timeout=240) == "failed", cluster.describe_run(DAG, run_id)
+        ran = {task: ti["state"] for (task, _), ti in cluster.task_instances(DAG, run_id).items()}
+        assert ran["inject_failure"] == "success" and ran["detect"] == "failed"
+        assert ran["abort"] == "success" and ran["finish"] == "success" and ran["report"] == "failed"
+        assert xcom(cluster, run_id, "abort")["outcome"] == "restarted 1 instance(s)"
+        assert all(i["running"] for i in live_instances(sandbox, service))
+        assert ("dr_drill_aborted", "critical", 200) in told(sandbox, run_id)["slack"]
+        assert Ledger("sandbox").holder() is None
+    finally:
+        sandbox.up()  # the supervisor back
+    assert sandbox.status()["supervisor"]["running"]

@@ -2,6 +2,8 @@
 
 What is destroyed is counted first (rows and the newest row per table), so the report can say how
 much the restore brought back and how much was lost since the backup's snapshot: the RPO, measured.
+Noticed when the steady state is gone (the services fail their writes, the tables cannot be read);
+recovered by restoring the newest verified backup into the live database; an abort restores again.
 """
 
 from __future__ import annotations
@@ -67,3 +69,39 @@ def lost_rows(destroyed: dict[str, Any], restored: dict[str, Any]) -> dict[str, 
     """Per table: rows there when destroyed that the backup did not have (written after its snapshot)."""
     backed_up = {table.split(".", 1)[-1]: rows for table, rows in restored["rows"].items()}
     return {table: max(0, rows - backed_up.get(table, 0)) for table, rows in destroyed["rows"].items()}
+
+
+class DataLoss:
+    name = "data_loss"
+    needs_backup = True
+
+    def inject(self, env: EnvironmentConfig, policy: DrillPolicy) -> dict[str, Any]:
+        return destroy(env, policy)
+
+    def detected(self, env: EnvironmentConfig, policy: DrillPolicy, broken: dict[str, Any]) -> dict[str, Any] | None:
+        from varai_deploy.drills.steady_state import observe
+
+        state = observe(env, policy)
+        return None if state.holds else {**state.figures, "holds": False, "problems": list(state.problems)}
+
+    def recover(self, env: EnvironmentConfig, policy: DrillPolicy, broken: dict[str, Any]) -> dict[str, Any]:
+        from varai_deploy.backups.restore import restore_newest
+
+        return restore_newest(env, policy.database)
+
+    def abort(self, env: EnvironmentConfig, policy: DrillPolicy, broken: dict[str, Any]) -> dict[str, Any]:
+        from varai_deploy.backups.restore import restore_newest
+        from varai_deploy.drills.steady_state import observe
+
+        state = observe(env, policy)
+        if state.holds:
+            return {"outcome": "the steady state is back by itself: nothing restored"}
+        restored = restore_newest(env, policy.database)
+        return {"outcome": f"restored {restored['stamp']} again after: {state.describe()}", **restored}
+
+    def findings(self, steps: dict[str, dict]) -> dict[str, Any]:
+        """What the report adds for this scenario: the rows lost, and the backup used."""
+        return {
+            "lost_rows": lost_rows(steps["inject_failure"], steps["recover"]),
+            "restored_backup": steps["recover"]["stamp"],
+        }

@@ -27,10 +27,8 @@ def _since(start: str | datetime, end: str | datetime | None) -> float | None:
 
 
 def measure(env: Any, steps: dict[str, dict], newest_kept: datetime | None, earlier: list[float]) -> dict[str, Any]:
-    """``steps``: the XComs of break_data, detect, recover and steady_state_after."""
-    from varai_deploy.drills.data_loss import lost_rows
-
-    broken = steps["break_data"]["broken_at"]
+    """``steps``: the XComs of inject_failure, detect, recover and steady_state_after."""
+    broken = steps["inject_failure"]["broken_at"]
     rto = _since(broken, steps["steady_state_after"]["at"])
     rpo = _since(newest_kept, broken) if newest_kept else float("inf")
     recoveries = [*earlier, rto]
@@ -57,16 +55,14 @@ def measure(env: Any, steps: dict[str, dict], newest_kept: datetime | None, earl
             "restored_at": _since(broken, steps["recover"]["restored_at"]),
             "recovered_at": rto,
         },
-        "lost_rows": lost_rows(steps["break_data"], steps["recover"]),
-        "restored_backup": steps["recover"]["stamp"],
         "drills_in_mttr": len(recoveries),
     }
 
 
 def _outcome(ti: Any, states: dict[str, str]) -> tuple[str, str]:
     """(kind, what happened) from the run's task states; kind "" when it recovered."""
-    if states.get("break_data") != "success":
-        steps = ("plan", "lock", "steady_state_before", "backup_ready", "break_data")
+    if states.get("inject_failure") != "success":
+        steps = ("plan", "lock", "approval", "steady_state_before", "backup_ready", "inject_failure")
         failed = [t for t in steps if states.get(t) == "failed"]
         return "dr_drill_not_started", f"nothing was broken ({', '.join(failed) or 'not reached'} failed)"
     if states.get("steady_state_after") != "success":
@@ -87,11 +83,13 @@ def report_drill(context: Any, environment: str, scenario: str) -> dict[str, Any
     from varai_deploy.config import load_environment
     from varai_deploy.drills.data_loss import newest_before
     from varai_deploy.drills.report_page import render
+    from varai_deploy.drills.scenarios import scenario as scenario_named
     from varai_deploy.hooks.backup_store import BackupStoreError, ReportStoreHook
     from varai_deploy.notifiers import notify
     from varai_deploy.notifiers.runs import run_event
 
     env = load_environment(environment)
+    drill = scenario_named(scenario)
     ti, dag_run = context["ti"], context["dag_run"]
     states = ti.get_task_states(dag_id=dag_run.dag_id, run_ids=[dag_run.run_id]).get(dag_run.run_id, {})
     store = ReportStoreHook(env.connections["reports"])
@@ -99,9 +97,10 @@ def report_drill(context: Any, environment: str, scenario: str) -> dict[str, Any
     kind, what = _outcome(ti, states)
     result: dict[str, Any] = {"environment": env.name, "scenario": scenario, "run_id": dag_run.run_id, "outcome": what}
     if not kind:
-        steps = {t: ti.xcom_pull(task_ids=t) for t in ("break_data", "detect", "recover", "steady_state_after")}
-        kept = newest_before(env, env.dr_drills, datetime.fromisoformat(steps["break_data"]["broken_at"]))
+        steps = {t: ti.xcom_pull(task_ids=t) for t in ("inject_failure", "detect", "recover", "steady_state_after")}
+        kept = newest_before(env, env.dr_drills, datetime.fromisoformat(steps["inject_failure"]["broken_at"]))
         result |= measure(env, steps, kept, [r["recovery_seconds"] for r in earlier])
+        result |= drill.findings(steps)
         missed = [name for name in OBJECTIVES if not result["objectives"][name]["met"]]
         kind = "dr_drill_missed" if missed else "dr_drill_passed"
         result["passed"] = not missed
@@ -112,7 +111,14 @@ def report_drill(context: Any, environment: str, scenario: str) -> dict[str, Any
     }
     if "timeline" in result:
         details["Time to detect"] = f"{result['time_to_detect_seconds']:g} s"
-        details["Lost rows"] = ", ".join(f"{t}: {n}" for t, n in result["lost_rows"].items())
+        if "lost_rows" in result:
+            details["Lost rows"] = ", ".join(f"{t}: {n}" for t, n in result["lost_rows"].items())
+        if "killed" in result:
+            killed = result["killed"]
+            details["Killed"] = (
+                f"{killed['service']} {killed['version']} ({killed['colour']}) instance {killed['instance']}, "
+                f"pid {killed['pid']}; {result['instances_before']} instance(s) were serving"
+            )
     base = f"drills/{env.name}/{dag_run.run_id}"
     try:
         store.put_json(f"{base}.json", result)

@@ -51,13 +51,28 @@ def _trend(past: list[dict[str, Any]]) -> str:
     return f'<svg width="{20 + len(past) * width}" height="120" role="img" aria-label="trend">{"".join(bars)}</svg>'
 
 
+def _findings(result: dict[str, Any]) -> str:
+    """What the scenario found beyond the objectives: the rows lost, or the process killed."""
+    if "lost_rows" in result:
+        lost = "".join(f"<li>{escape(t)}: {n}</li>" for t, n in result["lost_rows"].items())
+        return f"<h2>Rows lost (written after the restored backup's snapshot)</h2><ul>{lost}</ul>"
+    if "killed" in result:
+        killed = result["killed"]
+        return (
+            f"<h2>Process killed</h2><p>{escape(killed['service'])} {escape(killed['version'])} "
+            f"({escape(killed['colour'])}), instance {killed['instance']}, pid {killed['pid']}, with "
+            f"{result['instances_before']} instance(s) serving; it ended with exit code {result.get('exit_code')} "
+            "and was replaced by the platform.</p>"
+        )
+    return ""
+
+
 def render(result: dict[str, Any], past: list[dict[str, Any]]) -> str:
     rows = "".join(
         f"<tr><td>{name.upper()}</td><td>{o['measured_seconds']:g} s</td><td>{o['objective_seconds']:g} s</td>"
         f"<td>{'met' if o['met'] else 'MISSED'}</td></tr>"
         for name, o in result.get("objectives", {}).items()
     )
-    lost = "".join(f"<li>{escape(t)}: {n}</li>" for t, n in result.get("lost_rows", {}).items())
     title = f"DR drill {result['scenario']} in {result['environment']}"
     drills = [*past, result] if "recovery_seconds" in result else past
     return (
@@ -65,7 +80,7 @@ def render(result: dict[str, Any], past: list[dict[str, Any]]) -> str:
         f"<h1>{escape(title)}</h1><p>{escape(result['run_id'])}: {escape(result['outcome'])}</p>"
         "<table border='1'><tr><th></th><th>measured</th><th>objective</th><th></th></tr>" + rows + "</table>"
         f"<h2>Timeline (seconds after the break)</h2>{_timeline(result.get('timeline', {}))}"
-        f"<h2>Rows lost (written after the restored backup's snapshot)</h2><ul>{lost}</ul>"
+        f"{_findings(result)}"
         f"<h2>Recovery time of every drill so far</h2>{_trend(drills)}"
         "</body></html>"
     )

@@ -42,7 +42,10 @@ KINDS: dict[str, tuple[str, str]] = {
     "emergency_rolled_back": (CRITICAL, "Emergency maintenance of {environment} rolled back"),
     # Backups: only a failure is told (a backup that cannot be proven by a restore is not a backup).
     "backup_failed": (CRITICAL, "Backup of {environment} failed"),
-    # Disaster-recovery drills: how each ended against the objectives.
+    # Disaster-recovery drills: the approval where one is required, how each ended against the objectives.
+    "dr_drill_approval_requested": (WARNING, "DR drill in {environment} waits for approval"),
+    "dr_drill_approved": (INFO, "DR drill in {environment} approved"),
+    "dr_drill_rejected": (WARNING, "DR drill in {environment} not approved"),
     "dr_drill_passed": (INFO, "DR drill in {environment} met its objectives"),
     "dr_drill_missed": (WARNING, "DR drill in {environment} missed an objective"),
     "dr_drill_not_started": (WARNING, "DR drill in {environment} did not start"),

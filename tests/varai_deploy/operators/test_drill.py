@@ -24,9 +24,9 @@ def reading(monkeypatch, state: SteadyState) -> None:
     monkeypatch.setattr(steady_state, "observe", lambda env, policy: state)
 
 
-def operator(expect_holds: bool = True, until_seconds: float = 60) -> SteadyStateOperator:
+def operator(until_seconds: float = 60) -> SteadyStateOperator:
     until = (datetime.now(UTC) + timedelta(seconds=until_seconds)).isoformat()
-    return SteadyStateOperator(task_id="steady", environment="sandbox", until=until, expect_holds=expect_holds)
+    return SteadyStateOperator(task_id="steady", environment="sandbox", until=until)
 
 
 def ago(seconds: float) -> str:
@@ -64,10 +64,28 @@ def test_back_too_briefly_at_the_deadline_is_not_a_recovery(monkeypatch):
         operator(until_seconds=-1).execute({}, held_since=ago(2))
 
 
-def test_an_outage_is_noticed_at_the_first_reading_that_shows_it(monkeypatch):
+def test_a_data_loss_is_noticed_at_the_first_reading_that_shows_it(monkeypatch):
+    from varai_deploy.config import load_environment
+    from varai_deploy.drills.data_loss import DataLoss
+
+    env = load_environment("sandbox")
+    reading(monkeypatch, HOLDS)
+    assert DataLoss().detected(env, env.dr_drills, {}) is None
     reading(monkeypatch, GONE)
-    result = operator(expect_holds=False).execute({})
-    assert result["holds"] is False and "settled_at" not in result
+    assert DataLoss().detected(env, env.dr_drills, {})["problems"] == ["analytics_events cannot be read"]
+
+
+def test_a_step_not_done_by_the_deadline_fails_saying_which(monkeypatch):
+    from varai_deploy.operators.drill import DrillStepOperator
+
+    reading(monkeypatch, HOLDS)
+    step = DrillStepOperator(task_id="detect", step="detected", environment="sandbox", scenario="data_loss")
+    step.until = ago(1)
+    with pytest.raises(AirflowFailException, match="Nothing noticed the break by .* \\(data_loss\\)"):
+        step.execute({})
+    step.until = (datetime.now(UTC) + timedelta(seconds=30)).isoformat()
+    with pytest.raises(TaskDeferred):
+        step.execute({})
 
 
 def test_the_hypothesis_before_a_break_is_one_reading(monkeypatch):
