@@ -1,7 +1,8 @@
 """Fixtures for tests that need a sandbox: real processes on ports 19500-19899, a tmp home, always torn down.
 
 Each test gets the next of six port blocks (gateway at the block's base, Prometheus at base+5 -
-the settings' default when base+10 is a service port - services from base+10),
+the settings' default when base+10 is a service port - services from base+10 to base+53, two
+instances each; base+54..59 are free for a test's stand-ins),
 so a process that outlived a failed test cannot make the next test fail on a taken port, and a
 demo sandbox on 18080 is never touched.
 """
@@ -21,7 +22,8 @@ _next_block = itertools.cycle(BLOCK_BASES)
 
 
 def _block_is_free(base: int) -> bool:
-    ports = [base, base + 5] + [base + 10 + 10 * i + c for i in range(5) for c in (0, 1)]
+    # Each service's blue and green, each with its two instances (+0 and +2): base+10..base+53.
+    ports = [base, base + 5] + [base + 10 + 10 * i + c + 2 * k for i in range(5) for c in (0, 1) for k in (0, 1)]
     return all(processes.port_is_free("127.0.0.1", p) for p in ports)
 
 

@@ -22,7 +22,8 @@ class LocalPlatform:
         self.sandbox = sandbox or Sandbox()
 
     def check_capacity(self, services: list[str]) -> dict:
-        """The sandbox is running, and each candidate's port is free or held by the sandbox itself."""
+        """The sandbox is running, and each candidate's ports (every instance it runs once live)
+        are free or held by the sandbox itself."""
         from varai_deploy.sandbox import processes
 
         if not self.sandbox.is_up():
@@ -36,9 +37,13 @@ class LocalPlatform:
             colour = "green" if live and live["colour"] == "blue" else "blue"
             idle = status[service]["idle"]
             ours = idle and idle.get("colour") == colour and idle.get("state") == "running"
-            port = settings.port_for(service, colour)
-            if not ours and not processes.port_is_free(settings.host, port):
-                blocked.append(f"{service} {colour} needs {settings.host}:{port}")
+            held = {i["port"] for i in idle.get("instances", []) if i.get("running")} if ours else set()
+            for instance in range(settings.instances):
+                port = settings.port_for(service, colour, instance)
+                if (instance == 0 and ours) or port in held:
+                    continue
+                if not processes.port_is_free(settings.host, port):
+                    blocked.append(f"{service} {colour} needs {settings.host}:{port}")
         if blocked:
             raise PlatformError(
                 "port(s) taken by another program: "
@@ -102,3 +107,30 @@ class LocalPlatform:
     def restore(self, service: str, revision: Revision) -> Revision:
         """A sandbox revision is its version: start it again in the idle colour (where it was retired)."""
         return self.deploy_candidate(service, revision["version"], revision.get("image") or "")
+
+    # -- what a disaster-recovery drill breaks and watches ----------------------------------------
+    def kill_instance(self, service: str, instance: int = 0) -> dict:
+        """SIGKILL one instance of the live revision: a service failure, for real."""
+        try:
+            return self.sandbox.kill_instance(service, instance)
+        except SandboxError as exc:
+            raise PlatformError(f"{service}: cannot kill instance {instance}: {exc}") from exc
+
+    def instances(self, service: str) -> list[dict]:
+        """The live revision's instances: ``instance``, ``port``, ``pid``, ``running`` and ``url``."""
+        live = self._slots(service)["live"]
+        url = self.sandbox.settings.url_for_port
+        return [{**i, "url": url(int(i["port"]))} for i in (live or {}).get("instances", [])]
+
+    def restarts(self, service: str) -> list[dict]:
+        """What the platform's supervision restarted in the live revision, oldest first."""
+        live = self._slots(service)["live"]
+        return list((live or {}).get("restarts", []))
+
+    def heal(self) -> list[dict]:
+        """Restart every dead instance of a live revision now (what the supervisor does by itself)."""
+        return self.sandbox.heal()
+
+    def remove_service(self, service: str) -> None:
+        """Every revision of ``service`` stopped and forgotten: it serves nothing until deployed again."""
+        self.sandbox.remove(service)

@@ -308,7 +308,8 @@ def print_status(sandbox: Any) -> None:
     print(f"gateway {gateway}: {'up' if up else 'DOWN'}   home: {sandbox.settings.home}")
     traffic = status["traffic"]
     load = f"{traffic['rps']:g} req/s" if traffic["running"] else "not running"
-    print(f"prometheus {status['endpoints']['prometheus']}   traffic: {load}")
+    supervisor = "running" if status["supervisor"]["running"] else "NOT RUNNING"
+    print(f"prometheus {status['endpoints']['prometheus']}   traffic: {load}   supervisor: {supervisor}")
     stand_ins = {k: v for k, v in status["endpoints"].items() if k not in ("gateway", "prometheus")}
     if stand_ins:
         print("stand-ins: " + "  ".join(f"{name} {url}" for name, url in stand_ins.items()))
@@ -333,7 +334,12 @@ def _slot_text(slot: dict[str, Any] | None, idle: bool = False) -> str:
     text = f"{slot['colour']} {slot['version']}"
     if idle and slot.get("state") != "running":
         return f"{text} ({slot.get('state')})"
-    return text if slot.get("running") else f"{text} (NOT RUNNING)"
+    if not slot.get("running"):
+        return f"{text} (NOT RUNNING)"
+    instances = slot.get("instances") or []
+    running = sum(1 for i in instances if i.get("running"))
+    # Only when one is missing: a dead instance the supervisor has not brought back (yet).
+    return text if running == len(instances) else f"{text} ({running}/{len(instances)} instances)"
 
 
 def _served(sandbox: Any, path: str) -> str:

@@ -4,6 +4,10 @@ Every method is safe to call from separate processes at once (Airflow tasks for 
 services run in parallel): all state is on disk and every change happens under the state lock,
 with the process started or stopped inside the same critical section so the record never lies
 for long. Mutating methods are idempotent so a retried task converges.
+
+A live revision runs ``settings.instances`` processes (a candidate runs one, instance 0, until it
+goes live): the gateway fails over between them and the supervisor process calls :meth:`heal`
+to restart the ones that die, which is production's "automatic failover to healthy instances".
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import os
 import shutil
 import signal
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from varai_deploy.sandbox import components, notifications, processes, prometheus, traffic
@@ -22,6 +26,7 @@ from varai_deploy.sandbox.processes import (
     GATEWAY_MODULE,
     LAUNCHER_MODULE,
     SERVICE_MODULE,
+    SUPERVISOR_MODULE,
     TRAFFIC_MODULE,
     Marker,
 )
@@ -35,7 +40,7 @@ from varai_deploy.sandbox.settings import (
     MAX_TRAFFIC_RPS,
     SandboxSettings,
 )
-from varai_deploy.sandbox.state import StateStore, write_json_atomic
+from varai_deploy.sandbox.state import StateStore, instance_record, instance_records, write_json_atomic
 from varai_deploy.sandbox.validation import check_colour, check_service, check_version, other_colour
 from varai_deploy.services import SERVICE_NAMES
 
@@ -45,10 +50,32 @@ GATEWAY_START_TIMEOUT = 15.0
 SERVICE_START_TIMEOUT = 15.0
 PROMETHEUS_START_TIMEOUT = 30.0
 EXIT_CODE_WAIT = 1.0
+#: How often the supervisor looks for dead live instances (the most a failover lasts, before the
+#: new process's own start).
+SUPERVISOR_INTERVAL = 0.5
+#: heal() reads a dead instance's exit code under the state lock; its wrapper writes it at once.
+HEAL_EXIT_CODE_WAIT = 0.2
+#: A slot keeps this many of its latest restarts in ``restarts``.
+RESTARTS_KEPT = 20
+#: kill_instance() returns once the process is gone, or after this long.
+KILL_WAIT = 2.0
 
 
 def _describe(slot: Any) -> str:
     return f"{slot[1]} ({slot[0]})" if slot else "nothing"
+
+
+def _instance_name(service: str, colour: str, instance: int) -> str:
+    """Log and exit file name: instance 0 keeps the slot's own name, as before there were replicas."""
+    return f"{service}-{colour}" if instance == 0 else f"{service}-{colour}-{instance}"
+
+
+def _instance_label(service: str, colour: str, instance: int) -> str:
+    return f"{service} ({colour})" if instance == 0 else f"{service} ({colour}, instance {instance})"
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 class Sandbox:
@@ -63,22 +90,26 @@ class Sandbox:
     def up(self) -> dict[str, Any]:
         """Start what should be running and is not: the gateway, Prometheus, every recorded
         service process that is live or idle-and-running but whose process is gone (crash
-        recovery), and the traffic generator (unless ``traffic_rps`` is 0 or it was stopped)."""
+        recovery: every instance of a live revision, instance 0 of an idle one), the supervisor,
+        and the traffic generator (unless ``traffic_rps`` is 0 or it was stopped)."""
         s = self.settings
         prometheus.check_installed(s)
         for directory in (s.home, s.logs_dir, s.run_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        waits: list[tuple[str, str, dict]] = []
+        s.save()  # before the supervisor starts: it reads them
+        waits: list[tuple[str, str, dict, dict]] = []
         with self.store.transaction() as state:
             gateway = state["gateway"]
             start_gateway = not (gateway and self._gateway_running(gateway) and gateway["port"] == s.gateway_port)
-            restarts = [
-                (name, colour, slot)
-                for name, record in state["services"].items()
-                for colour, slot in record["slots"].items()
-                if slot.get("state") == "running" and not self._slot_running(name, colour, slot)
-            ]
-            needs = [(s.port_for(n, c), f"{n} ({c})", ENV_PORT_BASE) for n, c, _ in restarts]
+            restarts = []
+            for name, record in state["services"].items():
+                for colour, slot in record["slots"].items():
+                    if slot.get("state") != "running":
+                        continue
+                    live = record["live"] == colour
+                    self._tidy_replicas(name, colour, slot, live)
+                    restarts += [(name, colour, slot, i) for i in self._dead_instances(name, colour, slot, live)]
+            needs = [(s.port_for(n, c, i), _instance_label(n, c, i), ENV_PORT_BASE) for n, c, _, i in restarts]
             if start_gateway:
                 if gateway:  # ours, but on a port the settings no longer name
                     processes.stop(self._recorded_pids(gateway, self._gateway_marker(gateway["port"])))
@@ -100,9 +131,8 @@ class Sandbox:
                 state["components"][component.name] = self._spawn_component(
                     component.name, component.marker(s, port), port=port
                 )
-            for name, colour, slot in restarts:
-                slot.update(self._spawn_service(name, colour, slot["version"]))
-                waits.append((name, colour, slot))
+            for name, colour, slot, instance in restarts:
+                waits.append((name, colour, slot, self._restart_instance(name, colour, slot, instance)))
             write_routes(s.routes_file, state, s.host)
             write_scrape_targets(s.scrape_targets_file, state, s.host)
             prometheus.write_config(s)
@@ -132,15 +162,16 @@ class Sandbox:
             if component.after_start is not None:
                 component.after_start(s, s.component_port(component.name))
         components.write_connections_env(s)
-        for name, colour, slot in waits:
+        for name, colour, slot, process in waits:
             processes.wait_listening(
                 s.host,
-                slot["port"],
+                process["port"],
                 SERVICE_START_TIMEOUT,
-                lambda n=name, c=colour, sl=slot: self._slot_running(n, c, sl),
+                lambda n=name, c=colour, sl=slot, r=process: self._instance_running(n, c, sl, r),
             )
         # Last, so its first requests find the gateway (and the restarted services) answering.
         with self.store.transaction() as state:
+            self._ensure_supervisor(state)
             record = state["components"].get("traffic")
             if record and not record.get("stopped"):
                 rps = float(record.get("rps") or s.traffic_rps or DEFAULT_TRAFFIC_RPS)
@@ -155,13 +186,14 @@ class Sandbox:
         if not s.home.exists():
             processes.stop(processes.find_ours(s.home))
             return
+        # The supervisor and the load generator first, and before taking the lock: the supervisor
+        # must not restart what down stops (and one waiting for the lock would only act on its
+        # SIGTERM once down had waited out its grace); the gateway going away under the load
+        # generator is not an outage to log.
+        self._stop_watchers(self.store.read(), scan=True)
         with self.store.locked():
             state = self.store.read()
-            # The load generator first: the gateway going away under it is not an outage to log.
-            generator = state["components"].get("traffic")
-            first = self._recorded_pids(generator, self._traffic_marker(generator)) if generator else []
-            first += [p for p in processes.find_ours(s.home) if processes.runs_module(p, TRAFFIC_MODULE)]
-            processes.stop(first)
+            self._stop_watchers(state, scan=False)  # in case an `up` started them meanwhile
             pids: list[int | None] = []
             stand_ins = components.enabled(s)
             for component in stand_ins:
@@ -177,7 +209,7 @@ class Sandbox:
                 pids += self._recorded_pids(state["gateway"], self._gateway_marker(state["gateway"]["port"]))
             for name, record in state["services"].items():
                 for colour, slot in record["slots"].items():
-                    pids += self._recorded_pids(slot, self._service_marker(name, colour, slot))
+                    pids += self._slot_pids(name, colour, slot)
             pids += processes.find_ours(
                 s.home, [c.marker(s, int(state["components"].get(c.name, {}).get("port") or 0)) for c in stand_ins]
             )
@@ -211,10 +243,12 @@ class Sandbox:
             record = state["components"].get(component.name)
             if record:
                 endpoints[component.name] = component.url(self.settings, int(record["port"]))
+        supervisor = state["components"].get("supervisor")
         return {
             "services": services,
             "endpoints": endpoints,
             "traffic": {"running": running, "rps": float(generator["rps"]) if running else 0.0},
+            "supervisor": {"running": bool(supervisor and self._supervisor_running(supervisor))},
         }
 
     # -- synthetic traffic -----------------------------------------------------------------
@@ -238,6 +272,15 @@ class Sandbox:
                 processes.stop(self._recorded_pids(record, self._traffic_marker(record)))
             state["components"]["traffic"] = {**(record or {}), "stopped": True, "stopped_at": time.time()}
         return self.status()["traffic"]
+
+    def stop_supervisor(self) -> dict[str, Any]:
+        """Stop the supervisor until the next ``up``: dead live instances then stay dead (a drill of
+        supervision failing; ``heal()`` still restarts them when called)."""
+        with self.store.transaction() as state:
+            record = state["components"].pop("supervisor", None)
+            if record:
+                processes.stop(self._recorded_pids(record, self._supervisor_marker(record)))
+        return self.status()["supervisor"]
 
     def traffic_report(self, since: float | None = None, until: float | None = None) -> dict[str, Any]:
         """What the load generator saw for requests sent in [since, until] (epoch seconds):
@@ -266,7 +309,7 @@ class Sandbox:
             ):
                 return self._candidate(service, colour, slot)
             if slot:
-                processes.stop(self._recorded_pids(slot, self._service_marker(service, colour, slot)))
+                processes.stop(self._slot_pids(service, colour, slot))
             port = self.settings.port_for(service, colour)
             self._require_free([(port, f"{service} ({colour})", ENV_PORT_BASE)])
             slot = {"version": version, "image": image, **self._spawn_service(service, colour, version)}
@@ -277,7 +320,8 @@ class Sandbox:
     def switch(
         self, service: str, colour: str, version: str | None = None, expect_live: Any = UNCHECKED
     ) -> dict[str, Any]:
-        """Make ``colour`` live in one atomic routing change; the other colour keeps running.
+        """Make ``colour`` live in one atomic routing change, with all its instances (the
+        candidate's one, and replicas started now); the other colour keeps running.
 
         Checked, when asked: ``colour`` must run ``version`` (the revision that was health-checked)
         and the live slot must be ``expect_live`` (``(colour, version)``, or None for nothing live);
@@ -304,9 +348,14 @@ class Sandbox:
                     f"refusing to switch {service}: live is {_describe(current)}, expected {_describe(expect_live)}"
                 )
             previous = record["live"]
+            # Before routing moves (a replica port another program holds refuses the switch); not
+            # waited for: the gateway fails over from a replica that does not listen yet.
+            spawned = self._start_replicas(service, colour, slot)
             if previous != colour:
                 record["live"] = colour
+            if previous != colour or spawned:
                 write_routes(self.settings.routes_file, state, self.settings.host)
+                write_scrape_targets(self.settings.scrape_targets_file, state, self.settings.host)
             other = other_colour(colour)
             result = {
                 "service": service,
@@ -325,7 +374,7 @@ class Sandbox:
         with self.store.transaction() as state:
             record = state["services"][service]
             for colour, slot in record["slots"].items():
-                processes.stop(self._recorded_pids(slot, self._service_marker(service, colour, slot)))
+                processes.stop(self._slot_pids(service, colour, slot))
             record["slots"], record["live"] = {}, None
             write_routes(self.settings.routes_file, state, self.settings.host)
             write_scrape_targets(self.settings.scrape_targets_file, state, self.settings.host)
@@ -349,7 +398,7 @@ class Sandbox:
             pid = slot.get("pid")
             running = self._slot_running(service, colour, slot)
             if not running:
-                exit_code = self._exit_code(name, slot)
+                exit_code = self._exit_code(name, slot, EXIT_CODE_WAIT)
         return {
             "running": running,
             "pid": pid,
@@ -389,8 +438,12 @@ class Sandbox:
         told = []
         for service, record in self.store.read()["services"].items():
             for colour, slot in record["slots"].items():
-                if slot.get("version") == version and self._slot_running(service, colour, slot):
-                    os.kill(slot["pid"], signal.SIGHUP)
+                if slot.get("version") != version:
+                    continue
+                running = [r for _, r in instance_records(slot) if self._instance_running(service, colour, slot, r)]
+                for process in running:
+                    os.kill(process["pid"], signal.SIGHUP)
+                if running:
                     told.append(f"{service}-{colour}")
         return sorted(told)
 
@@ -399,6 +452,78 @@ class Sandbox:
 
     def faults(self) -> dict[str, list[dict[str, Any]]]:
         return self.fault_store.all()
+
+    # -- supervision: instances of a live revision ------------------------------------------
+    def kill_instance(self, service: str, instance: int = 0) -> dict[str, Any]:
+        """SIGKILL one process of ``service``'s live revision, as a crash would: how a drill proves
+        that the gateway fails over and the supervisor brings the instance back. No lock: it
+        changes no record (the dead process is the point). Returns ``service``, ``colour``,
+        ``version``, ``instance``, ``pid`` and ``killed_at`` (ISO 8601, UTC)."""
+        check_service(service)
+        record = self.store.read()["services"][service]
+        colour = record["live"]
+        if not colour:
+            raise SandboxError(f"cannot kill an instance of {service}: no revision of it is live")
+        count = self.settings.instances
+        if not isinstance(instance, int) or isinstance(instance, bool) or not 0 <= instance < count:
+            raise SandboxError(
+                f"cannot kill instance {instance!r} of {service}: its live revision runs instances 0-{count - 1}"
+            )
+        slot = record["slots"][colour]
+        process = instance_record(slot, instance)
+        if not process or not self._instance_running(service, colour, slot, process):
+            raise SandboxError(f"{service} {colour} ({slot['version']}) instance {instance} is not running")
+        pid = int(process["pid"])
+        os.kill(pid, signal.SIGKILL)
+        killed_at = _now_iso()
+        # Return once its wrapper has recorded the exit: only then are all its threads gone and
+        # its port closed (the main thread is a zombie a moment before the others, and until the
+        # last one exits the kernel still completes connections to that port, which it then resets).
+        self._exit_code(_instance_name(service, colour, instance), process, KILL_WAIT)
+        return {
+            "service": service,
+            "colour": colour,
+            "version": slot["version"],
+            "instance": instance,
+            "pid": pid,
+            "killed_at": killed_at,
+        }
+
+    def heal(self) -> list[dict[str, Any]]:
+        """Restart, on its own port, every instance of a live revision whose process is gone: the
+        supervisor's job, called every ``SUPERVISOR_INTERVAL``. Only live slots that are
+        ``running``, and only while the sandbox is up (``down`` stops them on purpose): a
+        candidate is never healed, because the release's own sensors judge it and a crash-looping
+        one must not be hidden. Each restart is appended to the slot's ``restarts`` (the last
+        ``RESTARTS_KEPT``) as ``instance``, ``old_pid``, ``exit_code``, ``pid``, ``restarted_at``
+        (ISO 8601, UTC), and returned with ``service``, ``colour`` and ``version`` added."""
+        # Cheap and lock-free first (the state file and /proc): the lock only when something died.
+        if not self._dead_live_instances(self.store.read()):
+            return []
+        s = self.settings
+        healed: list[dict[str, Any]] = []
+        with self.store.transaction() as state:
+            for service, colour, slot, instance in self._dead_live_instances(state):
+                if not processes.port_is_free(s.host, s.port_for(service, colour, instance)):
+                    continue  # another program took the port: a new process could only fail to bind
+                old = instance_record(slot, instance)
+                old_pid = old.get("pid") if old else None
+                name = _instance_name(service, colour, instance)
+                exit_code = self._exit_code(name, old, HEAL_EXIT_CODE_WAIT) if old else None
+                new = self._restart_instance(service, colour, slot, instance)
+                entry = {
+                    "instance": instance,
+                    "old_pid": old_pid,
+                    "exit_code": exit_code,
+                    "pid": new["pid"],
+                    "restarted_at": _now_iso(),
+                }
+                slot["restarts"] = [*(slot.get("restarts") or []), entry][-RESTARTS_KEPT:]
+                healed.append({"service": service, "colour": colour, "version": slot["version"], **entry})
+            if healed:  # the ports are the same, unless a replica the record lacked was added
+                write_routes(s.routes_file, state, s.host)
+                write_scrape_targets(s.scrape_targets_file, state, s.host)
+        return healed
 
     # -- notifications (the slack and email stand-ins; see notifications.py) ----------------
     def notifications(self, channel: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
@@ -432,6 +557,69 @@ class Sandbox:
             stale.append(component)
         return stale
 
+    def _dead_live_instances(self, state: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], int]]:
+        """(service, colour, slot, instance) of each instance heal() restarts; none while down."""
+        if not state["gateway"]:
+            return []
+        dead = []
+        for service, record in state["services"].items():
+            colour = record["live"]
+            slot = record["slots"].get(colour) if colour else None
+            if slot and slot.get("state") == "running":
+                dead += [(service, colour, slot, i) for i in self._dead_instances(service, colour, slot, live=True)]
+        return dead
+
+    def _dead_instances(self, service: str, colour: str, slot: dict[str, Any], live: bool) -> list[int]:
+        """The instances the slot should run but does not: all of a live one's, an idle one's 0."""
+        wanted = range(self.settings.instances) if live else range(1)
+        return [
+            i
+            for i in wanted
+            if not (process := instance_record(slot, i)) or not self._instance_running(service, colour, slot, process)
+        ]
+
+    def _tidy_replicas(self, service: str, colour: str, slot: dict[str, Any], live: bool) -> None:
+        """Under the state lock: forget the replicas the slot no longer needs, stopping them: those
+        beyond ``settings.instances`` (it was lowered) and, when not live, the dead ones (a switch
+        starts them again)."""
+        keep, drop = [], []
+        for i, process in instance_records(slot)[1:]:
+            needed = i < self.settings.instances and (live or self._instance_running(service, colour, slot, process))
+            (keep if needed else drop).append(process)
+        if drop:
+            processes.stop(
+                pid
+                for process in drop
+                for pid in self._recorded_pids(process, self._instance_marker(service, colour, slot, process))
+            )
+            slot["replicas"] = keep
+
+    def _start_replicas(self, service: str, colour: str, slot: dict[str, Any]) -> list[int]:
+        """Under the state lock: start the replicas of a slot going (or staying) live that do not
+        run; refuses (PortInUseError) before starting any when another program holds a port."""
+        self._tidy_replicas(service, colour, slot, live=True)
+        missing = [i for i in self._dead_instances(service, colour, slot, live=True) if i > 0]
+        self._require_free(
+            [
+                (self.settings.port_for(service, colour, i), _instance_label(service, colour, i), ENV_PORT_BASE)
+                for i in missing
+            ]
+        )
+        for i in missing:
+            self._restart_instance(service, colour, slot, i)
+        return missing
+
+    def _restart_instance(self, service: str, colour: str, slot: dict[str, Any], instance: int) -> dict[str, Any]:
+        """Under the state lock: start that instance of the slot's version and record it (instance
+        0 in the slot's own fields, a replica in ``replicas``); returns its record."""
+        spawned = self._spawn_instance(service, colour, slot["version"], instance)
+        if instance == 0:
+            slot.update(spawned)
+            return slot
+        others = [r for i, r in instance_records(slot)[1:] if i != instance]
+        slot["replicas"] = sorted([*others, spawned], key=lambda r: r["instance"])
+        return spawned
+
     def _component_running(self, component: components.Component, record: dict[str, Any]) -> bool:
         marker = component.marker(self.settings, int(record["port"]))
         return processes.is_ours(record.get("pid"), marker, record.get("starttime"))
@@ -454,8 +642,9 @@ class Sandbox:
         s = self.settings
         return Marker(GATEWAY_MODULE, (("--home", str(s.home)), ("--host", s.host), ("--port", str(port))))
 
-    def _service_marker(self, service: str, colour: str, slot: dict[str, Any]) -> Marker:
-        return self._service_marker_for(service, colour, slot["version"], int(slot["port"]))
+    def _instance_marker(self, service: str, colour: str, slot: dict[str, Any], process: dict[str, Any]) -> Marker:
+        """An instance's command line: the slot's, with that instance's port."""
+        return self._service_marker_for(service, colour, slot["version"], int(process["port"]))
 
     def _service_marker_for(self, service: str, colour: str, version: str, port: int) -> Marker:
         s = self.settings
@@ -489,6 +678,42 @@ class Sandbox:
                 ("--max-seconds", repr(float(max_seconds))),
             ),
         )
+
+    def _supervisor_marker(self, record: dict[str, Any]) -> Marker:
+        return self._supervisor_marker_for(float(record.get("interval") or SUPERVISOR_INTERVAL))
+
+    def _supervisor_marker_for(self, interval: float) -> Marker:
+        return Marker(SUPERVISOR_MODULE, (("--home", str(self.settings.home)), ("--interval", repr(float(interval)))))
+
+    def _supervisor_running(self, record: dict[str, Any]) -> bool:
+        return processes.is_ours(record.get("pid"), self._supervisor_marker(record), record.get("starttime"))
+
+    def _ensure_supervisor(self, state: dict[str, Any]) -> None:
+        """Under the state lock: the supervisor runs, once (restarted when gone)."""
+        record = state["components"].get("supervisor")
+        if record and self._supervisor_running(record):
+            return
+        if record:
+            processes.stop(self._recorded_pids(record, self._supervisor_marker(record)))
+        marker = self._supervisor_marker_for(SUPERVISOR_INTERVAL)
+        state["components"]["supervisor"] = self._spawn_component("supervisor", marker, interval=SUPERVISOR_INTERVAL)
+
+    def _stop_watchers(self, state: dict[str, Any], scan: bool) -> None:
+        """Stop the supervisor and the load generator, recorded ones and (``scan``) any other of this home."""
+        pids: list[int | None] = []
+        generator = state["components"].get("traffic")
+        if generator:
+            pids += self._recorded_pids(generator, self._traffic_marker(generator))
+        supervisor = state["components"].get("supervisor")
+        if supervisor:
+            pids += self._recorded_pids(supervisor, self._supervisor_marker(supervisor))
+        if scan:
+            pids += [
+                p
+                for p in processes.find_ours(self.settings.home)
+                if processes.runs_module(p, TRAFFIC_MODULE) or processes.runs_module(p, SUPERVISOR_MODULE)
+            ]
+        processes.stop(pids)
 
     def _prometheus_running(self, record: dict[str, Any]) -> bool:
         return processes.is_ours(
@@ -533,9 +758,22 @@ class Sandbox:
         return processes.is_ours(gateway.get("pid"), self._gateway_marker(gateway["port"]), gateway.get("starttime"))
 
     def _slot_running(self, service: str, colour: str, slot: dict[str, Any]) -> bool:
-        if not slot.get("pid") or not slot.get("port"):
+        """Instance 0 runs: the slot's own process, the one a candidate is judged by."""
+        return self._instance_running(service, colour, slot, slot)
+
+    def _instance_running(self, service: str, colour: str, slot: dict[str, Any], process: dict[str, Any]) -> bool:
+        if not process.get("pid") or not process.get("port"):
             return False
-        return processes.is_ours(slot["pid"], self._service_marker(service, colour, slot), slot.get("starttime"))
+        marker = self._instance_marker(service, colour, slot, process)
+        return processes.is_ours(process["pid"], marker, process.get("starttime"))
+
+    def _slot_pids(self, service: str, colour: str, slot: dict[str, Any]) -> list[int | None]:
+        """Every process of the slot still ours, each instance and its wrapper: what stopping it stops."""
+        pids: list[int | None] = []
+        for _, process in instance_records(slot):
+            if process.get("port"):
+                pids += self._recorded_pids(process, self._instance_marker(service, colour, slot, process))
+        return pids
 
     @staticmethod
     def _recorded_pids(record: dict[str, Any], marker: Marker) -> list[int | None]:
@@ -549,19 +787,23 @@ class Sandbox:
         return pids
 
     def _spawn_service(self, service: str, colour: str, version: str) -> dict[str, Any]:
+        """A new slot's fields: instance 0 (a candidate's only process) and its state."""
+        return {**self._spawn_instance(service, colour, version, 0), "state": "running"}
+
+    def _spawn_instance(self, service: str, colour: str, version: str, instance: int) -> dict[str, Any]:
         s = self.settings
-        port = s.port_for(service, colour)
-        name = f"{service}-{colour}"
+        port = s.port_for(service, colour, instance)
+        name = _instance_name(service, colour, instance)
         marker = self._service_marker_for(service, colour, version, port)
         spawned = processes.spawn(marker.argv(), log_file=s.log_file(name), exit_file=s.exit_file(name), cwd=s.home)
-        return {
+        process = {
             "port": port,
             "pid": spawned.pid,
             "wrapper_pid": spawned.wrapper_pid,
             "starttime": spawned.starttime,
-            "state": "running",
             "started_at": time.time(),
         }
+        return process if instance == 0 else {"instance": instance, **process}
 
     def _stop_slot(self, service: str, colour: str, new_state: str) -> dict[str, Any]:
         check_service(service)
@@ -582,7 +824,8 @@ class Sandbox:
                     "state": None,
                     "running": False,
                 }
-            processes.stop(self._recorded_pids(slot, self._service_marker(service, colour, slot)))
+            processes.stop(self._slot_pids(service, colour, slot))
+            slot.pop("replicas", None)
             slot["state"] = new_state
             write_scrape_targets(self.settings.scrape_targets_file, state, self.settings.host)
             return {"service": service, **self._view(service, colour, slot)}
@@ -598,6 +841,16 @@ class Sandbox:
             "running": self._slot_running(service, colour, slot),
             "state": slot.get("state"),
             "started_at": slot.get("started_at"),
+            "instances": [
+                {
+                    "instance": i,
+                    "port": process.get("port"),
+                    "pid": process.get("pid"),
+                    "running": self._instance_running(service, colour, slot, process),
+                }
+                for i, process in instance_records(slot)
+            ],
+            "restarts": list(slot.get("restarts") or []),
         }
 
     def _candidate(self, service: str, colour: str, slot: dict[str, Any]) -> dict[str, Any]:
@@ -610,16 +863,16 @@ class Sandbox:
             "image": slot.get("image"),
         }
 
-    def _exit_code(self, name: str, slot: dict[str, Any]) -> int | None:
+    def _exit_code(self, name: str, process: dict[str, Any], wait: float) -> int | None:
         """The wrapper writes the exit code a moment after the process ends; wait that moment."""
         exit_file = self.settings.exit_file(name)
-        deadline = time.monotonic() + EXIT_CODE_WAIT
+        deadline = time.monotonic() + wait
         while True:
-            code = processes.read_exit_code(exit_file, slot.get("pid"))
+            code = processes.read_exit_code(exit_file, process.get("pid"))
             if code is not None or time.monotonic() >= deadline:
                 return code
-            if not processes.is_alive(slot.get("wrapper_pid")):
-                return processes.read_exit_code(exit_file, slot.get("pid"))
+            if not processes.is_alive(process.get("wrapper_pid")):
+                return processes.read_exit_code(exit_file, process.get("pid"))
             time.sleep(0.02)
 
     def _require_free(self, needs: list[tuple[int, str, str]]) -> None:

@@ -6,6 +6,12 @@ It plays the part of production's load balancer: a request goes to the live colo
 of the service owning its path prefix, and the answer (status, headers including ``X-Served-*``,
 body) comes back unchanged. Routing is re-read from ``routes.json`` whenever that file changes,
 so a switch takes effect on the next request without a restart.
+
+A live revision runs several instances (``instances`` in its route): requests go round-robin
+over them, and a connection an instance refuses (its process died, or has not started listening
+yet) is tried on the next one, so losing a process costs users nothing; that port is then tried
+last for a second. Only a refusal is retried: it delivered nothing, whereas a connection reset
+mid-request may have been processed (a POST) and stays a 502.
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ from __future__ import annotations
 import argparse
 import http.client
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +30,8 @@ from varai_deploy.sandbox.serving import HOP_BY_HOP, QuietHandler, bind_or_expla
 from varai_deploy.services import service_for_path
 
 UPSTREAM_TIMEOUT_SECONDS = 60
+#: How long a port that refused a connection is tried only after the others.
+DOWN_SECONDS = 1.0
 #: The gateway's own answers name the gateway, so "every answer carries X-Served-*" holds.
 OWN_HEADERS = [
     ("X-Served-Version", "none"),
@@ -35,10 +46,63 @@ class UpstreamError(Exception):
         self.refused = refused
 
 
-def forward(
-    route: dict[str, Any], method: str, target: str, headers: list[tuple[str, str]], body: bytes
+class Balancer:
+    """Which instance of a route to try first: round-robin per service, the ports that refused a
+    connection within ``down_seconds`` last. Shared by the server's request threads."""
+
+    def __init__(self, down_seconds: float = DOWN_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self.down_seconds = down_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._turn: dict[str, int] = {}
+        self._down_until: dict[tuple[str, int], float] = {}
+
+    def order(self, service: str, route: dict[str, Any]) -> list[int]:
+        ports = [int(p) for p in route.get("instances") or [route["port"]]]
+        with self._lock:
+            turn = self._turn.get(service, 0)
+            self._turn[service] = turn + 1
+            now = self._clock()
+            down = {p for p in ports if self._down_until.get((route["host"], p), 0.0) > now}
+        start = turn % len(ports)
+        rotated = ports[start:] + ports[:start]
+        # A port marked down is still tried, last: the mark is a hint, and only a refusal by
+        # every instance may fail the request.
+        return [p for p in rotated if p not in down] + [p for p in rotated if p in down]
+
+    def refused(self, host: str, port: int) -> None:
+        with self._lock:
+            self._down_until[(host, port)] = self._clock() + self.down_seconds
+
+
+def forward_any(
+    balancer: Balancer,
+    service: str,
+    route: dict[str, Any],
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
 ) -> tuple[int, list[tuple[str, str]], bytes]:
-    conn = http.client.HTTPConnection(route["host"], int(route["port"]), timeout=UPSTREAM_TIMEOUT_SECONDS)
+    """Forward to the route's instances in the balancer's order until one takes the connection;
+    raises the last refusal when all refused, any other UpstreamError at once."""
+    refusal: UpstreamError | None = None
+    for port in balancer.order(service, route):
+        try:
+            return forward(route["host"], port, method, target, headers, body)
+        except UpstreamError as exc:
+            if not exc.refused:
+                raise
+            balancer.refused(route["host"], port)
+            refusal = exc
+    assert refusal is not None  # a route has at least one instance
+    raise refusal
+
+
+def forward(
+    host: str, port: int, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    conn = http.client.HTTPConnection(host, int(port), timeout=UPSTREAM_TIMEOUT_SECONDS)
     try:
         try:
             conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
@@ -57,7 +121,9 @@ def forward(
         conn.close()
 
 
-def make_handler(routes: RouteTable) -> type[QuietHandler]:
+def make_handler(routes: RouteTable, balancer: Balancer | None = None) -> type[QuietHandler]:
+    balancer = balancer or Balancer()
+
     class Handler(QuietHandler):
         def _proxy(self) -> None:
             if self.path.split("?", 1)[0] == "/_sandbox/routes":
@@ -77,10 +143,12 @@ def make_handler(routes: RouteTable) -> type[QuietHandler]:
                     self.send_json(503, {"error": f"no live revision of {service}", "service": service}, OWN_HEADERS)
                     return
                 try:
-                    status, resp_headers, data = forward(route, self.command, self.path, headers, body)
+                    status, resp_headers, data = forward_any(
+                        balancer, service, route, self.command, self.path, headers, body
+                    )
                 except UpstreamError as exc:
-                    # A refused connection delivered nothing, so trying the (maybe just switched)
-                    # current route once more is safe even for a POST.
+                    # Every instance refused: that delivered nothing, so trying the (maybe just
+                    # switched) current route once more is safe even for a POST.
                     fresh = routes.route_for(service)
                     if exc.refused and attempt == 1 and fresh:
                         route = fresh

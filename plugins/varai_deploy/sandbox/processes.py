@@ -34,7 +34,8 @@ SERVICE_MODULE = "varai_deploy.sandbox.service"
 GATEWAY_MODULE = "varai_deploy.sandbox.gateway"
 LAUNCHER_MODULE = "varai_deploy.sandbox.launcher"
 TRAFFIC_MODULE = "varai_deploy.sandbox.traffic"
-OUR_MODULES = (SERVICE_MODULE, GATEWAY_MODULE, LAUNCHER_MODULE, TRAFFIC_MODULE)
+SUPERVISOR_MODULE = "varai_deploy.sandbox.supervisor"
+OUR_MODULES = (SERVICE_MODULE, GATEWAY_MODULE, LAUNCHER_MODULE, TRAFFIC_MODULE, SUPERVISOR_MODULE)
 
 STOP_GRACE_SECONDS = 12.0  # > serving.DRAIN_SECONDS: a draining process is not killed
 

@@ -3,7 +3,9 @@
 The control side rewrites ``<home>/routes.json`` atomically (rename) on every switch; the
 gateway stats it on each request and reloads when its identity changes. A request therefore
 sees either the old table or the new one, and because the old colour keeps running through a
-switch, neither choice is refused.
+switch, neither choice is refused. A live route lists every instance of its revision
+(``instances``, instance 0's port first) for the gateway to spread requests over and fail over
+between; ``port`` stays instance 0's for readers that know one process.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from varai_deploy.sandbox.state import write_json_atomic
+from varai_deploy.sandbox.state import instance_records, write_json_atomic
 
 
 def build_routes(state: dict[str, Any], host: str) -> dict[str, Any]:
@@ -23,7 +25,15 @@ def build_routes(state: dict[str, Any], host: str) -> dict[str, Any]:
         live = record.get("live")
         slot = record["slots"].get(live) if live else None
         routes[name] = (
-            {"colour": live, "version": slot["version"], "host": host, "port": slot["port"]} if slot else None
+            {
+                "colour": live,
+                "version": slot["version"],
+                "host": host,
+                "port": slot["port"],
+                "instances": [r["port"] for _, r in instance_records(slot) if r.get("port")],
+            }
+            if slot
+            else None
         )
     return {"schema": 1, "routes": routes}
 
@@ -33,15 +43,18 @@ def write_routes(path: Path, state: dict[str, Any], host: str) -> None:
 
 
 def write_scrape_targets(path: Path, state: dict[str, Any], host: str) -> None:
-    """Prometheus ``file_sd_configs`` targets: every colour that should be running, live or not,
-    so candidates are scraped from their first request (analysis compares versions). The target
-    labels name the slot's revision too, so ``up{service=..., version=...}`` works; the metrics
-    carry the same labels themselves and Prometheus keeps theirs (``honor_labels``)."""
+    """Prometheus ``file_sd_configs`` targets: every process that should be running (each
+    instance of every colour, live or not), so candidates are scraped from their first request
+    (analysis compares versions) and a dead instance shows as ``up == 0``. The target labels
+    name the slot's revision and the instance too, so ``up{service=..., version=...}`` works;
+    the metrics carry service/version/colour themselves and Prometheus keeps theirs
+    (``honor_labels``), so queries summing by them add the instances up."""
     targets = [
         {
-            "targets": [f"{host}:{slot['port']}"],
+            "targets": [f"{host}:{instance['port']}"],
             "labels": {
                 "sandbox_slot": f"{name}-{colour}",
+                "sandbox_instance": str(i),
                 "service": name,
                 "colour": colour,
                 "version": slot["version"],
@@ -50,6 +63,8 @@ def write_scrape_targets(path: Path, state: dict[str, Any], host: str) -> None:
         for name, record in state["services"].items()
         for colour, slot in sorted(record["slots"].items())
         if slot.get("state") == "running"
+        for i, instance in instance_records(slot)
+        if instance.get("port")
     ]
     write_json_atomic(path, targets)
 

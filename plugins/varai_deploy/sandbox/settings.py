@@ -7,11 +7,13 @@ and a second checkout can run side by side without editing config.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from varai_deploy.sandbox.errors import SandboxError
+from varai_deploy.sandbox.state import read_json, write_json_atomic
 from varai_deploy.sandbox.validation import COLOURS, check_colour, check_service
 from varai_deploy.services import SERVICE_NAMES
 
@@ -26,6 +28,7 @@ ENV_PORT_BASE = "VARAI_SANDBOX_PORT_BASE"
 ENV_PROMETHEUS_PORT = "VARAI_SANDBOX_PROMETHEUS_PORT"
 ENV_TRAFFIC_RPS = "VARAI_SANDBOX_TRAFFIC_RPS"
 ENV_COMPONENT_PORT_BASE = "VARAI_SANDBOX_COMPONENT_PORT_BASE"
+ENV_INSTANCES = "VARAI_SANDBOX_INSTANCES"
 #: Which widget-publishing stand-ins ``up`` starts: a comma-separated list, ``all`` or ``none``.
 ENV_COMPONENTS = "VARAI_SANDBOX_COMPONENTS"
 
@@ -42,8 +45,10 @@ DEFAULT_TRAFFIC_RPS = 20.0
 MAX_TRAFFIC_RPS = 200.0
 DEFAULT_TRAFFIC_MAX_SECONDS = 4 * 3600.0
 
-#: Ports between two services' slots; blue is +0 and green +1.
+#: Ports between two services' slots; blue is +0 and green +1, each further instance +2 more.
 SERVICE_PORT_STRIDE = 10
+#: Processes serving a live revision: one may die (or be killed by a drill) while another answers.
+DEFAULT_INSTANCES = 2
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,9 @@ class SandboxSettings:
     component_port_base: int | None = None
     #: The stand-ins ``up`` starts (names from components.COMPONENT_NAMES); None: all of them.
     components: tuple[str, ...] | None = None
+    #: Processes serving a live revision (a candidate runs one until it goes live); the gateway
+    #: fails over between them and the supervisor restarts the ones that die.
+    instances: int = DEFAULT_INSTANCES
 
     def __post_init__(self) -> None:
         home = Path(self.home)
@@ -70,7 +78,22 @@ class SandboxSettings:
         # Absolute and normalised: the home is part of every process's command line, which is
         # how a process is recognised as ours.
         object.__setattr__(self, "home", Path(os.path.abspath(home)))
-        last = self.service_port_base + SERVICE_PORT_STRIDE * (len(SERVICE_NAMES) - 1) + len(COLOURS) - 1
+        if (
+            not isinstance(self.instances, int)
+            or isinstance(self.instances, bool)
+            or not 1 <= self.instances <= SERVICE_PORT_STRIDE // 2
+        ):
+            raise SandboxError(
+                f"sandbox instances must be between 1 and {SERVICE_PORT_STRIDE // 2} (each takes two ports of a "
+                f"service's {SERVICE_PORT_STRIDE}), got {self.instances!r}; change {ENV_INSTANCES}"
+            )
+        last = (
+            self.service_port_base
+            + SERVICE_PORT_STRIDE * (len(SERVICE_NAMES) - 1)
+            + len(COLOURS)
+            - 1
+            + len(COLOURS) * (self.instances - 1)
+        )
         if self.prometheus_port is None:
             object.__setattr__(self, "prometheus_port", self._default_prometheus_port(last))
         for name, port in (
@@ -154,14 +177,56 @@ class SandboxSettings:
             traffic_rps=_rate(ENV_TRAFFIC_RPS, section.get("traffic_rps", DEFAULT_TRAFFIC_RPS)),
             component_port_base=_optional_port(ENV_COMPONENT_PORT_BASE, section.get("component_port_base")),
             components=_components(os.environ.get(ENV_COMPONENTS)),
+            instances=_count(ENV_INSTANCES, section.get("instances", DEFAULT_INSTANCES)),
         )
 
+    # -- persisted, for the processes `up` starts -----------------------------------------
+    @property
+    def settings_file(self) -> Path:
+        """What ``up`` ran with (see save): the supervisor rebuilds the same settings from it."""
+        return self.home / "settings.json"
+
+    def save(self) -> Path:
+        """Write the settings to ``settings_file`` (atomically), so a process started with only
+        ``--home`` sees exactly the ports and instance count its ``up`` used, env vars included."""
+        fields = {
+            f.name: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+            for f in dataclasses.fields(self)
+            for v in (getattr(self, f.name),)
+        }
+        write_json_atomic(self.settings_file, {"schema": 1, "settings": fields})
+        return self.settings_file
+
+    @classmethod
+    def from_home(cls, home: Path | str) -> SandboxSettings:
+        """The settings the last ``up`` of ``home`` saved; fields it did not save take their defaults."""
+        path = Path(os.path.abspath(home)) / "settings.json"
+        data = read_json(path)
+        saved = data.get("settings") if isinstance(data, dict) else None
+        if not isinstance(saved, dict):
+            raise SandboxError(f"no sandbox settings in {path}; `python -m varai_deploy.sandbox up` writes them")
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in saved.items() if k in known}
+        values["home"] = Path(values.get("home") or home)
+        if isinstance(values.get("components"), list):
+            values["components"] = tuple(values["components"])
+        return cls(**values)
+
     # -- ports and URLs -------------------------------------------------------------------
-    def port_for(self, service: str, colour: str) -> int:
-        """Deterministic, so a restarted sandbox comes back on the same ports."""
+    def port_for(self, service: str, colour: str, instance: int = 0) -> int:
+        """Deterministic, so a restarted sandbox (or instance) comes back on the same ports.
+        Instance 0 is the slot's own port (a candidate's); further instances are 2 ports apart,
+        so both colours of a service stay within its stride."""
         check_service(service)
         check_colour(colour)
-        return self.service_port_base + SERVICE_PORT_STRIDE * SERVICE_NAMES.index(service) + COLOURS.index(colour)
+        if not isinstance(instance, int) or not 0 <= instance < self.instances:
+            raise SandboxError(f"instance must be between 0 and {self.instances - 1}, got {instance!r}")
+        return (
+            self.service_port_base
+            + SERVICE_PORT_STRIDE * SERVICE_NAMES.index(service)
+            + COLOURS.index(colour)
+            + len(COLOURS) * instance
+        )
 
     @property
     def gateway_url(self) -> str:
@@ -180,8 +245,8 @@ class SandboxSettings:
     def component_url(self, name: str) -> str:
         return self.url_for_port(self.component_port(name))
 
-    def service_url(self, service: str, colour: str) -> str:
-        return f"http://{self.host}:{self.port_for(service, colour)}"
+    def service_url(self, service: str, colour: str, instance: int = 0) -> str:
+        return f"http://{self.host}:{self.port_for(service, colour, instance)}"
 
     def url_for_port(self, port: int) -> str:
         return f"http://{self.host}:{port}"
@@ -270,6 +335,15 @@ def _optional_port(env_var: str, default: object) -> int | None:
     if (raw is None or raw == "") and default is None:
         return None
     return _port(env_var, default)
+
+
+def _count(env_var: str, default: object) -> int:
+    raw = os.environ.get(env_var)
+    value = default if raw is None or raw == "" else raw
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise SandboxError(f"{env_var} must be a whole number, got {value!r}") from None
 
 
 def _components(raw: str | None) -> tuple[str, ...] | None:

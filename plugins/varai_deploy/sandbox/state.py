@@ -51,6 +51,17 @@ def normalise(state: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
+def instance_records(slot: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """A slot's processes as (instance, record): instance 0 is the slot itself (its ``port``,
+    ``pid``, ... fields, as before there were replicas), then ``slot["replicas"]`` by instance."""
+    replicas = [r for r in slot.get("replicas") or () if isinstance(r, dict) and isinstance(r.get("instance"), int)]
+    return [(0, slot), *sorted(((r["instance"], r) for r in replicas), key=lambda pair: pair[0])]
+
+
+def instance_record(slot: dict[str, Any], instance: int) -> dict[str, Any] | None:
+    return next((record for i, record in instance_records(slot) if i == instance), None)
+
+
 def read_json(path: Path, default: Any = None) -> Any:
     try:
         with path.open(encoding="utf-8") as fh:

@@ -27,10 +27,15 @@ BODIES = {"/face/analyze": {"image": "data:image/png;base64,iVBORw0KGgo="}, "/an
 
 @pytest.fixture
 def app_settings(settings: SandboxSettings) -> SandboxSettings:
-    # PostgreSQL alone, on a free port at the end of the test's own block (base+52); no load generator, so
-    # every row is the test's own.
+    # PostgreSQL alone, on a free port at the end of the test's own block (base+54); no load generator, so
+    # every row is the test's own; one process per live revision, so what the gateway answers is what the
+    # one process whose pool, metrics and log these tests read did.
     return dataclasses.replace(
-        settings, components=("postgres",), component_port_base=settings.gateway_port + 46, traffic_rps=0
+        settings,
+        components=("postgres",),
+        component_port_base=settings.gateway_port + 48,
+        traffic_rps=0,
+        instances=1,
     )
 
 

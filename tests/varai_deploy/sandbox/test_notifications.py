@@ -129,17 +129,17 @@ def test_the_notifications_command(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_up_starts_both_status_lists_them_and_their_connections_go_to_airflow(
     settings: SandboxSettings, monkeypatch: pytest.MonkeyPatch
 ):
-    # On free ports at the end of the test's own block (base+52, base+53).
+    # On free ports at the end of the test's own block (base+54, base+55: the services end at base+53).
     s = dataclasses.replace(
-        settings, components=("slack", "email"), component_port_base=settings.gateway_port + 45, traffic_rps=0
+        settings, components=("slack", "email"), component_port_base=settings.gateway_port + 47, traffic_rps=0
     )
     monkeypatch.setenv("VARAI_SANDBOX_COMPONENT_PORT_BASE", str(s.component_port_base))
     monkeypatch.setenv("VARAI_SANDBOX_COMPONENTS", "slack,email")
     sandbox = Sandbox(s)
     try:
         endpoints = sandbox.up()["endpoints"]
-        assert endpoints["slack"] == f"http://127.0.0.1:{s.gateway_port + 52}"
-        assert endpoints["email"] == f"http://127.0.0.1:{s.gateway_port + 53}"
+        assert endpoints["slack"] == f"http://127.0.0.1:{s.gateway_port + 54}"
+        assert endpoints["email"] == f"http://127.0.0.1:{s.gateway_port + 55}"
         status = run_cli(s, "status", "--json")
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["endpoints"] == endpoints
@@ -150,7 +150,7 @@ def test_up_starts_both_status_lists_them_and_their_connections_go_to_airflow(
         assert set(exports) == {"AIRFLOW_CONN_VARAI_SLACK", "AIRFLOW_CONN_VARAI_EMAIL_ENDPOINT"}
         slack, email = exports["AIRFLOW_CONN_VARAI_SLACK"], exports["AIRFLOW_CONN_VARAI_EMAIL_ENDPOINT"]
         assert (slack["conn_type"], slack["host"]) == ("slackwebhook", f"{endpoints['slack']}/services")
-        assert (email["conn_type"], email["port"]) == ("http", s.gateway_port + 53)
+        assert (email["conn_type"], email["port"]) == ("http", s.gateway_port + 55)
         assert load("slack").ready(s, s.component_port("slack")) and load("email").ready(s, s.component_port("email"))
     finally:
         sandbox.down()

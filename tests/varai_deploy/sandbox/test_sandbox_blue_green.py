@@ -25,7 +25,7 @@ def test_up_status_down_leaves_no_process(settings: SandboxSettings) -> None:
     try:
         status = sb.up()
         assert sb.is_up()
-        assert set(status) == {"services", "endpoints", "traffic"}
+        assert set(status) == {"services", "endpoints", "traffic", "supervisor"}
         assert set(status["services"]) == set(SERVICE_NAMES)
         assert all(entry == {"live": None, "idle": None} for entry in status["services"].values())
         assert status["endpoints"] == {
@@ -33,13 +33,17 @@ def test_up_status_down_leaves_no_process(settings: SandboxSettings) -> None:
             "prometheus": f"http://127.0.0.1:{settings.prometheus_port}",
         }
         assert status["traffic"] == {"running": True, "rps": settings.traffic_rps}
+        assert status["supervisor"] == {"running": True}
         assert sb.up() == sb.status()  # idempotent
         deploy(sb, "analytics", "v1.0.0")
         state = sb.store.read()
         slot = state["services"]["analytics"]["slots"]["blue"]
-        pids = [state["gateway"]["pid"], state["gateway"]["wrapper_pid"], slot["pid"], slot["wrapper_pid"]]
+        pids = [state["gateway"]["pid"], state["gateway"]["wrapper_pid"]]
+        pids += [p[key] for p in (slot, *slot["replicas"]) for key in ("pid", "wrapper_pid")]
         pids += [c[key] for c in state["components"].values() for key in ("pid", "wrapper_pid")]
-        assert len(pids) == 8  # gateway, service, Prometheus and load generator, each with its wrapper
+        # The gateway, the live service's two instances, Prometheus, the load generator and the
+        # supervisor, each with its wrapper.
+        assert len(pids) == 12
         assert all(processes.is_alive(p) for p in pids)
     finally:
         sb.down()
@@ -191,7 +195,8 @@ def test_concurrent_callers_for_different_services_do_not_lose_each_others_chang
         code, headers, _ = request(sandbox.settings.gateway_url, SERVICES[service].health_path)
         assert (code, headers["x-served-version"]) == (200, "v1.1.0")
     targets = json.loads(sandbox.settings.scrape_targets_file.read_text())
-    assert len(targets) == 2 * len(SERVICE_NAMES)
+    # Both colours of every service with both instances: blue kept its replicas when green went live.
+    assert len(targets) == 2 * 2 * len(SERVICE_NAMES)
     sandbox.retire("analytics", "blue")
     targets = json.loads(sandbox.settings.scrape_targets_file.read_text())
     assert {"analytics-blue"} == {f"{s}-{c}" for s in SERVICE_NAMES for c in ("blue", "green")} - {

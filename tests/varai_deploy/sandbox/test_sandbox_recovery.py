@@ -41,31 +41,49 @@ def test_a_taken_port_is_named_with_the_way_out(settings: SandboxSettings) -> No
         sb.down()
 
 
-def test_kill_9_of_gateway_and_live_service_then_up_brings_back_the_same_versions(sandbox: Sandbox) -> None:
+def test_kill_9_of_gateway_supervisor_and_every_live_instance_then_up_brings_back_the_same_versions(
+    sandbox: Sandbox,
+) -> None:
     deploy(sandbox, "ai-discovery", "v1.0.0")
     deploy(sandbox, "ai-discovery", "v1.1.0", switch=False)  # idle green keeps running
     state = sandbox.store.read()
     gateway_pid = state["gateway"]["pid"]
-    blue_pid = state["services"]["ai-discovery"]["slots"]["blue"]["pid"]
+    supervisor_pid = state["components"]["supervisor"]["pid"]
+    blue = state["services"]["ai-discovery"]["slots"]["blue"]
+    blue_pids = [blue["pid"], *(r["pid"] for r in blue["replicas"])]
+    assert len(blue_pids) == sandbox.settings.instances
     green_pid = state["services"]["ai-discovery"]["slots"]["green"]["pid"]
 
-    os.kill(blue_pid, signal.SIGKILL)
-    wait_for(lambda: not processes.is_alive(blue_pid), what="kill -9 of the live service")
+    # Without the supervisor nothing brings them back: every live instance gone is a 502.
+    os.kill(supervisor_pid, signal.SIGKILL)
+    wait_for(lambda: not processes.is_alive(supervisor_pid), what="kill -9 of the supervisor")
+    assert sandbox.status()["supervisor"] == {"running": False}
+    for pid in blue_pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not any(processes.is_alive(p) for p in blue_pids), what="kill -9 of the live service")
     code, headers, body = request(sandbox.settings.gateway_url, "/ai/health")
     assert (code, body["service"], body["version"]) == (502, "ai-discovery", "v1.0.0")
     assert headers["x-served-service"] == "sandbox-gateway"
     os.kill(gateway_pid, signal.SIGKILL)
     wait_for(lambda: not processes.is_alive(gateway_pid), what="kill -9 of the gateway")
     assert not sandbox.is_up()
-    blue = sandbox.process_state("ai-discovery", "blue")
-    assert (blue["running"], blue["pid"], blue["exit_code"]) == (False, blue_pid, -signal.SIGKILL)
-    assert sandbox.status()["services"]["ai-discovery"]["live"]["running"] is False
+    blue_state = sandbox.process_state("ai-discovery", "blue")
+    assert (blue_state["running"], blue_state["pid"], blue_state["exit_code"]) == (False, blue_pids[0], -signal.SIGKILL)
+    live = sandbox.status()["services"]["ai-discovery"]["live"]
+    assert live["running"] is False
+    assert [i["running"] for i in live["instances"]] == [False] * len(blue_pids)
 
     status = sandbox.up()
     assert sandbox.is_up()
+    assert status["supervisor"] == {"running": True}
     live, idle = status["services"]["ai-discovery"]["live"], status["services"]["ai-discovery"]["idle"]
     assert (live["colour"], live["version"], live["running"]) == ("blue", "v1.0.0", True)
-    assert live["pid"] != blue_pid
+    assert [i["running"] for i in live["instances"]] == [True] * len(blue_pids)  # replicas too, on their ports
+    assert [i["port"] for i in live["instances"]] == [
+        sandbox.settings.port_for("ai-discovery", "blue", i) for i in range(len(blue_pids))
+    ]
+    assert not {i["pid"] for i in live["instances"]} & set(blue_pids)
+    assert live["restarts"] == []  # up's recovery, not the supervisor's
     assert (idle["version"], idle["pid"]) == ("v1.1.0", green_pid)  # untouched
     code, headers, _ = request(sandbox.settings.gateway_url, "/ai/discover?q=round")
     assert code == 200
@@ -149,7 +167,9 @@ def test_down_also_stops_processes_the_record_has_lost(settings: SandboxSettings
         sb.up()
         deploy(sb, "api-gateway", "v1.0.0")
         pids = processes.find_ours(settings.home)
-        assert len(pids) == 8  # gateway, service, Prometheus and load generator, each with its wrapper
+        # The gateway, the live service's two instances, Prometheus, the load generator and the
+        # supervisor, each with its wrapper.
+        assert len(pids) == 12
         settings.state_file.unlink()
     finally:
         sb.down()

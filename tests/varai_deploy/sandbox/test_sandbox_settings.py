@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "VARAI_SANDBOX_TRAFFIC_RPS",
         "VARAI_SANDBOX_COMPONENT_PORT_BASE",
         "VARAI_SANDBOX_COMPONENTS",
+        "VARAI_SANDBOX_INSTANCES",
     ):
         monkeypatch.delenv(var, raising=False)
 
@@ -49,6 +51,49 @@ def test_ports_are_deterministic_per_service_and_colour(tmp_path: Path) -> None:
     assert s.port_for("face-analysis", "blue") == 19520
     assert s.port_for("api-gateway", "green") == 19551
     assert s.service_url("recommendation", "green") == "http://127.0.0.1:19531"
+
+
+def test_a_live_revision_runs_two_instances_two_ports_apart_within_the_service_stride(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    s = SandboxSettings(home=tmp_path, gateway_port=19500, service_port_base=19510)
+    assert s.instances == 2
+    assert [s.port_for("ai-discovery", c, i) for c in ("blue", "green") for i in (0, 1)] == [19510, 19512, 19511, 19513]
+    assert s.port_for("api-gateway", "green", 1) == 19553  # the last service port
+    assert s.service_url("analytics", "blue", 1) == "http://127.0.0.1:19542"
+    with pytest.raises(SandboxError, match="instance must be between 0 and 1"):
+        s.port_for("ai-discovery", "blue", 2)
+    # The replicas' ports count as service ports.
+    with pytest.raises(SandboxError, match="gateway_port 19553 falls inside the service port range 19510-19553"):
+        SandboxSettings(home=tmp_path, gateway_port=19553, service_port_base=19510)
+    with pytest.raises(SandboxError, match="storage would listen on 19552"):
+        SandboxSettings(home=tmp_path, gateway_port=19500, service_port_base=19510, component_port_base=19552)
+    # One to five (two ports each of a service's ten).
+    assert SandboxSettings(home=tmp_path, instances=5).port_for("ai-discovery", "green", 4) == 18109
+    for bad in (0, 6, "2", True):
+        with pytest.raises(SandboxError, match="instances must be between 1 and 5.*VARAI_SANDBOX_INSTANCES"):
+            SandboxSettings(home=tmp_path, instances=bad)
+    monkeypatch.setenv("VARAI_SANDBOX_INSTANCES", "3")
+    assert SandboxSettings.load().instances == 3
+    monkeypatch.setenv("VARAI_SANDBOX_INSTANCES", "many")
+    with pytest.raises(SandboxError, match="VARAI_SANDBOX_INSTANCES must be a whole number"):
+        SandboxSettings.load()
+    monkeypatch.delenv("VARAI_SANDBOX_INSTANCES")
+    config = tmp_path / "sandbox.yaml"
+    config.write_text("sandbox:\n  instances: 1\n")
+    assert SandboxSettings.load(config).instances == 1
+
+
+def test_saved_settings_rebuild_the_same_settings_in_another_process(tmp_path: Path) -> None:
+    s = SandboxSettings(
+        home=tmp_path / "sbx", gateway_port=19500, service_port_base=19510, instances=3, components=("svn",)
+    )
+    s.save()
+    saved = json.loads(s.settings_file.read_text())["settings"]
+    assert saved["home"] == str(tmp_path / "sbx") and saved["components"] == ["svn"]
+    assert SandboxSettings.from_home(tmp_path / "sbx") == s
+    with pytest.raises(SandboxError, match="no sandbox settings in .*settings.json"):
+        SandboxSettings.from_home(tmp_path / "elsewhere")
 
 
 def test_bad_ports_are_refused_with_the_variable_to_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
