@@ -5,12 +5,14 @@ On demand (params: scenario, environment) and periodically (``dr_drills.schedule
 environment named by ``VARAI_SCHEDULED_ENVIRONMENT``). Only scenarios the environment's config lists
 may run there. *data_loss*: the services' tables are destroyed, and the newest verified backup is
 restored into the live database. *service_failure*: the live process of ``dr_drills.service`` is
-killed; the platform fails over to its other instance and replaces it by itself.
+killed; the platform fails over to its other instance and replaces it by itself. *complete_outage*:
+every service removed, the database dropped and the Terraform state deleted; Terraform, the newest
+verified backup and the ledger's last known good revisions recreate everything.
 
 plan -> lock (the environment: no release, rollback or maintenance meanwhile) -> approval (where
 ``dr_drills.requires_approval`` says so, production always: one of ``dr_drills.approvers``) -> the steady-state
 hypothesis (every service healthy through the gateway, a low error ratio, the services' newest rows
-fresh; if it does not hold, nothing is broken) -> for data_loss, a verified backup within the RPO
+fresh; if it does not hold, nothing is broken) -> where a backup is restored, a verified one within the RPO
 (else nothing is broken: the drill would only prove the backups are late) -> inject_failure ->
 detect (the break noticed: the time to detect) -> recover -> the steady state back and staying back
 for ``settle_seconds``; every wait deferred until ``limit_minutes`` after the break -> abort (only
@@ -48,7 +50,8 @@ from varai_deploy.operators.environment import FinishOperationOperator, LockEnvi
             title="Scenario",
             description=(
                 "data_loss: the services' tables destroyed, restored from the newest verified backup; "
-                "service_failure: a live service process killed, the platform failing over and replacing it"
+                "service_failure: a live service process killed, the platform failing over and replacing it; "
+                "complete_outage: every service, the database and the Terraform state gone, all recreated"
             ),
         ),
         "break_production": Param(
@@ -73,7 +76,10 @@ def dr_drill():
             raise ValueError(f"{env.name} has no dr_drills section in its config: no drill may break it")
         if params["scenario"] not in policy.scenarios:
             raise ValueError(f"{env.name} allows the drills {', '.join(policy.scenarios)}, not {params['scenario']}")
-        target = policy.service if params["scenario"] == "service_failure" else ", ".join(policy.tables)
+        target = {
+            "service_failure": policy.service,
+            "complete_outage": f"every service, {policy.database} and the Terraform state",
+        }.get(params["scenario"], ", ".join(policy.tables))
         print(f"DR drill {params['scenario']} in {env.name} on {target}; back within {policy.limit_minutes:g} min")
         return {"database": policy.database, "limit_seconds": policy.limit_minutes * 60}
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from tests.support.airflow_cluster import AirflowCluster, free_port
 from tests.support.app_data import keep_writing, rows, sql
 from tests.support.environments import write_environments
+from tests.support.ledger_state import record_live_as_good
 from tests.support.notifications_told import told
 from varai_deploy.ledger import Ledger
 
@@ -222,3 +224,32 @@ def test_a_killed_process_nothing_replaces_is_healed_by_the_abort_and_reported(c
     finally:
         sandbox.up()  # the supervisor back
     assert sandbox.status()["supervisor"]["running"]
+
+
+def test_a_complete_outage_is_recreated_from_terraform_the_newest_backup_and_the_ledger(cluster, sandbox):
+    from varai_deploy.config import load_environment
+
+    good = record_live_as_good(sandbox)
+    state = load_environment("sandbox", Path(cluster.env["VARAI_ENVIRONMENTS_DIR"])).terraform.state_path
+    run_id = drill(cluster, "complete_outage")
+    assert cluster.wait_for_run(DAG, run_id, timeout=240) == "success", cluster.describe_run(DAG, run_id)
+    broken, recovered = xcom(cluster, run_id, "inject_failure"), xcom(cluster, run_id, "recover")
+    assert {s: g["version"] for s, g in broken["services"].items()} == good
+    assert broken["terraform_state_deleted"] == str(state) and state.exists(), "Terraform wrote its state again"
+    report = xcom(cluster, run_id, "report")
+    assert report["outcome"] == "recovered within every objective", report
+    assert report["redeployed"] == good and report["restored_backup"] == recovered["stamp"]
+    assert report["terraform"]["applied"] is True
+    # Every service serves its last known good revision again, and the data is back and growing.
+    services = sandbox.status()["services"]
+    assert {s: (v["live"]["version"], v["live"]["running"]) for s, v in services.items()} == {
+        s: (v, True) for s, v in good.items()
+    }
+    assert report["lost_rows"]["analytics_events"] == (
+        broken["rows"]["analytics_events"] - recovered["rows"]["public.analytics_events"]
+    )
+    after = rows(sandbox)
+    time.sleep(1)
+    assert rows(sandbox) > after >= recovered["rows"]["public.analytics_events"]
+    assert ("dr_drill_passed", "info", 200) in told(sandbox, run_id)["slack"]
+    assert Ledger("sandbox").holder() is None

@@ -84,7 +84,9 @@ class DataLoss:
         state = observe(env, policy)
         return None if state.holds else {**state.figures, "holds": False, "problems": list(state.problems)}
 
-    def recover(self, env: EnvironmentConfig, policy: DrillPolicy, broken: dict[str, Any]) -> dict[str, Any]:
+    def recover(
+        self, env: EnvironmentConfig, policy: DrillPolicy, broken: dict[str, Any], progress: dict[str, Any]
+    ) -> dict[str, Any]:
         from varai_deploy.backups.restore import restore_newest
 
         return restore_newest(env, policy.database)

@@ -113,6 +113,12 @@ def report_drill(context: Any, environment: str, scenario: str) -> dict[str, Any
         details["Time to detect"] = f"{result['time_to_detect_seconds']:g} s"
         if "lost_rows" in result:
             details["Lost rows"] = ", ".join(f"{t}: {n}" for t, n in result["lost_rows"].items())
+        if "redeployed" in result:
+            details["Redeployed"] = ", ".join(f"{s} {v}" for s, v in result["redeployed"].items())
+            tf = result["terraform"]
+            details["Terraform"] = (
+                f"{tf['release']}, {'applied' if tf['applied'] else 'no changes'} in {tf['seconds']:g} s"
+            )
         if "killed" in result:
             killed = result["killed"]
             details["Killed"] = (

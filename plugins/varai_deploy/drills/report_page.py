@@ -55,7 +55,10 @@ def _findings(result: dict[str, Any]) -> str:
     """What the scenario found beyond the objectives: the rows lost, or the process killed."""
     if "lost_rows" in result:
         lost = "".join(f"<li>{escape(t)}: {n}</li>" for t, n in result["lost_rows"].items())
-        return f"<h2>Rows lost (written after the restored backup's snapshot)</h2><ul>{lost}</ul>"
+        redeployed = "".join(f"<li>{escape(s)}: {escape(v)}</li>" for s, v in result.get("redeployed", {}).items())
+        return f"<h2>Rows lost (written after the restored backup's snapshot)</h2><ul>{lost}</ul>" + (
+            f"<h2>Redeployed from the ledger</h2><ul>{redeployed}</ul>" if redeployed else ""
+        )
     if "killed" in result:
         killed = result["killed"]
         return (

@@ -59,7 +59,9 @@ class ServiceFailure:
             else {"at": replaced["restarted_at"], "by": "the platform's supervisor", **replaced}
         )
 
-    def recover(self, env: EnvironmentConfig, policy: DrillPolicy, broken: dict[str, Any]) -> dict[str, Any] | None:
+    def recover(
+        self, env: EnvironmentConfig, policy: DrillPolicy, broken: dict[str, Any], progress: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """The replacement instance runs and answers its health check: the service has its capacity back."""
         import requests
 

@@ -82,10 +82,13 @@ def newest_rows(env: EnvironmentConfig, policy: DrillPolicy) -> dict[str, dateti
     """Each watched table's newest ``created_at`` (None: empty), or why it could not be read."""
     from psycopg2 import Error, sql
 
-    from varai_deploy.backups.postgres import Database
+    from varai_deploy.backups.postgres import BackupError, Database
 
     newest: dict[str, datetime | str | None] = {}
-    conn = Database.from_connection(env.connections[policy.database]).connect()
+    try:
+        conn = Database.from_connection(env.connections[policy.database]).connect()
+    except BackupError as exc:  # the database itself is gone or down: no table can be read
+        return dict.fromkeys(policy.tables, str(exc))
     conn.autocommit = True
     try:
         for table in policy.tables:

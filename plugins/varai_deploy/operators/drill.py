@@ -48,7 +48,7 @@ class DrillOperator(EnvironmentOperator):
 class DrillStepOperator(DrillOperator):
     """One step of the scenario (``step``: inject, detected or recover) on what ``broken`` says was
     broken. ``inject`` adds the drill's ``deadline`` (the break plus ``limit_minutes``); the others
-    are asked again until they answer or the deadline passes."""
+    are asked again until they answer or the deadline passes, ``recover`` with its progress so far."""
 
     template_fields = (*DrillOperator.template_fields, "scenario", "broken")
 
@@ -58,7 +58,7 @@ class DrillStepOperator(DrillOperator):
         super().__init__(**kwargs)
         self.step, self.scenario, self.broken = step, scenario, broken
 
-    def execute(self, context: Any, event: Any = None) -> dict[str, Any]:
+    def execute(self, context: Any, event: Any = None, progress: dict[str, Any] | None = None) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
         from varai_deploy.drills.scenarios import scenario
@@ -70,15 +70,19 @@ class DrillStepOperator(DrillOperator):
             self.log.info("Broken at %s: %s; back by %s or abort", broken["broken_at"], broken, deadline.isoformat())
             return {**broken, "deadline": deadline.isoformat()}
         now = datetime.now(UTC)
-        found = getattr(drill, self.step)(self.env_config, self.policy, self.broken)
+        progress = dict(progress or {})
+        if self.step == "recover":
+            found = drill.recover(self.env_config, self.policy, self.broken, progress)
+        else:
+            found = drill.detected(self.env_config, self.policy, self.broken)
         if found is not None:
             self.log.info("%s %s: %s", drill.name, self.step, found)
             return found
         if now >= self.deadline(now):
             what = "noticed the break" if self.step == "detected" else "recovered"
             raise AirflowFailException(f"Nothing {what} by {self.deadline(now).isoformat()} ({drill.name})")
-        self.log.info("%s: not %s yet; looking again in %g s", drill.name, self.step, self.poll_seconds)
-        self.look_again(now)
+        self.log.info("%s: not %s yet (%s); looking again in %g s", drill.name, self.step, progress, self.poll_seconds)
+        self.look_again(now, progress=progress)
 
 
 class SteadyStateOperator(DrillOperator):

@@ -42,6 +42,11 @@ class DrillApprovalOperator(ReleaseApprovalOperator):
         policy = self._policy()
         if self.scenario == "service_failure":
             return f"kills the live process of {policy.service}; the platform must fail over and replace it"
+        if self.scenario == "complete_outage":
+            return (
+                f"removes every service, drops {policy.database} and deletes the Terraform state, then recreates "
+                "them from Terraform, the newest verified backup and the ledger's last known good revisions"
+            )
         return (
             f"drops {', '.join(policy.tables)} in {policy.database} and restores the newest verified backup; "
             "what was written since that backup is lost"

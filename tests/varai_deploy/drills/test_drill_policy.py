@@ -19,7 +19,7 @@ TABLES = ("analytics_events", "face_analyses")
 
 def test_the_sandbox_may_lose_its_services_data_and_must_restore_it_from_a_backup():
     env = load_environment("sandbox")
-    assert env.dr_drills.scenarios == ("data_loss", "service_failure")
+    assert env.dr_drills.scenarios == ("data_loss", "service_failure", "complete_outage")
     assert env.dr_drills.database in env.backups.databases
 
 
@@ -147,7 +147,8 @@ def test_a_service_failure_report_names_the_process_killed_and_its_replacement()
 
 def test_every_scenario_the_config_allows_has_its_steps_and_an_unknown_one_is_refused():
     assert [scenario(name).name for name in DRILL_SCENARIOS] == list(DRILL_SCENARIOS)
-    assert scenario("data_loss").needs_backup and not scenario("service_failure").needs_backup
+    assert scenario("data_loss").needs_backup and scenario("complete_outage").needs_backup
+    assert not scenario("service_failure").needs_backup
     with pytest.raises(ValueError, match="unknown drill scenario 'meteor'"):
         scenario("meteor")
 
