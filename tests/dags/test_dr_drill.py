@@ -54,3 +54,46 @@ def test_production_is_drilled_only_when_the_form_says_so_in_so_many_words():
     with pytest.raises(ConfigError, match="no config for environment 'production'"):  # #10 brings it
         plan.python_callable(params={**production, "break_production": True})
     assert plan.python_callable(params={"environment": "sandbox", "scenario": "data_loss"})["database"] == "app_db"
+
+
+@pytest.mark.parametrize(
+    ("broken", "inject_state", "undone"),
+    [
+        ({"broken_at": "t"}, "success", {"broken_at": "t"}),
+        (None, "failed", {}),  # died after breaking, before saying what: undone all the same
+        (None, "upstream_failed", None),  # never ran: nothing to undo
+    ],
+)
+def test_the_abort_undoes_a_break_even_when_the_break_could_not_say_what_it_broke(
+    monkeypatch, broken, inject_state, undone
+):
+    from types import SimpleNamespace
+
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from varai_deploy.drills import scenarios
+
+    asked = []
+
+    class Recorder:
+        def abort(self, env, policy, what):
+            asked.append(what)
+            return {"outcome": "undone"}
+
+    monkeypatch.setattr(scenarios, "scenario", lambda name: Recorder())
+    ti = SimpleNamespace(
+        dag_id="dr_drill",
+        run_id="manual__1",
+        xcom_pull=lambda task_ids: broken,
+        get_task_states=lambda dag_id, run_ids: {"manual__1": {"inject_failure": inject_state}},
+    )
+    abort = DagBag(dag_folder=str(REPO_ROOT / "dags" / "dr_drill.py")).dags["dr_drill"].get_task("abort")
+    params = {"environment": "sandbox", "scenario": "data_loss"}
+    if undone is None:
+        with pytest.raises(AirflowSkipException, match="nothing was broken"):
+            abort.python_callable(params=params, ti=ti)
+        assert asked == []
+    else:
+        assert abort.python_callable(params=params, ti=ti) == {"outcome": "undone"}
+        assert asked == [undone]

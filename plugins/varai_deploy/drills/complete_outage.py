@@ -169,7 +169,9 @@ class CompleteOutage:
         }
 
     def abort(self, env: EnvironmentConfig, policy: DrillPolicy, broken: dict[str, Any]) -> dict[str, Any]:
-        """The same recovery, to its end, however long it takes."""
+        """The same recovery, to its end, however long it takes (from the ledger again when the break
+        died before saying what it broke)."""
+        broken = broken if broken.get("services") else {**broken, "services": known_good(env)}
         progress: dict[str, Any] = {}
         while (done := self.recover(env, policy, broken, progress)) is None:
             time.sleep(ABORT_POLL_SECONDS)
