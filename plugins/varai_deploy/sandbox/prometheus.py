@@ -42,7 +42,8 @@ VERIFIED = f"{_NEWEST} (varai_backup_last_verified_timestamp_seconds)"
 FAILED = f"{_NEWEST} (varai_backup_last_failure_timestamp_seconds)"
 RPO = f"{_NEWEST} (varai_backup_rpo_seconds)"
 _WHERE = "{{ $labels.database }} in {{ $labels.environment }}"
-#: No ``for``: the gauges change only when a backup ends, so there is nothing to smooth over.
+#: The backup alerts have no ``for``: the gauges change only when a backup ends, so there is nothing to
+#: smooth over. The last one watches the Pushgateway itself.
 BACKUP_ALERTS = (
     {
         "alert": "DatabaseBackupTooOld",
@@ -70,6 +71,22 @@ BACKUP_ALERTS = (
                 f"A backup of {_WHERE} failed at {{{{ $value | humanizeTimestamp }}}}, after the last verified "
                 "one (or before any). Read the failed task's log of that database_backup run in Airflow, fix the "
                 "cause and run it again before the RPO runs out; the alert clears once a newer backup is verified."
+            ),
+        },
+    },
+    {
+        "alert": "BackupMetricsUnreachable",
+        # The two alerts above judge what the Pushgateway holds: with it unreachable they would stay
+        # silent whatever happens to the backups. 15 s: longer than a restart of it, short for a sandbox.
+        "expr": 'up{job="varai-pushgateway"} == 0',
+        "for": "15s",
+        "labels": {"severity": "critical"},
+        "annotations": {
+            "summary": "Prometheus cannot reach the Pushgateway: the backup alerts are blind",
+            "description": (
+                "Prometheus has not scraped the Pushgateway ({{ $labels.instance }}) for 15 s, so a late or "
+                "failed backup would raise no alert. Start it again (`python -m varai_deploy.sandbox up`); it "
+                "keeps what was pushed on disk, and the backup alerts judge again from its next scrape."
             ),
         },
     },

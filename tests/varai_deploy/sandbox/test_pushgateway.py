@@ -125,7 +125,7 @@ def test_the_generated_rules_and_config_pass_promtool(tmp_path):
     rules = prometheus.rules_file(s)
     assert rules == s.home / "prometheus" / "rules" / "backups.yml"
     checked = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, check=False)
-    assert checked.returncode == 0 and "SUCCESS: 2 rules found" in checked.stdout, checked.stdout + checked.stderr
+    assert checked.returncode == 0 and "SUCCESS: 3 rules found" in checked.stdout, checked.stdout + checked.stderr
     checked = subprocess.run([PROMTOOL, "check", "config", str(config)], capture_output=True, text=True, check=False)
     assert checked.returncode == 0 and "SUCCESS: 1 rule files found" in checked.stdout, checked.stderr
 
@@ -184,7 +184,9 @@ def test_an_up_applies_new_config_and_rules_to_the_running_prometheus_without_a_
     try:
         old.up()
         pid = old.store.read()["components"]["prometheus"]["pid"]
-        assert loaded_rules(s) == {"varai-backups": ["DatabaseBackupTooOld", "DatabaseBackupFailed"]}
+        assert loaded_rules(s) == {
+            "varai-backups": ["DatabaseBackupTooOld", "DatabaseBackupFailed", "BackupMetricsUnreachable"]
+        }
         # Critical alerts that say what to do, evaluated without error by this Prometheus.
         rules = wait_for(lambda: evaluated_rules(s), timeout=10, what="the rules' first evaluation")
         for rule in rules:
@@ -195,7 +197,7 @@ def test_an_up_applies_new_config_and_rules_to_the_running_prometheus_without_a_
         wait_for(lambda: loaded_rules(s) == {}, timeout=10, what="Prometheus to load the edited rules")
 
         Sandbox(with_pushgateway).up()
-        wait_for(lambda: len(loaded_rules(s).get("varai-backups", [])) == 2, timeout=10, what="the rules again")
+        wait_for(lambda: len(loaded_rules(s).get("varai-backups", [])) == 3, timeout=10, what="the rules again")
         wait_for(lambda: scrape_urls(s) == {"varai-pushgateway": f"http://127.0.0.1:{port}/metrics"}, timeout=10)
         assert old.store.read()["components"]["prometheus"]["pid"] == pid and processes.is_alive(pid)
     finally:
@@ -249,3 +251,16 @@ def test_a_failure_after_the_last_verified_backup_fires_and_so_does_one_before_a
         what="the app_db alert to stop once a newer backup is verified",
     )
     assert firing(box, "DatabaseBackupTooOld") == []
+
+
+def test_a_pushgateway_prometheus_cannot_reach_is_an_alert_of_its_own_until_it_is_back(box):
+    """Without it the backup alerts would be silent: that silence is told, and ends with its restart."""
+    record = box.store.read()["components"]["pushgateway"]
+    os.kill(record["pid"], signal.SIGKILL)
+    [alert] = wait_for(
+        lambda: firing(box, "BackupMetricsUnreachable"), timeout=40, interval=0.5, what="BackupMetricsUnreachable"
+    )
+    assert alert["labels"]["severity"] == "critical" and alert["labels"]["job"] == "varai-pushgateway"
+    assert "backup alerts are blind" in alert["annotations"]["summary"]
+    box.up()  # starts it again
+    wait_for(lambda: not firing(box, "BackupMetricsUnreachable"), timeout=20, interval=0.5, what="the alert to stop")
