@@ -17,6 +17,7 @@ import pytest
 INTEGRATION_MODULE_SECONDS = {
     "test_maintenance": 730,
     "test_release_faults": 470,
+    "test_dr_drill": 400,
     "test_release_dag": 230,
     "test_rollback": 225,
     "test_release_people": 195,
@@ -25,7 +26,6 @@ INTEGRATION_MODULE_SECONDS = {
     "test_rest_api": 155,
     "test_ui_browser": 85,
     "test_backups": 80,
-    "test_dr_drill": 150,
     "test_local_airflow": 30,
 }
 UNLISTED_MODULE_SECONDS = 300

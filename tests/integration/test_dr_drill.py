@@ -97,6 +97,7 @@ def test_a_data_loss_drill_restores_the_newest_backup_and_measures_the_recovery(
     destroyed, restored = xcom(cluster, run_id, "inject_failure"), xcom(cluster, run_id, "recover")
     assert set(destroyed["rows"]) == set(TABLES) and all(n > 0 for n in destroyed["rows"].values()), destroyed
     report = xcom(cluster, run_id, "report")
+    print(measured(report))
     objectives = report["objectives"]
     assert report["outcome"] == "recovered within every objective"
     assert all(objectives[name]["met"] for name in ("rto", "rpo", "mttr")), objectives
@@ -178,6 +179,14 @@ def test_a_recovery_that_does_not_come_back_in_time_is_aborted_and_restored(clus
     assert Ledger("sandbox").holder() is None
 
 
+def measured(report: dict) -> str:
+    """One line of what a drill measured, for the test's output (``-s`` or a failure)."""
+    figures = {name: o["measured_seconds"] for name, o in report["objectives"].items()}
+    return f"{report['scenario']}: detect {report['time_to_detect_seconds']} s, " + ", ".join(
+        f"{name.upper()} {seconds} s" for name, seconds in figures.items()
+    )
+
+
 def live_instances(sandbox, service: str) -> list[dict]:
     return sandbox.status()["services"][service]["live"]["instances"]
 
@@ -198,6 +207,7 @@ def test_a_killed_service_process_is_failed_over_and_replaced_while_users_barely
     )
     assert recovered["exit_code"] == -9 or recovered["exit_code"] is None, recovered
     report = xcom(cluster, run_id, "report")
+    print(measured(report))
     assert report["outcome"] == "recovered within every objective", report
     assert report["killed"]["pid"] == killed["pid"] and report["instances_before"] == 2
     assert 0 <= report["time_to_detect_seconds"] < 5
@@ -237,6 +247,7 @@ def test_a_complete_outage_is_recreated_from_terraform_the_newest_backup_and_the
     assert {s: g["version"] for s, g in broken["services"].items()} == good
     assert broken["terraform_state_deleted"] == str(state) and state.exists(), "Terraform wrote its state again"
     report = xcom(cluster, run_id, "report")
+    print(measured(report))
     assert report["outcome"] == "recovered within every objective", report
     assert report["redeployed"] == good and report["restored_backup"] == recovered["stamp"]
     assert report["terraform"]["applied"] is True
@@ -252,4 +263,23 @@ def test_a_complete_outage_is_recreated_from_terraform_the_newest_backup_and_the
     time.sleep(1)
     assert rows(sandbox) > after >= recovered["rows"]["public.analytics_events"]
     assert ("dr_drill_passed", "info", 200) in told(sandbox, run_id)["slack"]
+    assert Ledger("sandbox").holder() is None
+
+
+def test_a_worker_killed_mid_recreation_leaves_the_abort_to_finish_it(cluster, sandbox):
+    good = record_live_as_good(sandbox)
+    run_id = drill(cluster, "complete_outage")
+    # The first pass of the recovery runs Terraform (seconds): the worker dies in the middle of it.
+    cluster.wait_for_task(DAG, run_id, "recover", states=("running",), timeout=120)
+    assert cluster.kill_task(DAG, run_id, "recover")
+    assert cluster.wait_for_run(DAG, run_id, timeout=240) == "failed", cluster.describe_run(DAG, run_id)
+    ran = {task: ti["state"] for (task, _), ti in cluster.task_instances(DAG, run_id).items()}
+    assert ran["recover"] == "failed" and ran["abort"] == "success" and ran["finish"] == "success"
+    assert xcom(cluster, run_id, "abort")["outcome"].startswith("recreated everything")
+    services = sandbox.status()["services"]
+    assert {s: (v["live"]["version"], v["live"]["running"]) for s, v in services.items()} == {
+        s: (v, True) for s, v in good.items()
+    }
+    keep_writing(sandbox)  # the data is back and the services write it
+    assert ("dr_drill_aborted", "critical", 200) in told(sandbox, run_id)["slack"]
     assert Ledger("sandbox").holder() is None
