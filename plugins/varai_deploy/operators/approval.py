@@ -209,17 +209,25 @@ class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
             details[f"Evidence from {self.env_config.approval.evidence_from}"] = evidence
         return details
 
-    def _body(self, actor, services, traffic, approvers, deadline) -> str:
-        sections = [
+    def _opening(self, actor) -> str:
+        """The request's first paragraph: who asks for what."""
+        return (
             f"**{actor.who or 'Someone'}** asks to release **{self.version}** to **{self.environment}** "
-            f"(run `{actor.run_id}`).",
-        ]
-        for label, text in self._details(services, traffic).items():
-            sections.append(f"**{label}**\n\n```\n{text}\n```")
-        sections.append(
+            f"(run `{actor.run_id}`)."
+        )
+
+    def _closing(self, approvers: list[str], deadline: datetime) -> str:
+        """The request's last paragraph: who may answer, by when, and what waits for it."""
+        return (
             f"May answer: {', '.join(approvers)} (never whoever triggered the run). "
             f"No answer by {deadline:%Y-%m-%d %H:%M} UTC is a rejection; nothing changes before an approval."
         )
+
+    def _body(self, actor, services, traffic, approvers, deadline) -> str:
+        sections = [self._opening(actor)]
+        for label, text in self._details(services, traffic).items():
+            sections.append(f"**{label}**\n\n```\n{text}\n```")
+        sections.append(self._closing(approvers, deadline))
         return "\n\n".join(sections)
 
     # -- the answer ------------------------------------------------------------------------------

@@ -69,15 +69,14 @@ class DrillApprovalOperator(ReleaseApprovalOperator):
             "Limit": f"back within {policy.limit_minutes:g} min of the break, else it aborts and undoes the break",
         }
 
-    def _body(self, actor, services, traffic, approvers, deadline) -> str:
-        sections = [
+    def _opening(self, actor) -> str:
+        return (
             f"**{actor.who or 'Someone'}** asks to run the **{self.scenario}** drill in **{self.environment}** "
             f"(run `{actor.run_id}`)."
-        ]
-        for label, text in self._details(services, traffic).items():
-            sections.append(f"**{label}**\n\n```\n{text}\n```")
-        sections.append(
+        )
+
+    def _closing(self, approvers: list[str], deadline: datetime) -> str:
+        return (
             f"May answer: {', '.join(approvers)} (never whoever triggered the drill). No answer by "
             f"{deadline:%Y-%m-%d %H:%M} UTC is a rejection; nothing is broken before an approval."
         )
-        return "\n\n".join(sections)

@@ -63,13 +63,12 @@ class EmergencyApprovalOperator(ReleaseApprovalOperator):
         changes = "\n".join(f"{s}: {traffic.get(s, '?')} -> the same release rebuilt with the fix" for s in services)
         return {"Why": self._why(), "Changes per service": changes}
 
-    def _body(self, actor, services, traffic, approvers, deadline) -> str:
-        sections = [f"**{actor.who or 'Someone'}** asks for **emergency maintenance** of **{self.environment}**."]
-        for label, text in self._details(services, traffic).items():
-            sections.append(f"**{label}**\n\n```\n{text}\n```")
-        sections.append(
+    def _opening(self, actor) -> str:
+        return f"**{actor.who or 'Someone'}** asks for **emergency maintenance** of **{self.environment}**."
+
+    def _closing(self, approvers: list[str], deadline: datetime) -> str:
+        return (
             f"May answer: {', '.join(approvers)} (CTO). No answer by {deadline:%Y-%m-%d %H:%M} UTC is a "
             "rejection; nothing changes before an approval. After it, each service gets the fix through the "
             "blue-green path, and any that fails its checks is rolled back at once."
         )
-        return "\n\n".join(sections)

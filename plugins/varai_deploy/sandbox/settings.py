@@ -11,6 +11,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from varai_deploy.sandbox.errors import SandboxError
 from varai_deploy.sandbox.state import read_json, write_json_atomic
@@ -337,13 +338,18 @@ def _optional_port(env_var: str, default: object) -> int | None:
     return _port(env_var, default)
 
 
-def _count(env_var: str, default: object) -> int:
+def _number(env_var: str, default: object, convert: type, what: str) -> Any:
+    """The variable's value (the config's ``default`` when unset or empty) as ``convert`` makes it."""
     raw = os.environ.get(env_var)
     value = default if raw is None or raw == "" else raw
     try:
-        return int(value)  # type: ignore[call-overload]
+        return convert(value)
     except (TypeError, ValueError):
-        raise SandboxError(f"{env_var} must be a whole number, got {value!r}") from None
+        raise SandboxError(f"{env_var} must be {what}, got {value!r}") from None
+
+
+def _count(env_var: str, default: object) -> int:
+    return _number(env_var, default, int, "a whole number")
 
 
 def _components(raw: str | None) -> tuple[str, ...] | None:
@@ -355,9 +361,4 @@ def _components(raw: str | None) -> tuple[str, ...] | None:
 
 
 def _rate(env_var: str, default: object) -> float:
-    raw = os.environ.get(env_var)
-    value = default if raw is None or raw == "" else raw
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise SandboxError(f"{env_var} must be requests per second (0 turns traffic off), got {value!r}") from None
+    return _number(env_var, default, float, "requests per second (0 turns traffic off)")
