@@ -25,20 +25,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from varai_deploy.config import DrillPolicy, EnvironmentConfig
-from varai_deploy.drills.service_failure import ScenarioUnsupported
+from varai_deploy.drills.scenarios import ScenarioUnsupported, answers_healthy, platform_for
 
 ABORT_POLL_SECONDS = 1.0
 
 
 def _platform(env: EnvironmentConfig) -> Any:
-    from varai_deploy.platforms import get_platform
-
-    platform = get_platform(env)
-    if not hasattr(platform, "remove_service"):
-        raise ScenarioUnsupported(
-            f"{env.name}'s platform ({type(platform).__name__}) cannot remove a service: no complete_outage drill there"
-        )
-    return platform
+    return platform_for(
+        env, "complete_outage", ("remove_service", "current_revision", "deploy_candidate", "switch_traffic")
+    )
 
 
 def known_good(env: EnvironmentConfig) -> dict[str, dict[str, str]]:
@@ -143,10 +138,9 @@ class CompleteOutage:
         }
 
     def detected(self, env: EnvironmentConfig, policy: DrillPolicy, broken: dict[str, Any]) -> dict[str, Any] | None:
-        from varai_deploy.drills.steady_state import observe
+        from varai_deploy.drills.steady_state import gone
 
-        state = observe(env, policy)
-        return None if state.holds else {**state.figures, "holds": False, "problems": list(state.problems)}
+        return gone(env, policy)
 
     def recover(
         self, env: EnvironmentConfig, policy: DrillPolicy, broken: dict[str, Any], progress: dict[str, Any]
@@ -224,19 +218,11 @@ class CompleteOutage:
     @staticmethod
     def _serving(env: EnvironmentConfig, service: str, want: dict[str, str]) -> bool:
         """Deploys the known-good revision if it is not there, and gives it the traffic once healthy."""
-        import requests
-
-        from varai_deploy.services import SERVICES
-
         platform = _platform(env)
         live = platform.current_revision(service)
         if live and live["version"] == want["version"]:
             return True
         candidate = platform.deploy_candidate(service, want["version"], want["image"])
-        try:
-            healthy = requests.get(candidate["url"] + SERVICES[service].health_path, timeout=2).status_code == 200
-        except requests.RequestException:
-            healthy = False
-        if healthy:
+        if answers_healthy(candidate["url"], service):
             platform.switch_traffic(service, candidate, live)
         return False

@@ -79,10 +79,9 @@ class DataLoss:
         return destroy(env, policy)
 
     def detected(self, env: EnvironmentConfig, policy: DrillPolicy, broken: dict[str, Any]) -> dict[str, Any] | None:
-        from varai_deploy.drills.steady_state import observe
+        from varai_deploy.drills.steady_state import gone
 
-        state = observe(env, policy)
-        return None if state.holds else {**state.figures, "holds": False, "problems": list(state.problems)}
+        return gone(env, policy)
 
     def recover(
         self, env: EnvironmentConfig, policy: DrillPolicy, broken: dict[str, Any], progress: dict[str, Any]

@@ -14,6 +14,35 @@ from varai_deploy.config import DRILL_SCENARIOS, DrillPolicy, EnvironmentConfig
 Figures = dict[str, Any]
 
 
+class ScenarioUnsupported(RuntimeError):
+    """The environment's platform cannot do what the scenario breaks or watches: nothing was broken."""
+
+
+def platform_for(env: EnvironmentConfig, scenario: str, methods: tuple[str, ...]) -> Any:
+    """The environment's platform, if it has every method the scenario needs."""
+    from varai_deploy.platforms import get_platform
+
+    platform = get_platform(env)
+    missing = [m for m in methods if not hasattr(platform, m)]
+    if missing:
+        raise ScenarioUnsupported(
+            f"{env.name}'s platform ({type(platform).__name__}) has no {', '.join(missing)}: no {scenario} drill there"
+        )
+    return platform
+
+
+def answers_healthy(url: str, service: str) -> bool:
+    """One health check of a revision or instance on its own URL (not through the gateway)."""
+    import requests
+
+    from varai_deploy.services import SERVICES
+
+    try:
+        return requests.get(url + SERVICES[service].health_path, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 class Scenario(Protocol):
     name: str
     #: Does recovering from it take a verified backup within the RPO?

@@ -14,22 +14,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from varai_deploy.config import DrillPolicy, EnvironmentConfig
-
-
-class ScenarioUnsupported(RuntimeError):
-    pass
+from varai_deploy.drills.scenarios import answers_healthy, platform_for
 
 
 def _platform(env: EnvironmentConfig) -> Any:
-    from varai_deploy.platforms import get_platform
-
-    platform = get_platform(env)
-    if not all(hasattr(platform, m) for m in ("kill_instance", "instances", "heal")):
-        raise ScenarioUnsupported(
-            f"{env.name}'s platform ({type(platform).__name__}) cannot kill and watch a service instance: "
-            "no service_failure drill there"
-        )
-    return platform
+    return platform_for(env, "service_failure", ("kill_instance", "instances", "restarts", "heal"))
 
 
 def _replacement(platform: Any, service: str, broken: dict[str, Any]) -> dict[str, Any] | None:
@@ -63,10 +52,6 @@ class ServiceFailure:
         self, env: EnvironmentConfig, policy: DrillPolicy, broken: dict[str, Any], progress: dict[str, Any]
     ) -> dict[str, Any] | None:
         """The replacement instance runs and answers its health check: the service has its capacity back."""
-        import requests
-
-        from varai_deploy.services import SERVICES
-
         platform = _platform(env)
         replaced = _replacement(platform, policy.service, broken)
         if replaced is None:
@@ -74,11 +59,7 @@ class ServiceFailure:
         instance = next(i for i in platform.instances(policy.service) if i["instance"] == broken["instance"])
         if not instance["running"] or instance["pid"] != replaced["pid"]:
             return None
-        try:
-            answer = requests.get(instance["url"] + SERVICES[policy.service].health_path, timeout=2)
-        except requests.RequestException:
-            return None
-        if answer.status_code != 200:
+        if not answers_healthy(instance["url"], policy.service):
             return None
         return {
             "restored_at": datetime.now(UTC).isoformat(),

@@ -128,3 +128,9 @@ def observe(env: EnvironmentConfig, policy: DrillPolicy) -> SteadyState:
     write_problems, ages = _writes(env, policy, now)
     figures = {"at": now.isoformat(), "gateway": served, "error_ratio": ratio, "newest_row_age_seconds": ages}
     return SteadyState(tuple(gateway_problems + ratio_problems + write_problems), figures)
+
+
+def gone(env: EnvironmentConfig, policy: DrillPolicy) -> dict[str, Any] | None:
+    """The figures of a steady state that does not hold (a break noticed), else None."""
+    state = observe(env, policy)
+    return None if state.holds else {**state.figures, "holds": False, "problems": list(state.problems)}

@@ -7,7 +7,7 @@ import pytest
 
 from varai_deploy.config import load_environment
 from varai_deploy.drills.complete_outage import _terraform_release, known_good
-from varai_deploy.drills.service_failure import ScenarioUnsupported
+from varai_deploy.drills.scenarios import ScenarioUnsupported
 from varai_deploy.ledger import FAILED, PASSED, Actor, Ledger
 from varai_deploy.services import SERVICE_NAMES
 
