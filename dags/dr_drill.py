@@ -5,7 +5,9 @@ On demand (params: scenario, environment) and periodically (``dr_drills.schedule
 environment named by ``VARAI_SCHEDULED_ENVIRONMENT``). Only scenarios the environment's config lists
 may run there. *data_loss*: the services' tables are destroyed, and the newest verified backup is
 restored into the live database. *service_failure*: the live process of ``dr_drills.service`` is
-killed; the platform fails over to its other instance and replaces it by itself. *complete_outage*:
+killed; the platform fails over to its other instance and replaces it by itself. *region_failure*: every
+process of the region users are served from is killed and kept down; the front end is failed over
+to the standby region once its services answer there. *complete_outage*:
 every service removed, the database dropped and the Terraform state deleted; Terraform, the newest
 verified backup and the ledger's last known good revisions recreate everything.
 
@@ -16,7 +18,8 @@ fresh; if it does not hold, nothing is broken) -> where a backup is restored, a 
 (else nothing is broken: the drill would only prove the backups are late) -> inject_failure ->
 detect (the break noticed: the time to detect) -> recover -> the steady state back and staying back
 for ``settle_seconds``; every wait deferred until ``limit_minutes`` after the break -> abort (only
-when the recovery did not bring it back: undo the break, whatever it takes) -> the lock let go ->
+when the recovery did not bring it back: undo the break, whatever it takes) -> lift_failure (what
+the break left in place ended: a lost region back, as the standby) -> the lock let go ->
 report (measured against the objectives, JSON and an HTML page with a timeline and the trend of past
 drills in the reports bucket, and to the notifiers; the run fails unless every objective was met).
 A drill against production runs only with ``break_production`` ticked.
@@ -51,6 +54,7 @@ from varai_deploy.operators.environment import FinishOperationOperator, LockEnvi
             description=(
                 "data_loss: the services' tables destroyed, restored from the newest verified backup; "
                 "service_failure: a live service process killed, the platform failing over and replacing it; "
+                "region_failure: the serving region lost, the front end failed over to the standby region; "
                 "complete_outage: every service, the database and the Terraform state gone, all recreated"
             ),
         ),
@@ -78,6 +82,7 @@ def dr_drill():
             raise ValueError(f"{env.name} allows the drills {', '.join(policy.scenarios)}, not {params['scenario']}")
         target = {
             "service_failure": policy.service,
+            "region_failure": "the region users are served from",
             "complete_outage": f"every service, {policy.database} and the Terraform state",
         }.get(params["scenario"], ", ".join(policy.tables))
         print(f"DR drill {params['scenario']} in {env.name} on {target}; back within {policy.limit_minutes:g} min")
@@ -141,6 +146,25 @@ def dr_drill():
         print(f"Aborted: {undone['outcome']}")
         return undone
 
+    @task(trigger_rule="all_done", retries=2)
+    def lift_failure(params=None, ti=None) -> dict:
+        """The drill is over, recovered or aborted: what its break left in place ends (a lost region
+        comes back as the standby); most breaks leave nothing."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from varai_deploy.config import load_environment
+        from varai_deploy.drills.scenarios import scenario
+
+        broken = ti.xcom_pull(task_ids="inject_failure")
+        if not broken:
+            raise AirflowSkipException("nothing was broken (or the abort undid all of it)")
+        env = load_environment(params["environment"])
+        lifted = scenario(params["scenario"]).lift(env, env.dr_drills, broken)
+        if lifted is None:
+            raise AirflowSkipException("nothing the break did outlasts the drill")
+        print(f"Lifted: {lifted}")
+        return lifted
+
     finish = FinishOperationOperator(task_id="finish", operation="dr_drill")
 
     @task(trigger_rule="all_done")
@@ -151,7 +175,9 @@ def dr_drill():
 
     planned >> lock >> approval >> before >> ready >> inject >> detect >> recover >> after
     aborted = abort()
-    [inject, detect, recover, after] >> aborted >> finish
+    lifted = lift_failure()
+    [inject, detect, recover, after] >> aborted >> lifted >> finish
+    after >> lifted
     finish.as_teardown(setups=lock)
     finish >> report()
 

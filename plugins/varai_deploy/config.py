@@ -307,7 +307,7 @@ class BackupPolicy:
 
 
 #: The guide's disaster scenarios; a drill may break only those its environment lists.
-DRILL_SCENARIOS: tuple[str, ...] = ("data_loss", "service_failure", "complete_outage")
+DRILL_SCENARIOS: tuple[str, ...] = ("data_loss", "service_failure", "region_failure", "complete_outage")
 _TABLE_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -323,9 +323,11 @@ class DrillPolicy:
     state has held for ``settle_seconds`` without a lapse (a reading that flaps back is not a
     recovery); the RTO ends where that stretch began. *data_loss* destroys ``tables`` and restores the
     newest verified backup; *service_failure* kills the live process of ``service`` and the platform's
-    supervision fails over and replaces it; *complete_outage* removes every service, drops the database
-    and deletes a local Terraform state, and everything is recreated (Terraform, the database from the
-    newest verified backup, each service's last known good revision from the ledger). The objectives
+    supervision fails over and replaces it; *region_failure* takes down every process of the region users
+    are served from and fails the front end over to a standby region; *complete_outage* removes every
+    service, drops the database and deletes a local Terraform state, and everything is recreated
+    (Terraform, the database from the newest verified backup, each service's last known good revision
+    from the ledger). The objectives
     are the backups' RPO and RTO and ``mttr_minutes``; ``schedule`` (cron, UTC) runs a drill of the
     form's default scenario periodically.
     """

@@ -37,6 +37,10 @@ def test_the_drill_lets_go_of_the_environment_whatever_happens_and_reports_after
     assert abort.trigger_rule == "one_failed"
     assert {"inject_failure", "detect", "recover", "steady_state_after"} <= abort.upstream_task_ids
     assert dag.get_task("report").upstream_task_ids == {"finish"}
+    # What a break left in place (a lost region) ends once the drill is over, recovered or not, before the lock goes.
+    lift = dag.get_task("lift_failure")
+    assert lift.trigger_rule == "all_done" and lift.upstream_task_ids == {"steady_state_after", "abort"}
+    assert finish.upstream_task_ids == {"lock", "lift_failure"}
     # Approved (where required) after the environment is taken and before anything is looked at or broken.
     assert dag.get_task("approval").upstream_task_ids == {"lock"}
     assert dag.get_task("steady_state_before").upstream_task_ids == {"approval"}
@@ -97,3 +101,30 @@ def test_the_abort_undoes_a_break_even_when_the_break_could_not_say_what_it_brok
     else:
         assert abort.python_callable(params=params, ti=ti) == {"outcome": "undone"}
         assert asked == [undone]
+
+
+@pytest.mark.parametrize(
+    ("broken", "lifted"), [(None, None), ({"broken_at": "t"}, None), ({"broken_at": "t"}, {"up": 1})]
+)
+def test_the_lift_ends_only_what_a_break_left_in_place(monkeypatch, broken, lifted):
+    from types import SimpleNamespace
+
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from varai_deploy.drills import scenarios
+
+    class Recorder:
+        def lift(self, env, policy, what):
+            assert what == broken
+            return lifted
+
+    monkeypatch.setattr(scenarios, "scenario", lambda name: Recorder())
+    ti = SimpleNamespace(xcom_pull=lambda task_ids: broken if task_ids == "inject_failure" else None)
+    lift = DagBag(dag_folder=str(REPO_ROOT / "dags" / "dr_drill.py")).dags["dr_drill"].get_task("lift_failure")
+    params = {"environment": "sandbox", "scenario": "region_failure"}
+    if lifted is None:
+        with pytest.raises(AirflowSkipException):
+            lift.python_callable(params=params, ti=ti)
+    else:
+        assert lift.python_callable(params=params, ti=ti) == lifted

@@ -1,6 +1,7 @@
 """dr_drill through a real api-server, scheduler, LocalExecutor and triggerer: the services' data
 destroyed for real while the load generator keeps writing, restored from a real verified backup; a
-live service process killed for real, the gateway failing over and the supervisor replacing it.
+live service process killed for real, the gateway failing over and the supervisor replacing it; the
+serving region lost for real and failed over from; everything gone and recreated.
 
 The sandbox is configured as production is: every drill waits for one of its approvers (``sre``)
 before anything is broken. Each test first has every service serving and writing, and a fresh
@@ -194,7 +195,7 @@ def live_instances(sandbox, service: str) -> list[dict]:
 def test_a_killed_service_process_is_failed_over_and_replaced_while_users_barely_notice(cluster, sandbox):
     service = "recommendation"  # dr_drills.service in the sandbox config
     before = {i["instance"]: i["pid"] for i in live_instances(sandbox, service)}
-    assert len(before) == 2, "a live revision runs two instances"
+    assert len(before) == 4, "a live revision runs two instances in each of two regions"
     started = time.time()
     run_id = drill(cluster, "service_failure")
     assert cluster.wait_for_run(DAG, run_id, timeout=240) == "success", cluster.describe_run(DAG, run_id)
@@ -282,4 +283,37 @@ def test_a_worker_killed_mid_recreation_leaves_the_abort_to_finish_it(cluster, s
     }
     keep_writing(sandbox)  # the data is back and the services write it
     assert ("dr_drill_aborted", "critical", 200) in told(sandbox, run_id)["slack"]
+    assert Ledger("sandbox").holder() is None
+
+
+def test_a_lost_region_is_failed_over_to_the_standby_which_then_serves_while_it_comes_back(cluster, sandbox):
+    regions = sandbox.regions()
+    lost, standby = regions["active"], next(r for r in regions["names"] if r != regions["active"])
+    serving = [
+        i["pid"] for s in sandbox.status()["services"].values() for i in s["live"]["instances"] if i["region"] == lost
+    ]
+    assert len(serving) == 10, "every service serves from two instances in the active region"
+    started = time.time()
+    run_id = drill(cluster, "region_failure")
+    assert cluster.wait_for_run(DAG, run_id, timeout=240) == "success", cluster.describe_run(DAG, run_id)
+    broken, recovered = xcom(cluster, run_id, "inject_failure"), xcom(cluster, run_id, "recover")
+    assert (broken["region"], broken["standby"], broken["killed"]) == (lost, standby, 10)
+    report = xcom(cluster, run_id, "report")
+    print(measured(report))
+    assert report["outcome"] == "recovered within every objective", report
+    assert report["failed_over"] == {"from": lost, "to": standby, "killed": 10}
+    assert 0 <= report["time_to_detect_seconds"] < 5 and report["objectives"]["rpo"]["measured_seconds"] < 5
+    # Users were served from the standby from the failover on; the lost region came back as the standby.
+    assert sandbox.regions() == {"names": regions["names"], "active": standby, "down": []}
+    back = [i for s in sandbox.status()["services"].values() for i in s["live"]["instances"] if i["region"] == lost]
+    assert all(i["running"] and i["pid"] not in serving for i in back) and len(back) == 10
+    failed_over = datetime.fromisoformat(recovered["restored_at"]).timestamp()
+    during, since = (
+        sandbox.traffic_report(since=started, until=failed_over),
+        sandbox.traffic_report(since=failed_over + 1),
+    )
+    assert during["failed"] > 0 and since["total"] > 50 and since["failed"] == 0, (during["by_status"], since)
+    ran = {task: ti["state"] for (task, _), ti in cluster.task_instances(DAG, run_id).items()}
+    assert ran["abort"] == "skipped" and ran["lift_failure"] == "success"
+    assert ("dr_drill_passed", "info", 200) in told(sandbox, run_id)["slack"]
     assert Ledger("sandbox").holder() is None

@@ -174,6 +174,10 @@ class CompleteOutage:
             **done,
         }
 
+    def lift(self, env: EnvironmentConfig, policy: DrillPolicy, broken: dict[str, Any]) -> None:
+        """Nothing the break did outlasts the recovery."""
+        return None
+
     def findings(self, steps: dict[str, dict]) -> dict[str, Any]:
         from varai_deploy.drills.data_loss import lost_rows
 

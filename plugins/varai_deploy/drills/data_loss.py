@@ -100,6 +100,10 @@ class DataLoss:
         restored = restore_newest(env, policy.database)
         return {"outcome": f"restored {restored['stamp']} again after: {state.describe()}", **restored}
 
+    def lift(self, env: EnvironmentConfig, policy: DrillPolicy, broken: dict[str, Any]) -> None:
+        """Nothing the break did outlasts the recovery."""
+        return None
+
     def findings(self, steps: dict[str, dict]) -> dict[str, Any]:
         """What the report adds for this scenario: the rows lost, and the backup used."""
         return {

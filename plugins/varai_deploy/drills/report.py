@@ -125,6 +125,9 @@ def report_drill(context: Any, environment: str, scenario: str) -> dict[str, Any
                 f"{killed['service']} {killed['version']} ({killed['colour']}) instance {killed['instance']}, "
                 f"pid {killed['pid']}; {result['instances_before']} instance(s) were serving"
             )
+        if "failed_over" in result:
+            moved = result["failed_over"]
+            details["Failed over"] = f"{moved['from']} to {moved['to']}; {moved['killed']} process(es) lost"
     base = f"drills/{env.name}/{dag_run.run_id}"
     try:
         store.put_json(f"{base}.json", result)

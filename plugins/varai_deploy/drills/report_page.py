@@ -52,7 +52,7 @@ def _trend(past: list[dict[str, Any]]) -> str:
 
 
 def _findings(result: dict[str, Any]) -> str:
-    """What the scenario found beyond the objectives: the rows lost, or the process killed."""
+    """What the scenario found beyond the objectives: the rows lost, the process killed, or the region failover."""
     if "lost_rows" in result:
         lost = "".join(f"<li>{escape(t)}: {n}</li>" for t, n in result["lost_rows"].items())
         redeployed = "".join(f"<li>{escape(s)}: {escape(v)}</li>" for s, v in result.get("redeployed", {}).items())
@@ -66,6 +66,13 @@ def _findings(result: dict[str, Any]) -> str:
             f"({escape(killed['colour'])}), instance {killed['instance']}, pid {killed['pid']}, with "
             f"{result['instances_before']} instance(s) serving; it ended with exit code {result.get('exit_code')} "
             "and was replaced by the platform.</p>"
+        )
+    if "failed_over" in result:
+        moved = result["failed_over"]
+        return (
+            f"<h2>Region failover</h2><p>{escape(moved['from'])} lost ({moved['killed']} process(es) killed); the "
+            f"front end failed over to {escape(moved['to'])}, which serves users now. {escape(moved['from'])} came "
+            "back as the standby once the drill was over.</p>"
         )
     return ""
 

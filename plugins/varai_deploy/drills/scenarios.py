@@ -1,6 +1,7 @@
 """The drills' scenarios by name: each breaks something for real (``inject``), says when the break was
 noticed (``detected``) and when its recovery is done (``recover``), undoes it whatever it takes
-(``abort``), and adds its own findings to the report. ``detected`` and ``recover`` answer None while
+(``abort``), ends what the break left in place once the drill is over (``lift``: None when nothing
+was), and adds its own findings to the report. ``detected`` and ``recover`` answer None while
 the answer is "not yet": the drill looks again, deferred, until its limit; ``recover`` keeps what it
 has done in ``progress``, handed back to it on the next look.
 """
@@ -60,15 +61,18 @@ class Scenario(Protocol):
 
     def abort(self, env: EnvironmentConfig, policy: DrillPolicy, broken: Figures) -> Figures: ...
 
+    def lift(self, env: EnvironmentConfig, policy: DrillPolicy, broken: Figures) -> Figures | None: ...
+
     def findings(self, steps: dict[str, Figures]) -> Figures: ...
 
 
 def scenario(name: str) -> Scenario:
     from varai_deploy.drills.complete_outage import CompleteOutage
     from varai_deploy.drills.data_loss import DataLoss
+    from varai_deploy.drills.region_failure import RegionFailure
     from varai_deploy.drills.service_failure import ServiceFailure
 
-    known = {s.name: s for s in (DataLoss(), ServiceFailure(), CompleteOutage())}
+    known = {s.name: s for s in (DataLoss(), ServiceFailure(), RegionFailure(), CompleteOutage())}
     assert set(known) == set(DRILL_SCENARIOS), "every scenario the config allows has its module"
     if name not in known:
         raise ValueError(f"unknown drill scenario {name!r}; known: {', '.join(DRILL_SCENARIOS)}")

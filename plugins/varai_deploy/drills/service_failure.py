@@ -32,7 +32,7 @@ class ServiceFailure:
 
     def inject(self, env: EnvironmentConfig, policy: DrillPolicy) -> dict[str, Any]:
         platform = _platform(env)
-        serving = [i for i in platform.instances(policy.service) if i["running"]]
+        serving = [i for i in platform.instances(policy.service) if i["running"] and i.get("serving", True)]
         killed = platform.kill_instance(policy.service)
         return {
             **killed,
@@ -75,6 +75,10 @@ class ServiceFailure:
         if not healed:
             return {"outcome": "every instance runs: nothing to restart"}
         return {"outcome": f"restarted {len(healed)} instance(s)", "restarted": healed}
+
+    def lift(self, env: EnvironmentConfig, policy: DrillPolicy, broken: dict[str, Any]) -> None:
+        """Nothing the break did outlasts the recovery."""
+        return None
 
     def findings(self, steps: dict[str, dict]) -> dict[str, Any]:
         killed, recovered = steps["inject_failure"], steps["recover"]

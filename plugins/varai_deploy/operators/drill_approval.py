@@ -42,6 +42,11 @@ class DrillApprovalOperator(ReleaseApprovalOperator):
         policy = self._policy()
         if self.scenario == "service_failure":
             return f"kills the live process of {policy.service}; the platform must fail over and replace it"
+        if self.scenario == "region_failure":
+            return (
+                "kills every service process in the region users are served from and keeps it down; users get "
+                "errors until the front end is failed over to the standby region"
+            )
         if self.scenario == "complete_outage":
             return (
                 f"removes every service, drops {policy.database} and deletes the Terraform state, then recreates "

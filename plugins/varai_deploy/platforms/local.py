@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from varai_deploy.platforms.base import PlatformError, Revision, SwitchConflictError
-from varai_deploy.sandbox import Sandbox, SandboxError
+from varai_deploy.sandbox import Sandbox, SandboxError, SandboxSettings
 from varai_deploy.sandbox.errors import SwitchConflictError as SandboxConflict
 
 
@@ -19,7 +19,8 @@ def _revision(service: str, slot: dict, image: str | None = None) -> Revision:
 
 class LocalPlatform:
     def __init__(self, sandbox: Sandbox | None = None):
-        self.sandbox = sandbox or Sandbox()
+        # As the running sandbox's `up` saved them: its instances and regions, not only the config's.
+        self.sandbox = sandbox or Sandbox(SandboxSettings.current())
 
     def check_capacity(self, services: list[str]) -> dict:
         """The sandbox is running, and each candidate's ports (every instance it runs once live)
@@ -38,7 +39,7 @@ class LocalPlatform:
             idle = status[service]["idle"]
             ours = idle and idle.get("colour") == colour and idle.get("state") == "running"
             held = {i["port"] for i in idle.get("instances", []) if i.get("running")} if ours else set()
-            for instance in range(settings.instances):
+            for instance in range(settings.total_instances):
                 port = settings.port_for(service, colour, instance)
                 if (instance == 0 and ours) or port in held:
                     continue
@@ -109,18 +110,21 @@ class LocalPlatform:
         return self.deploy_candidate(service, revision["version"], revision.get("image") or "")
 
     # -- what a disaster-recovery drill breaks and watches ----------------------------------------
-    def kill_instance(self, service: str, instance: int = 0) -> dict:
-        """SIGKILL one instance of the live revision: a service failure, for real."""
+    def kill_instance(self, service: str, instance: int | None = None) -> dict:
+        """SIGKILL one instance of the live revision (by default one serving users): a service failure, for real."""
         try:
             return self.sandbox.kill_instance(service, instance)
         except SandboxError as exc:
-            raise PlatformError(f"{service}: cannot kill instance {instance}: {exc}") from exc
+            raise PlatformError(f"{service}: cannot kill an instance: {exc}") from exc
 
     def instances(self, service: str) -> list[dict]:
-        """The live revision's instances: ``instance``, ``port``, ``pid``, ``running`` and ``url``."""
-        live = self._slots(service)["live"]
+        """The live revision's instances: ``instance``, ``region``, ``port``, ``pid``, ``running``, ``url``
+        and ``serving`` (in the region the front end sends users to)."""
+        status = self.sandbox.status()
+        live, active = status["services"][service]["live"], status["regions"]["active"]
         url = self.sandbox.settings.url_for_port
-        return [{**i, "url": url(int(i["port"]))} for i in (live or {}).get("instances", [])]
+        instances = (live or {}).get("instances", [])
+        return [{**i, "url": url(int(i["port"])), "serving": i["region"] == active} for i in instances]
 
     def restarts(self, service: str) -> list[dict]:
         """What the platform's supervision restarted in the live revision, oldest first."""
@@ -130,6 +134,29 @@ class LocalPlatform:
     def heal(self) -> list[dict]:
         """Restart every dead instance of a live revision now (what the supervisor does by itself)."""
         return self.sandbox.heal()
+
+    def regions(self) -> dict:
+        """``names``, ``active`` (where the front end sends users) and ``down``."""
+        return self.sandbox.regions()
+
+    def region_down(self, region: str) -> dict:
+        """Every process of the region killed and kept down: a region failure, for real."""
+        return self._region_call("take down", self.sandbox.region_down, region)
+
+    def region_up(self, region: str) -> dict:
+        """The region's processes started again; it stands by until a failover makes it active."""
+        return self._region_call("bring back", self.sandbox.region_up, region)
+
+    def fail_over(self, region: str) -> dict:
+        """The front end moved to ``region`` (refused while it is down or lacks a live service)."""
+        return self._region_call("fail over to", self.sandbox.fail_over, region)
+
+    @staticmethod
+    def _region_call(what: str, call, region: str) -> dict:
+        try:
+            return call(region)
+        except SandboxError as exc:
+            raise PlatformError(f"cannot {what} region {region}: {exc}") from exc
 
     def remove_service(self, service: str) -> None:
         """Every revision of ``service`` stopped and forgotten: it serves nothing until deployed again."""

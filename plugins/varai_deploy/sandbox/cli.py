@@ -97,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     page_fail.add_argument("--status", type=int, default=500, help="the HTTP status they get (400-599, default 500)")
     page_fail.add_argument("--count", type=int, help="how many (default: every one until clear-faults)")
     page_sub.add_parser("clear-faults", help="answer API requests normally again")
+    region = sub.add_parser("region", help="the regions the services run in: which one serves; lose or restore one")
+    region_sub = region.add_subparsers(dest="region_command")
+    for name, text in (
+        ("down", "kill every service process of the region and keep them down (a region failure)"),
+        ("up", "start the region's processes again; it stands by until a fail-over"),
+        ("fail-over", "point the gateway at the region (refused while it is down)"),
+    ):
+        region_sub.add_parser(name, help=text).add_argument("region")
     return parser
 
 
@@ -127,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         from varai_deploy.sandbox.control import Sandbox
+        from varai_deploy.sandbox.settings import SandboxSettings
 
-        sandbox = Sandbox()
+        # `up` and `down` by the config and environment now; the rest act on the sandbox as it was started.
+        sandbox = Sandbox(SandboxSettings.load() if args.command in ("up", "down") else SandboxSettings.current())
         if args.command == "up":
             sandbox.up()
             print_status(sandbox)
@@ -148,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_notifications(sandbox, args)
         elif args.command == "statuspage":
             return run_statuspage(sandbox, args)
+        elif args.command == "region":
+            return run_region(sandbox, args)
     except SandboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -177,6 +189,22 @@ def run_fault(sandbox: Any, args: argparse.Namespace) -> int:
         if args.now:
             told = sandbox.apply_faults(args.version)
             print(f"applied now to: {', '.join(told)}" if told else f"no process of {args.version} is running")
+    return 0
+
+
+def run_region(sandbox: Any, args: argparse.Namespace) -> int:
+    if args.region_command == "down":
+        lost = sandbox.region_down(args.region)
+        print(f"region {args.region}: down, {len(lost['killed'])} process(es) killed")
+    elif args.region_command == "up":
+        back = sandbox.region_up(args.region)
+        print(f"region {args.region}: up, {len(back['started'])} process(es) started; it stands by")
+    elif args.region_command == "fail-over":
+        moved = sandbox.fail_over(args.region)
+        print(f"the gateway now serves from {moved['active']} (was {moved['previous']})")
+    regions = sandbox.regions()
+    down = f", down: {', '.join(regions['down'])}" if regions["down"] else ""
+    print(f"regions: {', '.join(regions['names'])}; serving from {regions['active']}{down}")
     return 0
 
 
@@ -310,6 +338,10 @@ def print_status(sandbox: Any) -> None:
     load = f"{traffic['rps']:g} req/s" if traffic["running"] else "not running"
     supervisor = "running" if status["supervisor"]["running"] else "NOT RUNNING"
     print(f"prometheus {status['endpoints']['prometheus']}   traffic: {load}   supervisor: {supervisor}")
+    regions = status["regions"]
+    if len(regions["names"]) > 1 or regions["down"]:
+        down = f"   DOWN: {', '.join(regions['down'])}" if regions["down"] else ""
+        print(f"regions: {', '.join(regions['names'])}   serving from {regions['active']}{down}")
     stand_ins = {k: v for k, v in status["endpoints"].items() if k not in ("gateway", "prometheus")}
     if stand_ins:
         print("stand-ins: " + "  ".join(f"{name} {url}" for name, url in stand_ins.items()))

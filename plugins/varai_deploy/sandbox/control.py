@@ -5,9 +5,12 @@ services run in parallel): all state is on disk and every change happens under t
 with the process started or stopped inside the same critical section so the record never lies
 for long. Mutating methods are idempotent so a retried task converges.
 
-A live revision runs ``settings.instances`` processes (a candidate runs one, instance 0, until it
-goes live): the gateway fails over between them and the supervisor process calls :meth:`heal`
-to restart the ones that die, which is production's "automatic failover to healthy instances".
+A live revision runs ``settings.instances`` processes in each of ``settings.regions`` (a candidate
+runs one, instance 0, until it goes live): the gateway fails over between those of the active
+region and the supervisor process calls :meth:`heal` to restart the ones that die, which is
+production's "automatic failover to healthy instances". A region can be taken down as a whole
+(:meth:`region_down`: its processes killed, none restarted) and the front end moved to another
+(:meth:`fail_over`), the guide's manual failover to a secondary region.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from varai_deploy.sandbox.processes import (
     TRAFFIC_MODULE,
     Marker,
 )
-from varai_deploy.sandbox.routes import write_routes, write_scrape_targets
+from varai_deploy.sandbox.routes import active_region, write_routes, write_scrape_targets
 from varai_deploy.sandbox.settings import (
     DEFAULT_TRAFFIC_RPS,
     ENV_COMPONENT_PORT_BASE,
@@ -108,7 +111,8 @@ class Sandbox:
                         continue
                     live = record["live"] == colour
                     self._tidy_replicas(name, colour, slot, live)
-                    restarts += [(name, colour, slot, i) for i in self._dead_instances(name, colour, slot, live)]
+                    dead = self._dead_instances(name, colour, slot, live, state["regions"]["down"])
+                    restarts += [(name, colour, slot, i) for i in dead]
             needs = [(s.port_for(n, c, i), _instance_label(n, c, i), ENV_PORT_BASE) for n, c, _, i in restarts]
             if start_gateway:
                 if gateway:  # ours, but on a port the settings no longer name
@@ -133,8 +137,8 @@ class Sandbox:
                 )
             for name, colour, slot, instance in restarts:
                 waits.append((name, colour, slot, self._restart_instance(name, colour, slot, instance)))
-            write_routes(s.routes_file, state, s.host)
-            write_scrape_targets(s.scrape_targets_file, state, s.host)
+            write_routes(self.settings, state)
+            write_scrape_targets(self.settings, state)
             prometheus.write_config(s)
             if start_prometheus:
                 state["components"]["prometheus"] = self._spawn_component(
@@ -246,6 +250,11 @@ class Sandbox:
         supervisor = state["components"].get("supervisor")
         return {
             "services": services,
+            "regions": {
+                "names": list(self.settings.regions),
+                "active": active_region(state, self.settings),
+                "down": [r for r in state["regions"]["down"] if r in self.settings.regions],
+            },
             "endpoints": endpoints,
             "traffic": {"running": running, "rps": float(generator["rps"]) if running else 0.0},
             "supervisor": {"running": bool(supervisor and self._supervisor_running(supervisor))},
@@ -298,6 +307,12 @@ class Sandbox:
         if not self.is_up():
             raise SandboxError("the sandbox is not up; start it with `python -m varai_deploy.sandbox up`")
         with self.store.transaction() as state:
+            region = self.settings.region_of(0)
+            if region in state["regions"]["down"]:
+                raise SandboxError(
+                    f"cannot start a candidate of {service}: its region {region} is down; "
+                    f"bring it back with `varai-sandbox region up {region}`"
+                )
             record = state["services"][service]
             colour = other_colour(record["live"]) if record["live"] else "blue"
             slot = record["slots"].get(colour)
@@ -314,7 +329,7 @@ class Sandbox:
             self._require_free([(port, f"{service} ({colour})", ENV_PORT_BASE)])
             slot = {"version": version, "image": image, **self._spawn_service(service, colour, version)}
             record["slots"][colour] = slot
-            write_scrape_targets(self.settings.scrape_targets_file, state, self.settings.host)
+            write_scrape_targets(self.settings, state)
             return self._candidate(service, colour, slot)
 
     def switch(
@@ -350,12 +365,13 @@ class Sandbox:
             previous = record["live"]
             # Before routing moves (a replica port another program holds refuses the switch); not
             # waited for: the gateway fails over from a replica that does not listen yet.
-            spawned = self._start_replicas(service, colour, slot)
+            spawned = self._start_replicas(service, colour, slot, state["regions"]["down"])
+            self._wait_serving_replicas(service, colour, slot, spawned, active_region(state, self.settings))
             if previous != colour:
                 record["live"] = colour
             if previous != colour or spawned:
-                write_routes(self.settings.routes_file, state, self.settings.host)
-                write_scrape_targets(self.settings.scrape_targets_file, state, self.settings.host)
+                write_routes(self.settings, state)
+                write_scrape_targets(self.settings, state)
             other = other_colour(colour)
             result = {
                 "service": service,
@@ -376,8 +392,8 @@ class Sandbox:
             for colour, slot in record["slots"].items():
                 processes.stop(self._slot_pids(service, colour, slot))
             record["slots"], record["live"] = {}, None
-            write_routes(self.settings.routes_file, state, self.settings.host)
-            write_scrape_targets(self.settings.scrape_targets_file, state, self.settings.host)
+            write_routes(self.settings, state)
+            write_scrape_targets(self.settings, state)
 
     def retire(self, service: str, colour: str) -> dict[str, Any]:
         """Stop a non-live colour after a release; its version stays recorded for rollback."""
@@ -454,17 +470,21 @@ class Sandbox:
         return self.fault_store.all()
 
     # -- supervision: instances of a live revision ------------------------------------------
-    def kill_instance(self, service: str, instance: int = 0) -> dict[str, Any]:
-        """SIGKILL one process of ``service``'s live revision, as a crash would: how a drill proves
-        that the gateway fails over and the supervisor brings the instance back. No lock: it
-        changes no record (the dead process is the point). Returns ``service``, ``colour``,
-        ``version``, ``instance``, ``pid`` and ``killed_at`` (ISO 8601, UTC)."""
+    def kill_instance(self, service: str, instance: int | None = None) -> dict[str, Any]:
+        """SIGKILL one process of ``service``'s live revision (by default the first of the active
+        region, one users are being served by), as a crash would: how a drill proves that the
+        gateway fails over and the supervisor brings the instance back. No lock: it changes no
+        record (the dead process is the point). Returns ``service``, ``colour``, ``version``,
+        ``instance``, ``region``, ``pid`` and ``killed_at`` (ISO 8601, UTC)."""
         check_service(service)
-        record = self.store.read()["services"][service]
+        state = self.store.read()
+        record = state["services"][service]
         colour = record["live"]
         if not colour:
             raise SandboxError(f"cannot kill an instance of {service}: no revision of it is live")
-        count = self.settings.instances
+        if instance is None:
+            instance = self.settings.instances_in(active_region(state, self.settings))[0]
+        count = self.settings.total_instances
         if not isinstance(instance, int) or isinstance(instance, bool) or not 0 <= instance < count:
             raise SandboxError(
                 f"cannot kill instance {instance!r} of {service}: its live revision runs instances 0-{count - 1}"
@@ -485,6 +505,7 @@ class Sandbox:
             "colour": colour,
             "version": slot["version"],
             "instance": instance,
+            "region": self.settings.region_of(instance),
             "pid": pid,
             "killed_at": killed_at,
         }
@@ -521,9 +542,93 @@ class Sandbox:
                 slot["restarts"] = [*(slot.get("restarts") or []), entry][-RESTARTS_KEPT:]
                 healed.append({"service": service, "colour": colour, "version": slot["version"], **entry})
             if healed:  # the ports are the same, unless a replica the record lacked was added
-                write_routes(s.routes_file, state, s.host)
-                write_scrape_targets(s.scrape_targets_file, state, s.host)
+                write_routes(self.settings, state)
+                write_scrape_targets(self.settings, state)
         return healed
+
+    # -- regions: the front end serves one, the others stand by ------------------------------
+    def regions(self) -> dict[str, Any]:
+        """``names`` (the settings' order), ``active`` (where the gateway sends requests) and ``down``."""
+        state = self.store.read()
+        return {
+            "names": list(self.settings.regions),
+            "active": active_region(state, self.settings),
+            "down": [r for r in state["regions"]["down"] if r in self.settings.regions],
+        }
+
+    def region_down(self, region: str) -> dict[str, Any]:
+        """A region lost, for real: every process of the services there SIGKILLed, and nothing of
+        it started again (not by the supervisor, ``up`` nor a switch) until :meth:`region_up`. The
+        front end is not told: requests routed there fail until :meth:`fail_over` moves it.
+        Idempotent. Returns ``region``, ``down_at`` (ISO 8601, UTC) and what was ``killed``."""
+        s = self.settings
+        in_region = s.instances_in(region)
+        killed: list[tuple[str, str, int, dict[str, Any]]] = []
+        with self.store.transaction() as state:
+            if region not in state["regions"]["down"]:
+                state["regions"]["down"].append(region)
+            down_at = _now_iso()
+            for service, record in state["services"].items():
+                for colour, slot in record["slots"].items():
+                    for i, process in instance_records(slot):
+                        if i in in_region and self._instance_running(service, colour, slot, process):
+                            os.kill(int(process["pid"]), signal.SIGKILL)
+                            killed.append((service, colour, i, process))
+            for service, colour, i, process in killed:  # gone, ports closed (see kill_instance)
+                self._exit_code(_instance_name(service, colour, i), process, KILL_WAIT)
+        return {
+            "region": region,
+            "down_at": down_at,
+            "killed": [{"service": sv, "colour": c, "instance": i, "pid": p["pid"]} for sv, c, i, p in killed],
+        }
+
+    def region_up(self, region: str) -> dict[str, Any]:
+        """The region back: what it should run (every live revision's instances there, an idle
+        revision's instance 0 if it is there) started again, not waited for. It stands by: the front
+        end stays where it is. Idempotent. Returns ``region`` and what was ``started``."""
+        s = self.settings
+        in_region = s.instances_in(region)
+        started: list[dict[str, Any]] = []
+        with self.store.transaction() as state:
+            state["regions"]["down"] = [r for r in state["regions"]["down"] if r != region]
+            down = state["regions"]["down"]
+            for service, record in state["services"].items():
+                for colour, slot in record["slots"].items():
+                    if slot.get("state") != "running":
+                        continue
+                    dead = self._dead_instances(service, colour, slot, record["live"] == colour, down)
+                    for i in (i for i in dead if i in in_region):
+                        process = self._restart_instance(service, colour, slot, i)
+                        started.append({"service": service, "colour": colour, "instance": i, "pid": process["pid"]})
+            if started:
+                write_routes(s, state)
+                write_scrape_targets(s, state)
+        return {"region": region, "started": started}
+
+    def fail_over(self, region: str) -> dict[str, Any]:
+        """Point the front end at ``region``, in one routing change: refused while it is down or
+        while a live revision has no running instance there (whether they answer is the caller's
+        check; the sandbox knows processes). Idempotent. Returns ``active``, ``previous``, ``at``."""
+        s = self.settings
+        in_region = s.instances_in(region)
+        with self.store.transaction() as state:
+            if region in state["regions"]["down"]:
+                raise SandboxError(f"cannot fail over to {region}: it is down")
+            missing = [
+                service
+                for service, record in state["services"].items()
+                if (slot := record["slots"].get(record["live"]) if record["live"] else None)
+                and not any(
+                    i in in_region and self._instance_running(service, record["live"], slot, process)
+                    for i, process in instance_records(slot)
+                )
+            ]
+            if missing:
+                raise SandboxError(f"cannot fail over to {region}: no instance of {', '.join(missing)} runs there")
+            previous = active_region(state, s)
+            state["regions"]["active"] = region
+            write_routes(s, state)
+        return {"active": region, "previous": previous, "at": _now_iso()}
 
     # -- notifications (the slack and email stand-ins; see notifications.py) ----------------
     def notifications(self, channel: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
@@ -566,12 +671,17 @@ class Sandbox:
             colour = record["live"]
             slot = record["slots"].get(colour) if colour else None
             if slot and slot.get("state") == "running":
-                dead += [(service, colour, slot, i) for i in self._dead_instances(service, colour, slot, live=True)]
+                down = state["regions"]["down"]
+                dead += [(service, colour, slot, i) for i in self._dead_instances(service, colour, slot, True, down)]
         return dead
 
-    def _dead_instances(self, service: str, colour: str, slot: dict[str, Any], live: bool) -> list[int]:
-        """The instances the slot should run but does not: all of a live one's, an idle one's 0."""
-        wanted = range(self.settings.instances) if live else range(1)
+    def _dead_instances(
+        self, service: str, colour: str, slot: dict[str, Any], live: bool, down: list[str]
+    ) -> list[int]:
+        """The instances the slot should run but does not: all of a live one's, an idle one's 0;
+        none in a region that is ``down``."""
+        s = self.settings
+        wanted = [i for i in range(s.total_instances if live else 1) if s.region_of(i) not in down]
         return [
             i
             for i in wanted
@@ -580,11 +690,13 @@ class Sandbox:
 
     def _tidy_replicas(self, service: str, colour: str, slot: dict[str, Any], live: bool) -> None:
         """Under the state lock: forget the replicas the slot no longer needs, stopping them: those
-        beyond ``settings.instances`` (it was lowered) and, when not live, the dead ones (a switch
-        starts them again)."""
+        beyond ``settings.total_instances`` (it was lowered) and, when not live, the dead ones (a
+        switch starts them again)."""
         keep, drop = [], []
         for i, process in instance_records(slot)[1:]:
-            needed = i < self.settings.instances and (live or self._instance_running(service, colour, slot, process))
+            needed = i < self.settings.total_instances and (
+                live or self._instance_running(service, colour, slot, process)
+            )
             (keep if needed else drop).append(process)
         if drop:
             processes.stop(
@@ -594,11 +706,12 @@ class Sandbox:
             )
             slot["replicas"] = keep
 
-    def _start_replicas(self, service: str, colour: str, slot: dict[str, Any]) -> list[int]:
+    def _start_replicas(self, service: str, colour: str, slot: dict[str, Any], down: list[str]) -> list[int]:
         """Under the state lock: start the replicas of a slot going (or staying) live that do not
-        run; refuses (PortInUseError) before starting any when another program holds a port."""
+        run, except in a region that is down; refuses (PortInUseError) before starting any when
+        another program holds a port."""
         self._tidy_replicas(service, colour, slot, live=True)
-        missing = [i for i in self._dead_instances(service, colour, slot, live=True) if i > 0]
+        missing = [i for i in self._dead_instances(service, colour, slot, True, down) if i > 0]
         self._require_free(
             [
                 (self.settings.port_for(service, colour, i), _instance_label(service, colour, i), ENV_PORT_BASE)
@@ -608,6 +721,30 @@ class Sandbox:
         for i in missing:
             self._restart_instance(service, colour, slot, i)
         return missing
+
+    def _wait_serving_replicas(
+        self, service: str, colour: str, slot: dict[str, Any], spawned: list[int], region: str
+    ) -> None:
+        """Under the state lock, before routing moves: when the active region does not hold instance 0
+        (the candidate the release's sensors judged; after a failover), the gateway would send users to
+        replicas only just started, so each of them must listen first, or nothing moves."""
+        serving = self.settings.instances_in(region)
+        if 0 in serving:
+            return  # the gateway falls back on the judged candidate while its replicas start
+        s = self.settings
+        for i in (i for i in spawned if i in serving):
+            process = instance_record(slot, i)
+            if not processes.wait_listening(
+                s.host,
+                s.port_for(service, colour, i),
+                SERVICE_START_TIMEOUT,
+                lambda p=process: self._instance_running(service, colour, slot, p),
+            ):
+                raise SandboxError(
+                    f"cannot switch {service} to {colour}: its instance {i} in {region}, the region users are "
+                    f"served from, did not start listening within {SERVICE_START_TIMEOUT:g}s; see "
+                    f"{s.log_file(_instance_name(service, colour, i))}"
+                )
 
     def _restart_instance(self, service: str, colour: str, slot: dict[str, Any], instance: int) -> dict[str, Any]:
         """Under the state lock: start that instance of the slot's version and record it (instance
@@ -827,7 +964,7 @@ class Sandbox:
             processes.stop(self._slot_pids(service, colour, slot))
             slot.pop("replicas", None)
             slot["state"] = new_state
-            write_scrape_targets(self.settings.scrape_targets_file, state, self.settings.host)
+            write_scrape_targets(self.settings, state)
             return {"service": service, **self._view(service, colour, slot)}
 
     def _view(self, service: str, colour: str, slot: dict[str, Any]) -> dict[str, Any]:
@@ -844,6 +981,7 @@ class Sandbox:
             "instances": [
                 {
                     "instance": i,
+                    "region": self.settings.region_of(i) if i < self.settings.total_instances else None,
                     "port": process.get("port"),
                     "pid": process.get("pid"),
                     "running": self._instance_running(service, colour, slot, process),

@@ -12,6 +12,9 @@ over them, and a connection an instance refuses (its process died, or has not st
 yet) is tried on the next one, so losing a process costs users nothing; that port is then tried
 last for a second. Only a refusal is retried: it delivered nothing, whereas a connection reset
 mid-request may have been processed (a POST) and stays a 502.
+
+It is the global front end of the sandbox's regions: a route lists the instances of the active
+region only, and every answer it relays says which region served it (``X-Served-Region``).
 """
 
 from __future__ import annotations
@@ -165,6 +168,8 @@ def make_handler(routes: RouteTable, balancer: Balancer | None = None) -> type[Q
                         OWN_HEADERS,
                     )
                     return
+                if route.get("region"):
+                    resp_headers.append(("X-Served-Region", route["region"]))
                 self._relay(status, resp_headers, data)
                 return
 

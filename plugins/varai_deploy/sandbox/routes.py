@@ -3,9 +3,10 @@
 The control side rewrites ``<home>/routes.json`` atomically (rename) on every switch; the
 gateway stats it on each request and reloads when its identity changes. A request therefore
 sees either the old table or the new one, and because the old colour keeps running through a
-switch, neither choice is refused. A live route lists every instance of its revision
-(``instances``, instance 0's port first) for the gateway to spread requests over and fail over
-between; ``port`` stays instance 0's for readers that know one process.
+switch, neither choice is refused. A live route lists the instances of its revision in the
+active region (``instances``, in instance order) for the gateway to spread requests over and fail
+over between: the gateway is the global front end, and another region's instances stand by until a
+failover makes that region active. ``port`` stays instance 0's for readers that know one process.
 """
 
 from __future__ import annotations
@@ -14,12 +15,23 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from varai_deploy.sandbox.state import instance_records, write_json_atomic
 
+if TYPE_CHECKING:
+    from varai_deploy.sandbox.settings import SandboxSettings
 
-def build_routes(state: dict[str, Any], host: str) -> dict[str, Any]:
+
+def active_region(state: dict[str, Any], settings: SandboxSettings) -> str:
+    """The region the front end serves from: the recorded one if the settings still name it, else the first."""
+    active = state["regions"]["active"]
+    return active if active in settings.regions else settings.regions[0]
+
+
+def build_routes(state: dict[str, Any], settings: SandboxSettings) -> dict[str, Any]:
+    region = active_region(state, settings)
+    serving = set(settings.instances_in(region))
     routes: dict[str, Any] = {}
     for name, record in state["services"].items():
         live = record.get("live")
@@ -28,21 +40,22 @@ def build_routes(state: dict[str, Any], host: str) -> dict[str, Any]:
             {
                 "colour": live,
                 "version": slot["version"],
-                "host": host,
+                "host": settings.host,
                 "port": slot["port"],
-                "instances": [r["port"] for _, r in instance_records(slot) if r.get("port")],
+                "region": region,
+                "instances": [r["port"] for i, r in instance_records(slot) if r.get("port") and i in serving],
             }
             if slot
             else None
         )
-    return {"schema": 1, "routes": routes}
+    return {"schema": 1, "region": region, "routes": routes}
 
 
-def write_routes(path: Path, state: dict[str, Any], host: str) -> None:
-    write_json_atomic(path, build_routes(state, host))
+def write_routes(settings: SandboxSettings, state: dict[str, Any]) -> None:
+    write_json_atomic(settings.routes_file, build_routes(state, settings))
 
 
-def write_scrape_targets(path: Path, state: dict[str, Any], host: str) -> None:
+def write_scrape_targets(settings: SandboxSettings, state: dict[str, Any]) -> None:
     """Prometheus ``file_sd_configs`` targets: every process that should be running (each
     instance of every colour, live or not), so candidates are scraped from their first request
     (analysis compares versions) and a dead instance shows as ``up == 0``. The target labels
@@ -51,10 +64,11 @@ def write_scrape_targets(path: Path, state: dict[str, Any], host: str) -> None:
     (``honor_labels``), so queries summing by them add the instances up."""
     targets = [
         {
-            "targets": [f"{host}:{instance['port']}"],
+            "targets": [f"{settings.host}:{instance['port']}"],
             "labels": {
                 "sandbox_slot": f"{name}-{colour}",
                 "sandbox_instance": str(i),
+                "region": settings.region_of(i) if i < settings.total_instances else "none",
                 "service": name,
                 "colour": colour,
                 "version": slot["version"],
@@ -66,7 +80,7 @@ def write_scrape_targets(path: Path, state: dict[str, Any], host: str) -> None:
         for i, instance in instance_records(slot)
         if instance.get("port")
     ]
-    write_json_atomic(path, targets)
+    write_json_atomic(settings.scrape_targets_file, targets)
 
 
 class RouteTable:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ ENV_PROMETHEUS_PORT = "VARAI_SANDBOX_PROMETHEUS_PORT"
 ENV_TRAFFIC_RPS = "VARAI_SANDBOX_TRAFFIC_RPS"
 ENV_COMPONENT_PORT_BASE = "VARAI_SANDBOX_COMPONENT_PORT_BASE"
 ENV_INSTANCES = "VARAI_SANDBOX_INSTANCES"
+#: The regions the services run in, comma-separated: the first serves, the others stand by.
+ENV_REGIONS = "VARAI_SANDBOX_REGIONS"
 #: Which widget-publishing stand-ins ``up`` starts: a comma-separated list, ``all`` or ``none``.
 ENV_COMPONENTS = "VARAI_SANDBOX_COMPONENTS"
 
@@ -50,6 +53,9 @@ DEFAULT_TRAFFIC_MAX_SECONDS = 4 * 3600.0
 SERVICE_PORT_STRIDE = 10
 #: Processes serving a live revision: one may die (or be killed by a drill) while another answers.
 DEFAULT_INSTANCES = 2
+#: One region unless the config names more (a region failure drill needs two).
+DEFAULT_REGIONS = ("local",)
+REGION_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,10 @@ class SandboxSettings:
     #: Processes serving a live revision (a candidate runs one until it goes live); the gateway
     #: fails over between them and the supervisor restarts the ones that die.
     instances: int = DEFAULT_INSTANCES
+    #: Where a live revision runs: ``instances`` processes in each region, behind the gateway as
+    #: a global front end that sends requests to one region at a time (the first, until a
+    #: failover moves it); the others are warm standbys.
+    regions: tuple[str, ...] = DEFAULT_REGIONS
 
     def __post_init__(self) -> None:
         home = Path(self.home)
@@ -79,21 +89,26 @@ class SandboxSettings:
         # Absolute and normalised: the home is part of every process's command line, which is
         # how a process is recognised as ours.
         object.__setattr__(self, "home", Path(os.path.abspath(home)))
-        if (
-            not isinstance(self.instances, int)
-            or isinstance(self.instances, bool)
-            or not 1 <= self.instances <= SERVICE_PORT_STRIDE // 2
-        ):
+        regions = tuple(self.regions) if isinstance(self.regions, (list, tuple)) else ()
+        bad = [r for r in regions if not isinstance(r, str) or not REGION_NAME.match(r)]
+        if not regions or bad or len(set(regions)) != len(regions):
             raise SandboxError(
-                f"sandbox instances must be between 1 and {SERVICE_PORT_STRIDE // 2} (each takes two ports of a "
-                f"service's {SERVICE_PORT_STRIDE}), got {self.instances!r}; change {ENV_INSTANCES}"
+                f"sandbox regions must be distinct names of lowercase letters, digits and '-', got "
+                f"{self.regions!r}; change {ENV_REGIONS}"
+            )
+        object.__setattr__(self, "regions", regions)
+        most = SERVICE_PORT_STRIDE // 2 // len(regions)
+        if not isinstance(self.instances, int) or isinstance(self.instances, bool) or not 1 <= self.instances <= most:
+            raise SandboxError(
+                f"sandbox instances must be between 1 and {most} with {len(regions)} region(s) (each instance "
+                f"takes two ports of a service's {SERVICE_PORT_STRIDE}), got {self.instances!r}; change {ENV_INSTANCES}"
             )
         last = (
             self.service_port_base
             + SERVICE_PORT_STRIDE * (len(SERVICE_NAMES) - 1)
             + len(COLOURS)
             - 1
-            + len(COLOURS) * (self.instances - 1)
+            + len(COLOURS) * (self.total_instances - 1)
         )
         if self.prometheus_port is None:
             object.__setattr__(self, "prometheus_port", self._default_prometheus_port(last))
@@ -161,16 +176,9 @@ class SandboxSettings:
     @classmethod
     def load(cls, config_path: Path | None = None) -> SandboxSettings:
         """Read the environment file's ``sandbox:`` section, then apply env var overrides."""
-        section: dict = {}
-        path = Path(config_path) if config_path else DEFAULT_CONFIG
-        if path.exists():
-            import yaml
-
-            with path.open(encoding="utf-8") as fh:
-                section = (yaml.safe_load(fh) or {}).get("sandbox") or {}
-        home = os.environ.get(ENV_HOME) or section.get("home") or ".sandbox"
+        section = _section(config_path)
         return cls(
-            home=Path(home),
+            home=_home(section),
             host=str(section.get("host") or "127.0.0.1"),
             gateway_port=_port(ENV_GATEWAY_PORT, section.get("gateway_port", 18080)),
             service_port_base=_port(ENV_PORT_BASE, section.get("service_port_base", 18100)),
@@ -179,7 +187,18 @@ class SandboxSettings:
             component_port_base=_optional_port(ENV_COMPONENT_PORT_BASE, section.get("component_port_base")),
             components=_components(os.environ.get(ENV_COMPONENTS)),
             instances=_count(ENV_INSTANCES, section.get("instances", DEFAULT_INSTANCES)),
+            regions=_regions(os.environ.get(ENV_REGIONS), section.get("regions", DEFAULT_REGIONS)),
         )
+
+    @classmethod
+    def current(cls) -> SandboxSettings:
+        """The settings of the sandbox ``load()`` names as its last ``up`` saved them (ports, instances
+        and regions as it runs them), or ``load()``'s own when it has not been up: what a process
+        that acts on a running sandbox (a task, the platform) must use."""
+        try:
+            return cls.from_home(_home(_section(None)))
+        except SandboxError:
+            return cls.load()
 
     # -- persisted, for the processes `up` starts -----------------------------------------
     @property
@@ -209,9 +228,26 @@ class SandboxSettings:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in saved.items() if k in known}
         values["home"] = Path(values.get("home") or home)
-        if isinstance(values.get("components"), list):
-            values["components"] = tuple(values["components"])
+        for name in ("components", "regions"):
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
         return cls(**values)
+
+    # -- regions ----------------------------------------------------------------------------
+    @property
+    def total_instances(self) -> int:
+        """Processes of a live revision across its regions: ``instances`` in each."""
+        return self.instances * len(self.regions)
+
+    def region_of(self, instance: int) -> str:
+        """Instances ``0..instances-1`` run in the first region, the next ``instances`` in the second..."""
+        return self.regions[instance // self.instances]
+
+    def instances_in(self, region: str) -> range:
+        if region not in self.regions:
+            raise SandboxError(f"unknown sandbox region {region!r}; the sandbox runs in {', '.join(self.regions)}")
+        first = self.regions.index(region) * self.instances
+        return range(first, first + self.instances)
 
     # -- ports and URLs -------------------------------------------------------------------
     def port_for(self, service: str, colour: str, instance: int = 0) -> int:
@@ -220,8 +256,8 @@ class SandboxSettings:
         so both colours of a service stay within its stride."""
         check_service(service)
         check_colour(colour)
-        if not isinstance(instance, int) or not 0 <= instance < self.instances:
-            raise SandboxError(f"instance must be between 0 and {self.instances - 1}, got {instance!r}")
+        if not isinstance(instance, int) or not 0 <= instance < self.total_instances:
+            raise SandboxError(f"instance must be between 0 and {self.total_instances - 1}, got {instance!r}")
         return (
             self.service_port_base
             + SERVICE_PORT_STRIDE * SERVICE_NAMES.index(service)
@@ -321,6 +357,23 @@ class SandboxSettings:
         return self.run_dir / f"{name}.exit.json"
 
 
+def _section(config_path: Path | None) -> dict:
+    """The environment file's ``sandbox:`` section (empty without the file)."""
+    path = Path(config_path) if config_path else DEFAULT_CONFIG
+    if not path.exists():
+        return {}
+    import yaml
+
+    with path.open(encoding="utf-8") as fh:
+        return (yaml.safe_load(fh) or {}).get("sandbox") or {}
+
+
+def _home(section: dict) -> Path:
+    """Where the sandbox lives: ``VARAI_SANDBOX_HOME``, else the config's, else ``.sandbox`` (from the repository)."""
+    home = Path(os.environ.get(ENV_HOME) or section.get("home") or ".sandbox")
+    return home if home.is_absolute() else REPO_ROOT / home
+
+
 def _port(env_var: str, default: object) -> int:
     raw = os.environ.get(env_var)
     if raw is None or raw == "":
@@ -358,6 +411,13 @@ def _components(raw: str | None) -> tuple[str, ...] | None:
     if raw.strip() == "none":
         return ()
     return tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+
+
+def _regions(raw: str | None, default: object) -> Any:
+    """``VARAI_SANDBOX_REGIONS`` (comma-separated) over the config's list; validated by the settings."""
+    if raw is None or raw.strip() == "":
+        return tuple(default) if isinstance(default, (list, tuple)) else default
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
 def _rate(env_var: str, default: object) -> float:

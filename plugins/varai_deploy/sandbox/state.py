@@ -30,6 +30,9 @@ def empty_state() -> dict[str, Any]:
         # Processes beside the gateway, by name ("prometheus", "traffic"): pid, wrapper_pid,
         # starttime and what they were started with, so `up` can tell whether they still run.
         "components": {},
+        # The region the gateway sends requests to (None: the settings' first) and the regions
+        # that are down (a region failure drill): nothing of theirs is started or restarted.
+        "regions": {"active": None, "down": []},
         "services": {name: {"live": None, "slots": {}} for name in SERVICE_NAMES},
     }
 
@@ -41,6 +44,12 @@ def normalise(state: dict[str, Any]) -> dict[str, Any]:
     components = state.get("components")
     base["components"] = {
         k: v for k, v in (components if isinstance(components, dict) else {}).items() if isinstance(v, dict)
+    }
+    regions = state.get("regions") if isinstance(state.get("regions"), dict) else {}
+    active, down = regions.get("active"), regions.get("down")
+    base["regions"] = {
+        "active": active if isinstance(active, str) else None,
+        "down": [r for r in down if isinstance(r, str)] if isinstance(down, list) else [],
     }
     for name, record in (state.get("services") or {}).items():
         if name not in base["services"] or not isinstance(record, dict):

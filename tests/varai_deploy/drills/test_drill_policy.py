@@ -9,6 +9,7 @@ import pytest
 
 from varai_deploy.config import DRILL_SCENARIOS, ConfigError, DrillPolicy, load_environment
 from varai_deploy.drills.data_loss import DataLoss, lost_rows
+from varai_deploy.drills.region_failure import RegionFailure
 from varai_deploy.drills.report import _outcome, measure
 from varai_deploy.drills.report_page import render
 from varai_deploy.drills.scenarios import scenario
@@ -19,7 +20,7 @@ TABLES = ("analytics_events", "face_analyses")
 
 def test_the_sandbox_may_lose_its_services_data_and_must_restore_it_from_a_backup():
     env = load_environment("sandbox")
-    assert env.dr_drills.scenarios == ("data_loss", "service_failure", "complete_outage")
+    assert env.dr_drills.scenarios == ("data_loss", "service_failure", "region_failure", "complete_outage")
     assert env.dr_drills.database in env.backups.databases
 
 
@@ -145,10 +146,35 @@ def test_a_service_failure_report_names_the_process_killed_and_its_replacement()
     assert "exit code -9" in page and "Rows lost" not in page
 
 
+def test_a_region_failure_report_names_the_regions_failed_over_from_and_to():
+    steps = {
+        "inject_failure": {
+            "broken_at": "2026-12-06T10:00:00+00:00",
+            "region": "us-central1",
+            "standby": "us-east1",
+            "killed": 10,
+        },
+        "detect": {"at": "2026-12-06T10:00:00.3+00:00"},
+        "recover": {
+            "restored_at": "2026-12-06T10:00:00.9+00:00",
+            "failed_over_to": "us-east1",
+            "failed_over_from": "us-central1",
+        },
+        "steady_state_after": {"at": "2026-12-06T10:00:01.2+00:00"},
+    }
+    result = {"environment": "sandbox", "scenario": "region_failure", "run_id": "manual__1", "outcome": "recovered"}
+    result |= measure(load_environment("sandbox"), steps, datetime(2026, 12, 6, 10, tzinfo=UTC), [])
+    result |= RegionFailure().findings(steps)
+    assert result["failed_over"] == {"from": "us-central1", "to": "us-east1", "killed": 10}
+    assert result["recovery_seconds"] == 1.2 and result["timeline"]["restored_at"] == 0.9
+    page = render(result, [])
+    assert "us-central1 lost (10 process(es) killed); the front end failed over to us-east1" in page
+
+
 def test_every_scenario_the_config_allows_has_its_steps_and_an_unknown_one_is_refused():
     assert [scenario(name).name for name in DRILL_SCENARIOS] == list(DRILL_SCENARIOS)
     assert scenario("data_loss").needs_backup and scenario("complete_outage").needs_backup
-    assert not scenario("service_failure").needs_backup
+    assert not scenario("service_failure").needs_backup and not scenario("region_failure").needs_backup
     with pytest.raises(ValueError, match="unknown drill scenario 'meteor'"):
         scenario("meteor")
 

@@ -25,7 +25,7 @@ def test_up_status_down_leaves_no_process(settings: SandboxSettings) -> None:
     try:
         status = sb.up()
         assert sb.is_up()
-        assert set(status) == {"services", "endpoints", "traffic", "supervisor"}
+        assert set(status) == {"services", "regions", "endpoints", "traffic", "supervisor"}
         assert set(status["services"]) == set(SERVICE_NAMES)
         assert all(entry == {"live": None, "idle": None} for entry in status["services"].values())
         assert status["endpoints"] == {

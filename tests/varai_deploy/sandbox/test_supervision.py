@@ -119,7 +119,7 @@ def test_a_killed_live_instance_costs_users_nothing_and_comes_back_by_itself(san
     before = _live(sandbox, service)["instances"][instance]
 
     killed = sandbox.kill_instance(service, instance)
-    assert set(killed) == {"service", "colour", "version", "instance", "pid", "killed_at"}
+    assert set(killed) == {"service", "colour", "version", "instance", "region", "pid", "killed_at"}
     assert (killed["service"], killed["colour"], killed["version"]) == (service, "blue", "v1.0.0")
     assert (killed["instance"], killed["pid"]) == (instance, before["pid"])
     assert datetime.fromisoformat(killed["killed_at"]).utcoffset().total_seconds() == 0
