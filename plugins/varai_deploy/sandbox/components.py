@@ -1,5 +1,6 @@
 """The sandbox's stand-in servers (storage, CDN, npm, SVN, Marketplace, Shopify, PostgreSQL, the
-notification stand-ins Slack and the email endpoint, the status page and the Pushgateway), one shape each.
+notification stand-ins Slack and the email endpoint, the status page, the Pushgateway and the Cloud SQL
+Admin API), one shape each.
 
 Each is a local server the control plane starts on ``up``, stops on ``down`` and lists under
 ``endpoints`` in ``status``; each module describes itself with a :class:`Component`, so adding one
@@ -34,6 +35,7 @@ COMPONENT_MODULES: dict[str, str] = {
     "email": "varai_deploy.sandbox.email_endpoint",
     "statuspage": "varai_deploy.sandbox.statuspage",
     "pushgateway": "varai_deploy.sandbox.pushgateway",
+    "cloudsql": "varai_deploy.sandbox.cloudsql",
 }
 COMPONENT_NAMES = tuple(COMPONENT_MODULES)
 #: Ports: ``component_port_base + offset``; the base defaults to the gateway port minus this.

@@ -22,6 +22,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "VARAI_SANDBOX_COMPONENT_PORT_BASE",
         "VARAI_SANDBOX_COMPONENTS",
         "VARAI_SANDBOX_INSTANCES",
+        "VARAI_SANDBOX_REGIONS",
     ):
         monkeypatch.delenv(var, raising=False)
 
@@ -74,6 +75,7 @@ def test_a_live_revision_runs_two_instances_two_ports_apart_within_the_service_s
         with pytest.raises(SandboxError, match="instances must be between 1 and 5.*VARAI_SANDBOX_INSTANCES"):
             SandboxSettings(home=tmp_path, instances=bad)
     monkeypatch.setenv("VARAI_SANDBOX_INSTANCES", "3")
+    monkeypatch.setenv("VARAI_SANDBOX_REGIONS", "local")
     assert SandboxSettings.load().instances == 3
     monkeypatch.setenv("VARAI_SANDBOX_INSTANCES", "many")
     with pytest.raises(SandboxError, match="VARAI_SANDBOX_INSTANCES must be a whole number"):
@@ -82,6 +84,30 @@ def test_a_live_revision_runs_two_instances_two_ports_apart_within_the_service_s
     config = tmp_path / "sandbox.yaml"
     config.write_text("sandbox:\n  instances: 1\n")
     assert SandboxSettings.load(config).instances == 1
+
+
+def test_regions_each_run_the_instances_of_a_live_revision_on_ports_of_their_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    s = SandboxSettings(home=tmp_path, gateway_port=19500, service_port_base=19510, regions=("us-central1", "us-east1"))
+    assert s.total_instances == 4 and [s.region_of(i) for i in range(4)] == ["us-central1"] * 2 + ["us-east1"] * 2
+    assert s.instances_in("us-east1") == range(2, 4)
+    assert [s.port_for("recommendation", "green", i) for i in range(4)] == [19531, 19533, 19535, 19537]
+    with pytest.raises(
+        SandboxError, match="unknown sandbox region 'eu-west1'; the sandbox runs in us-central1, us-east1"
+    ):
+        s.instances_in("eu-west1")
+    with pytest.raises(SandboxError, match="instances must be between 1 and 2 with 2 region"):
+        SandboxSettings(home=tmp_path, instances=3, regions=("a", "b"))
+    for bad in ((), ("a", "a"), ("Primary",), ("a b",), "us-east1"):
+        with pytest.raises(SandboxError, match="regions must be distinct names.*VARAI_SANDBOX_REGIONS"):
+            SandboxSettings(home=tmp_path, regions=bad)
+    # The project's sandbox runs two regions; the variable overrides, and the saved settings keep them.
+    assert SandboxSettings.load().regions == ("us-central1", "us-east1")
+    monkeypatch.setenv("VARAI_SANDBOX_REGIONS", " eu-west1 , eu-north1 ")
+    assert SandboxSettings.load().regions == ("eu-west1", "eu-north1")
+    s.save()
+    assert SandboxSettings.from_home(tmp_path) == s
 
 
 def test_saved_settings_rebuild_the_same_settings_in_another_process(tmp_path: Path) -> None:
@@ -144,8 +170,9 @@ def test_stand_ins_listen_below_the_gateway_in_registry_order() -> None:
         "email",
         "statuspage",
         "pushgateway",
+        "cloudsql",
     )
-    assert [s.component_port(name) for name in s.components] == list(range(18060, 18071))
+    assert [s.component_port(name) for name in s.components] == list(range(18060, 18072))
     assert s.component_url("cdn") == "http://127.0.0.1:18061"
 
 
