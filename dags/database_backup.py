@@ -46,7 +46,8 @@ def database_backup():
         env = load_environment(params["environment"])
         if env.backups is None:
             raise ValueError(f"{env.name} has no backups section in its config: nothing to back up")
-        for role in (*env.backups.databases, "backups"):
+        instance = ("cloud_sql",) if env.backups.method == "cloud_sql" else ()
+        for role in (*env.backups.databases, "backups", *instance):
             try:
                 BaseHook.get_connection(env.connections[role])
             except AirflowNotFoundException:

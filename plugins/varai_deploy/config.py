@@ -267,6 +267,10 @@ class MaintenancePolicy:
         return float(self.budgets_minutes[step]) * 60
 
 
+#: How a database is backed up: by the worker (pg_dump) or by the Cloud SQL instance itself (an export).
+BACKUP_METHODS = ("pg_dump", "cloud_sql")
+
+
 @dataclass(frozen=True)
 class BackupPolicy:
     """The guide's automated backups (kept 30 days) held to its recovery objectives (RPO 1 h, RTO 4 h).
@@ -278,6 +282,11 @@ class BackupPolicy:
     and always the newest verified one; a backup never verified (failed, or cut short) is kept
     ``unverified_grace_hours`` for inspection, then deleted. ``tools``: the directory of ``pg_dump``
     and ``pg_restore`` (default: the newest /usr/lib/postgresql/<major>/bin, then PATH).
+
+    ``method``: ``pg_dump`` (the worker dumps a snapshot it holds) or ``cloud_sql`` (the instance of
+    ``connections.cloud_sql`` exports itself to the bucket through the Cloud SQL Admin API, and a
+    scratch database on it imports the export to prove it); with Cloud SQL, point-in-time recovery
+    is what really meets the RPO, and a backup checks the instance has it on.
     """
 
     databases: tuple[str, ...] = ()
@@ -288,8 +297,11 @@ class BackupPolicy:
     keep_daily_days: int = 30
     unverified_grace_hours: float = 24.0
     tools: str | None = None
+    method: str = "pg_dump"
 
     def __post_init__(self) -> None:
+        if self.method not in BACKUP_METHODS:
+            raise ConfigError(f"backups.method must be one of {', '.join(BACKUP_METHODS)}, not {self.method!r}")
         if not self.databases:
             raise ConfigError("backups.databases must name at least one database (a connection role)")
         numbers = (self.every_minutes, self.rpo_minutes, self.rto_minutes, self.keep_recent_hours)
@@ -541,9 +553,12 @@ def _backups(raw: dict, connections: dict, path: Path) -> BackupPolicy | None:
         policy = _build(BackupPolicy, section, f"{path}: backups")
     except ConfigError as exc:
         raise ConfigError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from exc
-    for role in (*policy.databases, "backups"):
+    extra = ("cloud_sql",) if policy.method == "cloud_sql" else ()
+    for role in (*policy.databases, "backups", *extra):
         if role not in connections:
-            what = "the backup bucket" if role == "backups" else f"the database {role!r} in backups.databases"
+            what = {"backups": "the backup bucket", "cloud_sql": "a Cloud SQL backup (the instance)"}.get(
+                role, f"the database {role!r} in backups.databases"
+            )
             raise ConfigError(f"{path}: {what} needs connections.{role}")
     return policy
 

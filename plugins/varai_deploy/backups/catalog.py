@@ -1,8 +1,9 @@
 """What is in the backup bucket: one folder per backup, named by its snapshot time.
 
-``<environment>/<database>/<stamp>/``: ``dump.pgc`` (pg_dump, custom format), then ``manifest.json``
-(its sha256, size, the snapshot's time and every table's rows and checksum), then, once a restore
-proved it, ``verified.json``, or ``failed.json`` when it did not. Objects are never rewritten: a
+``<environment>/<database>/<stamp>/``: ``dump.pgc`` (pg_dump, custom format) or ``export.sql.gz`` (a
+Cloud SQL export, plain SQL, after ``source_before.json``), then ``manifest.json`` (its sha256, size,
+the snapshot's time and, for a dump, every table's rows and checksum), then, once a restore proved
+it, ``verified.json`` (with the restored figures), or ``failed.json`` when it did not. Objects are never rewritten: a
 backup's state only moves forward, and a folder without a manifest is a backup that never finished.
 A backup's state is read from the names alone; its JSON is fetched only when asked for.
 """
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 DUMP, MANIFEST, VERIFIED, FAILED = "dump.pgc", "manifest.json", "verified.json", "failed.json"
+#: A Cloud SQL export (see backups.cloud_sql), and the source's figures read just before it was asked for.
+EXPORT, SOURCE_BEFORE = "export.sql.gz", "source_before.json"
 
 
 def sha256_of(path: Path) -> tuple[str, int]:
@@ -64,9 +67,19 @@ class Backup:
         """verified, failed, unverified (dumped, not proven yet) or incomplete (never finished)."""
         if FAILED in self.objects:
             return "failed"
-        if DUMP not in self.objects or MANIFEST not in self.objects:
+        if self.dump_leaf is None or MANIFEST not in self.objects:
             return "incomplete"
         return "verified" if VERIFIED in self.objects else "unverified"
+
+    @property
+    def dump_leaf(self) -> str | None:
+        """The dump's object: a pg_dump (``dump.pgc``) or a Cloud SQL export (``export.sql.gz``)."""
+        return next((leaf for leaf in (DUMP, EXPORT) if leaf in self.objects), None)
+
+    @property
+    def figures(self) -> dict[str, dict[str, Any]]:
+        """Every table's rows and checksum: the snapshot's for a dump, what the proof restored for an export."""
+        return self.manifest.get("tables") or (self.verified or {}).get("figures") or {}
 
     @cached_property
     def manifest(self) -> dict[str, Any] | None:
@@ -112,7 +125,7 @@ def newest_verified(backups: list[Backup]) -> Backup | None:
 
 def download_checked(backup: Backup, path: Path) -> None:
     """Downloads the backup's dump to ``path`` and checks it is, byte for byte, what was written."""
-    backup.store.download_to(backup.name(DUMP), path)
+    backup.store.download_to(backup.name(backup.dump_leaf), path)
     sha256, size = sha256_of(path)
     want = backup.manifest
     if (sha256, size) != (want["sha256"], want["size"]):

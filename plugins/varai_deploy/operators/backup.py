@@ -3,6 +3,10 @@
 Each step is safe to retry and to run beside another run: a dump is a new folder named by its
 snapshot time (never an overwrite), verifying a verified backup is a no-op, and retention only
 deletes what its plan names, never the newest verified backup.
+
+With ``backups.method: cloud_sql`` the instance exports itself and a scratch database on it imports
+the export (see :mod:`varai_deploy.backups.cloud_sql`); both waits are deferred, and a retry finds the
+export or import a dead try started instead of asking for a second one.
 """
 
 from __future__ import annotations
@@ -78,11 +82,40 @@ class BackupStepOperator(EnvironmentOperator):
         """A step must end before the next backup is due."""
         return self.policy.every_minutes * 60
 
+    @cached_property
+    def instance(self) -> Any:
+        from varai_deploy.backups.cloud_sql import Instance
+
+        return Instance(self.env_config.connections["cloud_sql"])
+
+    def wait_until_free(self, busy: Exception) -> None:
+        """The instance runs another operation (Cloud SQL allows one at a time): ask again in a moment, deferred."""
+        from datetime import timedelta
+
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        log.info(
+            "%s is busy (%s): asking again in %g s", self.instance.describe(), busy, self.instance.hook.poll_interval
+        )
+        moment = datetime.now(UTC) + timedelta(seconds=self.instance.hook.poll_interval)
+        self.defer(trigger=DateTimeTrigger(moment=moment), method_name="execute")
+
+    def wait_for(self, operation: str, method: str, **kwargs: Any) -> None:
+        """Deferred until the Cloud SQL operation is done; ``method`` resumes with its event."""
+        from datetime import timedelta
+
+        from varai_deploy.triggers.cloud_sql import CloudSqlOperationTrigger
+
+        trigger = CloudSqlOperationTrigger(self.instance.conn_id, operation, self.instance.hook.poll_interval)
+        self.defer(trigger=trigger, method_name=method, kwargs=kwargs, timeout=timedelta(seconds=self.step_timeout))
+
 
 class BackupDatabaseOperator(BackupStepOperator):
     """``pg_dump`` of one consistent snapshot into the bucket, then its manifest (rows and checksums)."""
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Any, event: Any = None) -> dict[str, Any]:
+        if self.policy.method == "cloud_sql":
+            return self.start_export(context)
         from varai_deploy.backups.catalog import DUMP, MANIFEST, folder, stamp_of
         from varai_deploy.backups.postgres import dump, snapshot, tools_dir
 
@@ -122,6 +155,90 @@ class BackupDatabaseOperator(BackupStepOperator):
         )
         return {"database": self.database, "stamp": stamp_of(snap.taken_at), "rows": rows, "size": size}
 
+    def start_export(self, context: Any) -> None:
+        """The source's figures kept, then the export asked for (or the one a dead try started found)."""
+        from varai_deploy.backups.catalog import EXPORT, SOURCE_BEFORE, folder, stamp_of
+        from varai_deploy.backups.cloud_sql import InstanceBusy
+        from varai_deploy.backups.postgres import figures_of
+
+        prefix = f"gs://{self.store.bucket}/{folder(self.environment, self.database)}"
+        operation = self.instance.running("EXPORT", "uri", prefix)
+        if operation:
+            uri = self.instance.operation(operation)["exportContext"]["uri"]
+            stamp = uri.removeprefix(prefix).split("/", 1)[0]
+            log.info("An export a previous try asked for is still running (%s): waiting for it", operation)
+        else:
+            if other := self.instance.in_progress():  # before anything is written: no folder per look
+                self.wait_until_free(InstanceBusy(f"operation {other} in progress"))
+            stamp = stamp_of(datetime.now(UTC))
+            base = folder(self.environment, self.database, stamp)
+            self.store.put_json(base + SOURCE_BEFORE, {"tables": figures_of(self.db, self.db.dbname)})
+            try:
+                operation = self.instance.start_export(self.db.dbname, f"gs://{self.store.bucket}/{base}{EXPORT}")
+            except InstanceBusy as busy:  # the folder stays unfinished (incomplete): retention clears it
+                self.wait_until_free(busy)
+            log.info(
+                "%s exports %s to gs://%s/%s%s (%s)",
+                self.instance.describe(),
+                self.db.dbname,
+                self.store.bucket,
+                base,
+                EXPORT,
+                operation,
+            )
+        self.wait_for(operation, "export_done", stamp=stamp)
+
+    def export_done(self, context: Any, event: dict[str, Any], stamp: str) -> dict[str, Any]:
+        """The export's manifest: its sha256 and size, when it ran, the source around it, the instance's protection."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from varai_deploy.backups.catalog import EXPORT, MANIFEST, SOURCE_BEFORE, folder
+        from varai_deploy.backups.postgres import figures_of
+
+        base = folder(self.environment, self.database, stamp)
+        if event["errors"]:
+            raise AirflowFailException(
+                f"{self.instance.describe()} did not export {self.database} ({event['operation']}): "
+                + "; ".join(event["errors"])
+            )
+        after = figures_of(self.db, self.db.dbname)
+        with tempfile.TemporaryDirectory(prefix="varai-export-") as scratch:
+            path = Path(scratch) / EXPORT
+            self.store.download_to(base + EXPORT, path)
+            sha256, size = sha256_of(path)
+        protection = self.instance.protection()
+        if not protection["point_in_time_recovery"]:
+            log.warning(
+                "%s has point-in-time recovery off: only these exports bound the data loss", self.instance.describe()
+            )
+        manifest = {
+            "environment": self.environment,
+            "database": self.database,
+            "method": "cloud_sql",
+            "source": f"{self.instance.describe()} database {self.db.dbname}",
+            "operation": event["operation"],
+            "snapshot_at": event["start_time"],
+            "exported_at": event["end_time"],
+            "sha256": sha256,
+            "size": size,
+            "source_before": self.store.read_json(base + SOURCE_BEFORE)["tables"],
+            "source_after": after,
+            "protection": protection,
+            "run_id": context["run_id"],
+        }
+        self.store.put_json(base + MANIFEST, manifest)
+        log.info(
+            "Exported %s: %d bytes, sha256 %s -> gs://%s/%s%s",
+            self.database,
+            size,
+            sha256,
+            self.store.bucket,
+            base,
+            EXPORT,
+        )
+        rows = sum(t["rows"] for t in after.values())
+        return {"database": self.database, "stamp": stamp, "rows": rows, "size": size}
+
 
 class VerifyBackupOperator(BackupStepOperator):
     """Restores the backup into a scratch database and compares every table with the snapshot's
@@ -134,8 +251,8 @@ class VerifyBackupOperator(BackupStepOperator):
         super().__init__(**kwargs)
         self.backup = backup
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        from varai_deploy.backups.catalog import DUMP, VERIFIED, DumpMismatch, download_checked, find
+    def execute(self, context: Any, event: Any = None) -> dict[str, Any]:
+        from varai_deploy.backups.catalog import DUMP, EXPORT, DumpMismatch, download_checked, find
         from varai_deploy.backups.postgres import RestoreFailed, figures_of, restore, scratch_database, tools_dir
 
         stamp = self.backup["stamp"]
@@ -147,6 +264,8 @@ class VerifyBackupOperator(BackupStepOperator):
             return {"database": self.database, "stamp": stamp, **found.verified}
         if found.status == "failed":
             self._fail(None, stamp, found.failed["reason"])
+        if found.dump_leaf == EXPORT:
+            return self.start_import(found)
         manifest = found.manifest
         with tempfile.TemporaryDirectory(prefix="varai-verify-") as scratch:
             path = Path(scratch) / DUMP
@@ -166,14 +285,7 @@ class VerifyBackupOperator(BackupStepOperator):
         problems = compare_tables(manifest["tables"], restored)
         if problems:
             self._fail(found, stamp, "the restored copy differs: " + "; ".join(problems))
-        verified = {
-            "verified_at": datetime.now(UTC).isoformat(),
-            "restore_seconds": restore_seconds,
-            "tables": len(restored),
-            "rows": sum(t["rows"] for t in restored.values()),
-            "run_id": context["run_id"],
-        }
-        self.store.put_json(found.name(VERIFIED), verified)
+        verified = self._verified(found, context, restored, restore_seconds)
         log.info(
             "Verified %s: restored in %.1f s, %d tables and %d rows identical to the snapshot of %s",
             found.describe(),
@@ -183,6 +295,68 @@ class VerifyBackupOperator(BackupStepOperator):
             manifest["snapshot_at"],
         )
         return {"database": self.database, "stamp": stamp, **verified}
+
+    def _verified(self, found: Any, context: Any, restored: dict, seconds: float, **extra: Any) -> dict[str, Any]:
+        from varai_deploy.backups.catalog import VERIFIED
+
+        verified = {
+            "verified_at": datetime.now(UTC).isoformat(),
+            "restore_seconds": seconds,
+            "tables": len(restored),
+            "rows": sum(t["rows"] for t in restored.values()),
+            "run_id": context["run_id"],
+            **extra,
+        }
+        self.store.put_json(found.name(VERIFIED), verified)
+        return verified
+
+    def scratch_name(self, stamp: str) -> str:
+        return re.sub(r"[^a-z0-9_]", "_", f"varai_verify_{self.database}_{stamp}".lower())[:63]
+
+    def start_import(self, found: Any) -> None:
+        """A scratch database on the instance imports the export (or the import a dead try started is found)."""
+        from varai_deploy.backups.catalog import EXPORT
+        from varai_deploy.backups.cloud_sql import InstanceBusy
+
+        uri = f"gs://{self.store.bucket}/{found.name(EXPORT)}"
+        name = self.scratch_name(found.stamp)
+        operation = self.instance.running("IMPORT", "uri", uri)
+        if operation is None:
+            try:
+                self.instance.create_scratch(name)
+                operation = self.instance.start_import(name, uri)
+            except InstanceBusy as busy:
+                self.wait_until_free(busy)
+        log.info("%s imports %s into %s (%s)", self.instance.describe(), uri, name, operation)
+        self.wait_for(operation, "import_done", stamp=found.stamp, started=time.time())
+
+    def import_done(self, context: Any, event: dict[str, Any], stamp: str, started: float) -> dict[str, Any]:
+        """The restored copy measured, then held against the source as it was before and after the export."""
+        from varai_deploy.backups.catalog import find
+        from varai_deploy.backups.cloud_sql import bracket
+        from varai_deploy.backups.postgres import figures_of
+
+        found = find(self.store, self.environment, self.database, stamp)
+        name = self.scratch_name(stamp)
+        try:
+            if event["errors"]:
+                self._fail(found, stamp, "the export does not import: " + "; ".join(event["errors"]))
+            restored = figures_of(self.db, name)
+        finally:
+            self.instance.drop_scratch(name)
+        manifest = found.manifest
+        problems = bracket(manifest["source_before"], restored, manifest["source_after"])
+        if problems:
+            self._fail(found, stamp, "the restored copy does not match its source: " + "; ".join(problems))
+        verified = self._verified(found, context, restored, round(time.time() - started, 3), figures=restored)
+        log.info(
+            "Verified %s: imported into a scratch database in %.1f s, %d tables and %d rows within the source's",
+            found.describe(),
+            verified["restore_seconds"],
+            verified["tables"],
+            verified["rows"],
+        )
+        return {"database": self.database, "stamp": stamp, **{k: v for k, v in verified.items() if k != "figures"}}
 
     def _fail(self, backup: Any, stamp: str, reason: str) -> None:
         from airflow.sdk.exceptions import AirflowFailException
@@ -198,7 +372,7 @@ class EnforceRetentionOperator(BackupStepOperator):
     """Deletes what the retention plan does not keep, saying why for each backup."""
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from varai_deploy.backups.catalog import DUMP, MANIFEST, list_backups
+        from varai_deploy.backups.catalog import DUMP, EXPORT, MANIFEST, list_backups
         from varai_deploy.backups.retention import plan
 
         backups = {b.stamp: b for b in list_backups(self.store, self.environment, self.database)}
@@ -209,7 +383,7 @@ class EnforceRetentionOperator(BackupStepOperator):
             backup = backups[stamp]
             log.info("delete %s: %s", backup.describe(), why)
             # The dump first and the manifest last: one cut short reads as unfinished and goes next time.
-            leaves = sorted(backup.objects, key=lambda leaf: (leaf != DUMP, leaf == MANIFEST))
+            leaves = sorted(backup.objects, key=lambda leaf: (leaf not in (DUMP, EXPORT), leaf == MANIFEST))
             self.store.delete_names([backup.name(leaf) for leaf in leaves])
         return {"database": self.database, "kept": len(keep), "deleted": len(delete)}
 

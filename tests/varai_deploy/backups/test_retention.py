@@ -84,6 +84,7 @@ def test_nothing_in_the_bucket_plans_nothing():
         ({"keep_recent_hours": 0.5}, "cover at least the RPO"),
         ({"databases": ()}, "at least one database"),
         ({"keep_daily_days": 0}, "whole number of days"),
+        ({"method": "tape"}, "backups.method must be one of pg_dump, cloud_sql, not 'tape'"),
     ],
 )
 def test_a_policy_that_cannot_meet_its_objectives_is_refused(fields, message):
@@ -92,3 +93,14 @@ def test_a_policy_that_cannot_meet_its_objectives_is_refused(fields, message):
     values = {"databases": ("app_db",), "every_minutes": 30, "rpo_minutes": 60, **fields}
     with pytest.raises(ConfigError, match=message):
         BackupPolicy(**values)
+
+
+def test_a_cloud_sql_backup_needs_the_instance_connection(tmp_path):
+    from tests.support.environments import write_environments
+    from varai_deploy.config import ConfigError, load_environment
+
+    environments = write_environments(tmp_path, backups={"method": "cloud_sql"})
+    with pytest.raises(ConfigError, match="a Cloud SQL backup .the instance. needs connections.cloud_sql"):
+        load_environment("sandbox", environments)
+    environments = write_environments(tmp_path, backups={"method": "cloud_sql"}, connections={"cloud_sql": "x"})
+    assert load_environment("sandbox", environments).backups.method == "cloud_sql"
