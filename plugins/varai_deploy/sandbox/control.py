@@ -625,6 +625,7 @@ class Sandbox:
             ]
             if missing:
                 raise SandboxError(f"cannot fail over to {region}: no instance of {', '.join(missing)} runs there")
+            self._wait_region_listening(state, region)
             previous = active_region(state, s)
             state["regions"]["active"] = region
             write_routes(s, state)
@@ -722,6 +723,29 @@ class Sandbox:
             self._restart_instance(service, colour, slot, i)
         return missing
 
+    def _wait_region_listening(self, state: dict[str, Any], region: str) -> None:
+        """Under the state lock, before the front end moves: each live service has an instance in
+        ``region`` that accepts connections (one brought back a moment ago may still be starting)."""
+        s = self.settings
+        for service, record in state["services"].items():
+            colour = record["live"]
+            slot = record["slots"].get(colour) if colour else None
+            if slot and not any(
+                self._listens(service, colour, slot, p)
+                for i, p in instance_records(slot)
+                if i in s.instances_in(region) and self._instance_running(service, colour, slot, p)
+            ):
+                raise SandboxError(f"cannot fail over to {region}: no instance of {service} there accepts connections")
+
+    def _listens(self, service: str, colour: str, slot: dict[str, Any], process: dict[str, Any]) -> bool:
+        """The process accepts connections, waited for while it runs and is starting."""
+        return processes.wait_listening(
+            self.settings.host,
+            int(process["port"]),
+            SERVICE_START_TIMEOUT,
+            lambda: self._instance_running(service, colour, slot, process),
+        )
+
     def _wait_serving_replicas(
         self, service: str, colour: str, slot: dict[str, Any], spawned: list[int], region: str
     ) -> None:
@@ -733,13 +757,7 @@ class Sandbox:
             return  # the gateway falls back on the judged candidate while its replicas start
         s = self.settings
         for i in (i for i in spawned if i in serving):
-            process = instance_record(slot, i)
-            if not processes.wait_listening(
-                s.host,
-                s.port_for(service, colour, i),
-                SERVICE_START_TIMEOUT,
-                lambda p=process: self._instance_running(service, colour, slot, p),
-            ):
+            if not self._listens(service, colour, slot, instance_record(slot, i)):
                 raise SandboxError(
                     f"cannot switch {service} to {colour}: its instance {i} in {region}, the region users are "
                     f"served from, did not start listening within {SERVICE_START_TIMEOUT:g}s; see "

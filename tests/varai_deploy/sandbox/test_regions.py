@@ -93,6 +93,11 @@ def test_a_lost_region_stays_lost_until_failover_and_comes_back_as_standby(regio
     assert regional.regions() == {"names": [PRIMARY, SECONDARY], "active": SECONDARY, "down": []}
     assert _served_region(regional) == (200, SECONDARY)  # it stands by
     assert regional.region_up(PRIMARY)["started"] == []  # idempotent
+    # Failing back the moment it is up waits for it to accept connections: users never meet a refusal.
+    regional.region_down(PRIMARY)
+    regional.region_up(PRIMARY)
+    assert regional.fail_over(PRIMARY)["previous"] == SECONDARY and _served_region(regional) == (200, PRIMARY)
+    regional.fail_over(SECONDARY)
     # A release goes on from here: the new revision goes live in both regions, users stay in the secondary.
     deploy(regional, SERVICE, "v1.0.1")
     wait_for(lambda: all(i["running"] for i in _live(regional)["instances"]), what="the new revision's instances")
