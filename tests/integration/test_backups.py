@@ -28,12 +28,7 @@ def backup(cluster) -> str:
 
 
 def xcom(cluster, run_id: str, task_id: str, map_index: int = -1):
-    status, body = cluster.call(
-        "GET",
-        f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
-        f"?map_index={map_index}&deserialize=true",
-    )
-    return body.get("value") if status == 200 else None
+    return cluster.xcom(DAG, run_id, task_id, map_index)
 
 
 def prometheus(sandbox, query: str) -> list[dict]:

@@ -41,12 +41,7 @@ def cluster(stack, sandbox, tmp_path_factory):
 
 
 def xcom(cluster, run_id: str, task_id: str, map_index: int = -1):
-    status, body = cluster.call(
-        "GET",
-        f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
-        f"?map_index={map_index}&deserialize=true",
-    )
-    return body.get("value") if status == 200 else None
+    return cluster.xcom(DAG, run_id, task_id, map_index)
 
 
 def test_each_instance_exports_itself_and_a_scratch_import_proves_it_deferred_to_the_triggerer(

@@ -85,11 +85,8 @@ def drill(cluster, scenario: str = "data_loss", answer: str | None = "Approve") 
     return run_id
 
 
-def xcom(cluster, run_id: str, task_id: str):
-    status, body = cluster.call(
-        "GET", f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value?deserialize=true"
-    )
-    return body.get("value") if status == 200 else None
+def xcom(cluster, run_id: str, task_id: str, map_index: int = -1):
+    return cluster.xcom(DAG, run_id, task_id, map_index)
 
 
 def test_a_data_loss_drill_restores_the_newest_backup_and_measures_the_recovery(cluster, sandbox):

@@ -391,6 +391,14 @@ class AirflowApi:
             )
             time.sleep(poll)
 
+    def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1):
+        """The task's return value (deserialized), None when it has none."""
+        status, body = self.call(
+            "GET",
+            f"{self._ti_path(dag_id, run_id, task_id)}/xcomEntries/return_value?map_index={map_index}&deserialize=true",
+        )
+        return body.get("value") if status == 200 else None
+
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
         """The attempt's log through the REST log endpoint, one line per entry:
         ``timestamp [level] logger: event key=value...`` (the entries are structured in Airflow 3)."""

@@ -119,34 +119,20 @@ class Instance:
             "region": found.get("region"),
         }
 
-    def in_progress(self) -> str | None:
-        """The name of an operation the instance is still running, if any (it runs one at a time)."""
+    def unfinished(self) -> dict[str, Any] | None:
+        """The operation the instance is still running, if any: it runs one at a time, so this is
+        either one a dead try started (to be waited for again, not asked for twice) or another's."""
         answer = self._api().operations().list(project=self.project, instance=self.name).execute()
-        return next((o["name"] for o in answer.get("items", []) if o.get("status") != "DONE"), None)
-
-    def running(self, kind: str, key: str, prefix: str) -> str | None:
-        """The name of an unfinished ``kind`` operation whose context's ``key`` starts with ``prefix``:
-        one a task that died started, to be waited for again instead of asked for twice."""
-        answer = self._api().operations().list(project=self.project, instance=self.name).execute()
-        for operation in answer.get("items", []):
-            context = operation.get("exportContext") or operation.get("importContext") or {}
-            unfinished = operation.get("operationType") == kind and operation.get("status") != "DONE"
-            if unfinished and str(context.get(key, "")).startswith(prefix):
-                return operation["name"]
-        return None
+        return next((o for o in answer.get("items", []) if o.get("status") != "DONE"), None)
 
     def start_export(self, database: str, uri: str) -> str:
-        """An export of ``database`` to ``uri`` (an unfinished one of the same uri is reused); its operation."""
-        if found := self.running("EXPORT", "uri", uri):
-            return found
+        """An export of ``database`` to ``uri``; its operation (InstanceBusy while another runs)."""
         instances = self._api().instances()
         return _busy(instances.export(project=self.project, instance=self.name, body=export_body(database, uri)))[
             "name"
         ]
 
     def start_import(self, database: str, uri: str) -> str:
-        if found := self.running("IMPORT", "uri", uri):
-            return found
         instances = self._api().instances()
         return _busy(instances.import_(project=self.project, instance=self.name, body=import_body(database, uri)))[
             "name"
@@ -158,34 +144,24 @@ class Instance:
     def create_scratch(self, name: str) -> None:
         """A fresh database for a proof (one a crashed try left is dropped first); InstanceBusy while
         another operation runs."""
-        self.drop_scratch(name, patience=0)
+        self.drop_scratch(name)
         databases = self._api().databases()
         self.done(_busy(databases.insert(project=self.project, instance=self.name, body={"name": name}))["name"])
 
-    def drop_scratch(self, name: str, patience: float = 600) -> None:
-        """The scratch database gone, waiting up to ``patience`` seconds for the instance to be free."""
-        import time
-
+    def drop_scratch(self, name: str) -> None:
+        """The scratch database gone (InstanceBusy while another operation runs)."""
         from googleapiclient.errors import HttpError
 
         if not _SCRATCH_RE.fullmatch(name):
             raise BackupError(f"{name!r} is not a safe scratch database name")
         databases = self._api().databases()
-        deadline = time.monotonic() + patience
-        while True:
-            try:
-                databases.get(project=self.project, instance=self.name, database=name).execute()
-            except HttpError as exc:
-                if exc.resp.status == 404:
-                    return
-                raise
-            try:
-                self.done(_busy(databases.delete(project=self.project, instance=self.name, database=name))["name"])
+        try:
+            databases.get(project=self.project, instance=self.name, database=name).execute()
+        except HttpError as exc:
+            if exc.resp.status == 404:
                 return
-            except InstanceBusy:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(self.hook.poll_interval)
+            raise
+        self.done(_busy(databases.delete(project=self.project, instance=self.name, database=name))["name"])
 
     def done(self, name: str) -> dict[str, Any]:
         """The operation waited for here (a short one, or a restore in a drill's recovery); raises with
@@ -199,5 +175,8 @@ class Instance:
         return operation
 
     def import_now(self, database: str, uri: str) -> dict[str, Any]:
-        """``uri`` imported into ``database``, waited for here."""
+        """``uri`` imported into ``database``, waited for here (the import a dead try started, if it runs)."""
+        running = self.unfinished()
+        if running and running.get("operationType") == "IMPORT" and running["importContext"]["uri"] == uri:
+            return self.done(running["name"])
         return self.done(self.start_import(database, uri))

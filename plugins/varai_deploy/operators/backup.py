@@ -88,8 +88,9 @@ class BackupStepOperator(EnvironmentOperator):
 
         return Instance(self.env_config.connections["cloud_sql"])
 
-    def wait_until_free(self, busy: Exception) -> None:
-        """The instance runs another operation (Cloud SQL allows one at a time): ask again in a moment, deferred."""
+    def wait_until_free(self, busy: Exception, method: str = "execute", **kwargs: Any) -> None:
+        """The instance runs another operation (Cloud SQL allows one at a time): ``method`` again in a
+        moment, deferred."""
         from datetime import timedelta
 
         from airflow.providers.standard.triggers.temporal import DateTimeTrigger
@@ -98,7 +99,7 @@ class BackupStepOperator(EnvironmentOperator):
             "%s is busy (%s): asking again in %g s", self.instance.describe(), busy, self.instance.hook.poll_interval
         )
         moment = datetime.now(UTC) + timedelta(seconds=self.instance.hook.poll_interval)
-        self.defer(trigger=DateTimeTrigger(moment=moment), method_name="execute")
+        self.defer(trigger=DateTimeTrigger(moment=moment), method_name=method, kwargs=kwargs or None)
 
     def wait_for(self, operation: str, method: str, **kwargs: Any) -> None:
         """Deferred until the Cloud SQL operation is done; ``method`` resumes with its event."""
@@ -162,14 +163,14 @@ class BackupDatabaseOperator(BackupStepOperator):
         from varai_deploy.backups.postgres import figures_of
 
         prefix = f"gs://{self.store.bucket}/{folder(self.environment, self.database)}"
-        operation = self.instance.running("EXPORT", "uri", prefix)
-        if operation:
-            uri = self.instance.operation(operation)["exportContext"]["uri"]
-            stamp = uri.removeprefix(prefix).split("/", 1)[0]
+        running = self.instance.unfinished()
+        uri = str(((running or {}).get("exportContext") or {}).get("uri", ""))
+        if running and running.get("operationType") == "EXPORT" and uri.startswith(prefix):
+            operation, stamp = running["name"], uri.removeprefix(prefix).split("/", 1)[0]
             log.info("An export a previous try asked for is still running (%s): waiting for it", operation)
         else:
-            if other := self.instance.in_progress():  # before anything is written: no folder per look
-                self.wait_until_free(InstanceBusy(f"operation {other} in progress"))
+            if running:  # before anything is written: no folder per look
+                self.wait_until_free(InstanceBusy(f"operation {running['name']} in progress"))
             stamp = stamp_of(datetime.now(UTC))
             base = folder(self.environment, self.database, stamp)
             self.store.put_json(base + SOURCE_BEFORE, {"tables": figures_of(self.db, self.db.dbname)})
@@ -320,9 +321,13 @@ class VerifyBackupOperator(BackupStepOperator):
 
         uri = f"gs://{self.store.bucket}/{found.name(EXPORT)}"
         name = self.scratch_name(found.stamp)
-        operation = self.instance.running("IMPORT", "uri", uri)
-        if operation is None:
+        running = self.instance.unfinished()
+        if running and running.get("operationType") == "IMPORT" and running["importContext"]["uri"] == uri:
+            operation = running["name"]
+        else:
             try:
+                if running:
+                    raise InstanceBusy(f"operation {running['name']} in progress")
                 self.instance.create_scratch(name)
                 operation = self.instance.start_import(name, uri)
             except InstanceBusy as busy:
@@ -336,19 +341,42 @@ class VerifyBackupOperator(BackupStepOperator):
         from varai_deploy.backups.cloud_sql import bracket
         from varai_deploy.backups.postgres import figures_of
 
-        found = find(self.store, self.environment, self.database, stamp)
-        name = self.scratch_name(stamp)
-        try:
-            if event["errors"]:
-                self._fail(found, stamp, "the export does not import: " + "; ".join(event["errors"]))
-            restored = figures_of(self.db, name)
-        finally:
-            self.instance.drop_scratch(name)
-        manifest = found.manifest
+        if event["errors"]:
+            return self.judged(
+                context, stamp=stamp, failure="the export does not import: " + "; ".join(event["errors"])
+            )
+        restored = figures_of(self.db, self.scratch_name(stamp))
+        manifest = find(self.store, self.environment, self.database, stamp).manifest
         problems = bracket(manifest["source_before"], restored, manifest["source_after"])
-        if problems:
-            self._fail(found, stamp, "the restored copy does not match its source: " + "; ".join(problems))
-        verified = self._verified(found, context, restored, round(time.time() - started, 3), figures=restored)
+        failure = "the restored copy does not match its source: " + "; ".join(problems) if problems else None
+        return self.judged(
+            context, stamp=stamp, failure=failure, restored=restored, seconds=round(time.time() - started, 3)
+        )
+
+    def judged(
+        self,
+        context: Any,
+        event: Any = None,
+        *,
+        stamp: str,
+        failure: str | None,
+        restored: dict | None = None,
+        seconds: float = 0.0,
+    ) -> dict[str, Any]:
+        """The scratch database dropped (while the instance runs another operation, deferred until it is
+        free: no worker slot waits), then the verdict written."""
+        from varai_deploy.backups.catalog import find
+        from varai_deploy.backups.cloud_sql import InstanceBusy
+
+        try:
+            self.instance.drop_scratch(self.scratch_name(stamp))
+        except InstanceBusy as busy:
+            verdict = {"stamp": stamp, "failure": failure, "restored": restored, "seconds": seconds}
+            self.wait_until_free(busy, "judged", **verdict)
+        found = find(self.store, self.environment, self.database, stamp)
+        if failure:
+            self._fail(found, stamp, failure)
+        verified = self._verified(found, context, restored, seconds, figures=restored)
         log.info(
             "Verified %s: imported into a scratch database in %.1f s, %d tables and %d rows within the source's",
             found.describe(),

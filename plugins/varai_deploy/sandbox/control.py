@@ -250,11 +250,7 @@ class Sandbox:
         supervisor = state["components"].get("supervisor")
         return {
             "services": services,
-            "regions": {
-                "names": list(self.settings.regions),
-                "active": active_region(state, self.settings),
-                "down": [r for r in state["regions"]["down"] if r in self.settings.regions],
-            },
+            "regions": self._regions_view(state),
             "endpoints": endpoints,
             "traffic": {"running": running, "rps": float(generator["rps"]) if running else 0.0},
             "supervisor": {"running": bool(supervisor and self._supervisor_running(supervisor))},
@@ -549,7 +545,9 @@ class Sandbox:
     # -- regions: the front end serves one, the others stand by ------------------------------
     def regions(self) -> dict[str, Any]:
         """``names`` (the settings' order), ``active`` (where the gateway sends requests) and ``down``."""
-        state = self.store.read()
+        return self._regions_view(self.store.read())
+
+    def _regions_view(self, state: dict[str, Any]) -> dict[str, Any]:
         return {
             "names": list(self.settings.regions),
             "active": active_region(state, self.settings),
@@ -607,24 +605,12 @@ class Sandbox:
 
     def fail_over(self, region: str) -> dict[str, Any]:
         """Point the front end at ``region``, in one routing change: refused while it is down or
-        while a live revision has no running instance there (whether they answer is the caller's
-        check; the sandbox knows processes). Idempotent. Returns ``active``, ``previous``, ``at``."""
+        while a live revision has no instance there accepting connections (whether they answer
+        healthy is the caller's check). Idempotent. Returns ``active``, ``previous``, ``at``."""
         s = self.settings
-        in_region = s.instances_in(region)
         with self.store.transaction() as state:
             if region in state["regions"]["down"]:
                 raise SandboxError(f"cannot fail over to {region}: it is down")
-            missing = [
-                service
-                for service, record in state["services"].items()
-                if (slot := record["slots"].get(record["live"]) if record["live"] else None)
-                and not any(
-                    i in in_region and self._instance_running(service, record["live"], slot, process)
-                    for i, process in instance_records(slot)
-                )
-            ]
-            if missing:
-                raise SandboxError(f"cannot fail over to {region}: no instance of {', '.join(missing)} runs there")
             self._wait_region_listening(state, region)
             previous = active_region(state, s)
             state["regions"]["active"] = region
@@ -724,17 +710,22 @@ class Sandbox:
         return missing
 
     def _wait_region_listening(self, state: dict[str, Any], region: str) -> None:
-        """Under the state lock, before the front end moves: each live service has an instance in
-        ``region`` that accepts connections (one brought back a moment ago may still be starting)."""
-        s = self.settings
+        """Under the state lock, before the front end moves: each live service has a running instance
+        in ``region`` that accepts connections (one brought back a moment ago may still be starting)."""
+        in_region = self.settings.instances_in(region)
+        running: dict[str, list] = {}
         for service, record in state["services"].items():
             colour = record["live"]
-            slot = record["slots"].get(colour) if colour else None
-            if slot and not any(
-                self._listens(service, colour, slot, p)
-                for i, p in instance_records(slot)
-                if i in s.instances_in(region) and self._instance_running(service, colour, slot, p)
-            ):
+            if slot := record["slots"].get(colour) if colour else None:
+                running[service] = [
+                    (colour, slot, p)
+                    for i, p in instance_records(slot)
+                    if i in in_region and self._instance_running(service, colour, slot, p)
+                ]
+        if missing := [service for service, found in running.items() if not found]:
+            raise SandboxError(f"cannot fail over to {region}: no instance of {', '.join(missing)} runs there")
+        for service, found in running.items():
+            if not any(self._listens(service, colour, slot, p) for colour, slot, p in found):
                 raise SandboxError(f"cannot fail over to {region}: no instance of {service} there accepts connections")
 
     def _listens(self, service: str, colour: str, slot: dict[str, Any], process: dict[str, Any]) -> bool:

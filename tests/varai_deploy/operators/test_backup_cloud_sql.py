@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,20 @@ def source(stack, tmp_path: Path, monkeypatch) -> str:
     store = BackupStoreHook(BACKUP_CONN_ID)
     store.delete_names(store.names("sandbox/"))
     return name
+
+
+@contextmanager
+def locked(stack, database: str):
+    """The events table locked: an export (a real pg_dump) waits on it, RUNNING, until the block ends."""
+    lock = stack.connect(database)
+    lock.autocommit = False
+    try:
+        with lock.cursor() as cur:
+            cur.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        yield
+    finally:
+        lock.rollback()
+        lock.close()
 
 
 def run_deferred(operator, call):
@@ -148,19 +163,12 @@ def test_a_retried_backup_waits_for_the_export_a_dead_try_started_instead_of_ask
     # What the first try did before its worker died: the source's figures kept, the export asked for. The
     # table is locked, so the export (a real pg_dump) waits on it, RUNNING.
     store.put_json(base + SOURCE_BEFORE, {"tables": figures_of(Database.from_connection("varai_ledger"), source)})
-    lock = stack.connect(source)
-    lock.autocommit = False
-    with lock.cursor() as cur:
-        cur.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
-    try:
+    with locked(stack, source):
         started = Instance(CONN_ID).start_export(source, f"gs://{store.bucket}/{base}{EXPORT}")
         retry = BackupDatabaseOperator(task_id="backup", environment="sandbox", database=DATABASE)
         with pytest.raises(TaskDeferred) as waits:
             retry.execute(CONTEXT)
         assert waits.value.trigger.operation == started and waits.value.kwargs == {"stamp": stamp}
-    finally:
-        lock.rollback()
-        lock.close()
     event = asyncio.run(anext(waits.value.trigger.run())).payload
     taken = retry.export_done(CONTEXT, event=event, **waits.value.kwargs)
     assert [b.stamp for b in list_backups(store, "sandbox", DATABASE)] == [stamp] == [taken["stamp"]]
@@ -171,11 +179,7 @@ def test_a_backup_waits_deferred_while_the_instance_runs_another_operation_and_w
     from varai_deploy.backups.cloud_sql import Instance
 
     store = BackupStoreHook(BACKUP_CONN_ID)
-    lock = stack.connect(source)
-    lock.autocommit = False
-    with lock.cursor() as cur:
-        cur.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
-    try:
+    with locked(stack, source):
         # Another database's export (here: another folder's) holds the instance: Cloud SQL runs one at a time.
         other = Instance(CONN_ID).start_export(source, f"gs://{store.bucket}/elsewhere/export.sql.gz")
         operator = BackupDatabaseOperator(task_id="backup", environment="sandbox", database=DATABASE)
@@ -183,10 +187,32 @@ def test_a_backup_waits_deferred_while_the_instance_runs_another_operation_and_w
             operator.execute(CONTEXT)
         assert waits.value.method_name == "execute" and type(waits.value.trigger).__name__ == "DateTimeTrigger"
         assert store.names("sandbox/") == [], "nothing is written while it waits"
-    finally:
-        lock.rollback()
-        lock.close()
     Instance(CONN_ID).done(other)
     taken = run_deferred(operator, lambda: operator.execute(CONTEXT, event=None))
     assert verify(taken)["rows"] == 500
+    store.delete_names(store.names("elsewhere/"))
+
+
+def test_a_proof_whose_scratch_database_cannot_be_dropped_yet_waits_deferred_then_writes_its_verdict(stack, source):
+    from varai_deploy.backups.cloud_sql import Instance
+
+    store = BackupStoreHook(BACKUP_CONN_ID)
+    taken = backup_now()
+    operator = VerifyBackupOperator(task_id="verify", environment="sandbox", database=DATABASE, backup=taken)
+    with pytest.raises(TaskDeferred) as imports:
+        operator.execute(CONTEXT)
+    imported = asyncio.run(anext(imports.value.trigger.run())).payload
+    scratch = operator.scratch_name(taken["stamp"])
+    with locked(stack, source):
+        other = Instance(CONN_ID).start_export(source, f"gs://{store.bucket}/elsewhere/export.sql.gz")
+        with pytest.raises(TaskDeferred) as waits:
+            operator.import_done(CONTEXT, event=imported, **imports.value.kwargs)
+        assert waits.value.method_name == "judged" and scratch in stack.databases()
+        (backup,) = list_backups(store, "sandbox", DATABASE)
+        assert backup.status == "unverified", "no verdict before the scratch database is gone"
+    Instance(CONN_ID).done(other)
+    verified = run_deferred(operator, lambda: operator.judged(CONTEXT, **waits.value.kwargs))
+    assert verified["rows"] == 500 and scratch not in stack.databases()
+    (backup,) = list_backups(store, "sandbox", DATABASE)
+    assert backup.status == "verified" and backup.figures["public.events"]["rows"] == 500
     store.delete_names(store.names("elsewhere/"))
