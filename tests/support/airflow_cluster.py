@@ -700,6 +700,19 @@ class AirflowCluster(AirflowApi):
         path = self.log_file(component)
         return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
+    def describe_run(self, dag_id: str, run_id: str, log_tail: int = 2500) -> str:
+        """As the API's, with what the scheduler said went wrong in the run: a TI failed from outside
+        its task (an executor's state mismatch, a heartbeat timeout) has no task log line saying why."""
+        path = self.log_file("scheduler")
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        said = [
+            line[:600]
+            for line in lines
+            if run_id in line and any(w in line for w in ("ERROR", "WARNING", "error", "warning", "mismatch"))
+        ]
+        described = super().describe_run(dag_id, run_id, log_tail)
+        return described + ("\n--- the scheduler on this run:\n" + "\n".join(said[-15:]) if said else "")
+
     def describe_logs(self, components: Iterable[str], chars: int = 3000) -> str:
         return "\n".join(f"--- {c} ({self.log_file(c)}):\n{self.log_tail(c, chars)}" for c in components)
 

@@ -16,12 +16,15 @@ STEPS = ("inject", "detected", "recover")
 
 class DrillOperator(EnvironmentOperator):
     """Checked every ``poll_seconds`` in a deferred wait until ``until`` (ISO time); without
-    ``until``, once."""
+    ``until``, once. A look that could not be made (a worker lost, a query that failed, Airflow 3.3's
+    scheduler failing a task resumed from a deferral on a stale executor event: apache/airflow#72716)
+    is retried at once; the deadline is not, it fails for good (AirflowFailException)."""
 
     template_fields: tuple[str, ...] = ("environment", "until")
 
-    def __init__(self, *, until: str | None = None, poll_seconds: float = 0.5, **kwargs) -> None:
-        kwargs.setdefault("retries", 0)
+    def __init__(self, *, until: str | None = None, poll_seconds: float = 1, **kwargs) -> None:
+        kwargs.setdefault("retries", 3)
+        kwargs.setdefault("retry_delay", timedelta(seconds=1))
         super().__init__(**kwargs)
         self.until = until
         self.poll_seconds = poll_seconds
@@ -55,6 +58,8 @@ class DrillStepOperator(DrillOperator):
     def __init__(self, *, step: str, scenario: str = "{{ params.scenario }}", broken: Any = None, **kwargs) -> None:
         if step not in STEPS:
             raise ValueError(f"step must be one of {', '.join(STEPS)}, not {step!r}")
+        if step == "inject":
+            kwargs.setdefault("retries", 0)  # a break is never made twice; the abort undoes a half-made one
         super().__init__(**kwargs)
         self.step, self.scenario, self.broken = step, scenario, broken
 

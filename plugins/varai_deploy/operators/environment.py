@@ -10,6 +10,7 @@ over, which the audit records.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -68,7 +69,11 @@ class LockEnvironmentOperator(EnvironmentOperator):
         on_busy: str = "fail",
         **kwargs,
     ):
-        kwargs.setdefault("retries", 0)
+        # A refusal fails for good (AirflowFailException); a try lost otherwise (a worker, the ledger
+        # unreachable, a resumed deferral failed by the scheduler: apache/airflow#72716) is retried:
+        # taking the lock is re-entrant for the same run.
+        kwargs.setdefault("retries", 2)
+        kwargs.setdefault("retry_delay", timedelta(seconds=1))
         super().__init__(**kwargs)
         self.operation = operation
         self.services = services
