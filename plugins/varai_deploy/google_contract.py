@@ -10,8 +10,17 @@ The JSON mapping is proto3's, as Google's front ends apply it: an int64/uint64 i
 request may also give a JSON integer, which Google accepts; a response must give the string, as Google
 does), int32/uint32 are JSON integers (a request may quote them), enums are given by name, ``null`` stands
 for a field's default, ``google-datetime`` is RFC 3339 with a zone, ``google-duration`` seconds such as
-``3.5s``. Fields are the discovery document's lowerCamelCase names (Google would also accept the proto
-snake_case ones; callers here never send those, so the stand-ins refuse them).
+``3.5s``, ``google-fieldmask`` comma-separated field paths. Fields are the discovery document's lowerCamelCase
+names (Google would also accept the proto snake_case ones; callers here never send those, so the stand-ins
+refuse them).
+
+Google's generated REST clients (``google.cloud.*`` with ``transport="rest"``) send two things the discovery
+document does not describe: the system parameter ``$alt=json;enum-encoding=int`` and, accordingly, enums as
+their numbers. A request that says so may give an enum as a JSON integer (the document carries no numbers, so
+only its type is checked here: a stand-in maps it with the API's proto descriptors); a response names it. A packed
+``google.protobuf.Any`` (an object with ``@type``, such as a long-running operation's ``response``) whose type is
+one of the document's schemas (``type.googleapis.com/google.cloud.run.v2.Service`` is ``GoogleCloudRunV2Service``,
+the discovery naming) is checked as that schema; any other stays free-form.
 """
 
 from __future__ import annotations
@@ -30,6 +39,13 @@ _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.(\d{1,9}))?(Z|[+
 _DURATION = re.compile(r"-?\d+(?:\.\d{1,9})?s")
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
 _DECIMAL = re.compile(r"-?\d+")
+_FIELD_PATH = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+_FIELD_MASK = re.compile(rf"(?:\*|{_FIELD_PATH}(?:,{_FIELD_PATH})*)?")
+#: System parameters Google accepts on every method that discovery documents leave out (see the module's doc).
+_NUMERIC_ENUMS = "json;enum-encoding=int"
+_SYSTEM_PARAMETERS = {
+    "$alt": {"type": "string", "location": "query", "enum": ["json", _NUMERIC_ENUMS]},
+}
 #: Inclusive ranges of the integer formats.
 _RANGES = {
     "int32": (-(2**31), 2**31 - 1),
@@ -149,7 +165,8 @@ class Contract:
             if body not in (None, {}):
                 problems.append(Problem("body", f"{method} takes no request body"))
         elif body is not None:
-            problems += self._check_value(request, body, "", strict=False)
+            numeric_enums = _NUMERIC_ENUMS in _values(query.get("$alt", ()))
+            problems += self._check_value(request, body, "", strict=False, numeric_enums=numeric_enums)
         return problems
 
     def _check_query(self, spec: Mapping[str, Any], query: Mapping[str, str | Sequence[str]]) -> list[Problem]:
@@ -157,8 +174,8 @@ class Contract:
         standard = self.document.get("parameters", {})
         problems = []
         for name, raw in query.items():
-            values = [raw] if isinstance(raw, str) else list(raw)
-            param = declared.get(name) or standard.get(name)
+            values = _values(raw)
+            param = declared.get(name) or standard.get(name) or _SYSTEM_PARAMETERS.get(name)
             if param is None:
                 known = sorted(n for n, p in declared.items() if p.get("location") == "query")
                 takes = f"{spec['id']} takes {', '.join(known)}" if known else f"{spec['id']} takes none"
@@ -187,13 +204,31 @@ class Contract:
         return self._check_value(response, body, "", strict=True)
 
     # -- schemas -----------------------------------------------------------------------------------
+    def check_schema(self, schema_id: str, value: Any, strict: bool = True) -> list[Problem]:
+        """Every way ``value`` departs from the document's schema ``schema_id`` (``strict``: as a response must
+        be; otherwise as a request may be)."""
+        return self._check_value({"$ref": schema_id}, value, "", strict)
+
+    def packed_schema(self, schema: Mapping[str, Any], value: Any) -> Mapping[str, Any] | None:
+        """The document's schema for a packed ``Any`` (``value`` with ``@type`` where ``schema`` is a free-form
+        object), or None when ``value`` is not one or its type is not in the document."""
+        if schema.get("properties") or (schema.get("additionalProperties") or {}).get("type") != "any":
+            return None
+        type_url = value.get("@type") if isinstance(value, dict) else None
+        if not isinstance(type_url, str):
+            return None
+        full_name = type_url.rpartition("/")[2]
+        return self.schemas.get("".join(part[:1].upper() + part[1:] for part in full_name.split(".")))
+
     def resolve(self, schema: Mapping[str, Any]) -> Mapping[str, Any]:
         """A schema with its ``$ref`` followed (the referring one's own keys, like ``readOnly``, dropped)."""
         while "$ref" in schema:
             schema = self.schemas[schema["$ref"]]
         return schema
 
-    def _check_value(self, schema: Mapping[str, Any], value: Any, field: str, strict: bool) -> list[Problem]:
+    def _check_value(
+        self, schema: Mapping[str, Any], value: Any, field: str, strict: bool, numeric_enums: bool = False
+    ) -> list[Problem]:
         if value is None:  # JSON null: the field's default
             return []
         schema = self.resolve(schema)
@@ -202,18 +237,22 @@ class Contract:
         if kind == "object":
             if not isinstance(value, dict):
                 return [Problem(where, f"must be a JSON object ({schema.get('id', 'object')}), got {_json(value)}")]
-            return self._check_object(schema, value, field, strict)
+            packed = self.packed_schema(schema, value)
+            if packed is not None:
+                unpacked = {k: v for k, v in value.items() if k != "@type"}
+                return self._check_object(packed, unpacked, field, strict, numeric_enums)
+            return self._check_object(schema, value, field, strict, numeric_enums)
         if kind == "array":
             if not isinstance(value, list):
                 return [Problem(where, f"must be a JSON array, got {_json(value)}")]
             problems = []
             for index, item in enumerate(value):
-                problems += self._check_value(schema.get("items", {}), item, f"{field}[{index}]", strict)
+                problems += self._check_value(schema.get("items", {}), item, f"{field}[{index}]", strict, numeric_enums)
             return problems
-        return _check_scalar(schema, value, where, strict)
+        return _check_scalar(schema, value, where, strict, numeric_enums)
 
     def _check_object(
-        self, schema: Mapping[str, Any], value: dict[str, Any], field: str, strict: bool
+        self, schema: Mapping[str, Any], value: dict[str, Any], field: str, strict: bool, numeric_enums: bool
     ) -> list[Problem]:
         properties = schema.get("properties")
         extra = schema.get("additionalProperties")
@@ -223,17 +262,20 @@ class Contract:
         for key, item in value.items():
             path = f"{field}.{key}" if field else key
             if properties and key in properties:
-                problems += self._check_value(properties[key], item, path, strict)
+                problems += self._check_value(properties[key], item, path, strict, numeric_enums)
             elif extra is not None:
-                problems += self._check_value(extra, item, path, strict)
+                problems += self._check_value(extra, item, path, strict, numeric_enums)
             else:
                 known = ", ".join(sorted(properties or {})) or "no fields"
                 problems.append(Problem(path, f"unknown field ({schema.get('id', 'this object')} has {known})"))
         return problems
 
 
-def _check_scalar(schema: Mapping[str, Any], value: Any, where: str, strict: bool) -> list[Problem]:
-    """A JSON string, number or boolean against its schema (``strict``: as a response must be)."""
+def _check_scalar(
+    schema: Mapping[str, Any], value: Any, where: str, strict: bool, numeric_enums: bool = False
+) -> list[Problem]:
+    """A JSON string, number or boolean against its schema (``strict``: as a response must be;
+    ``numeric_enums``: an enum may be given by number)."""
     kind, fmt = schema.get("type"), schema.get("format")
     if kind == "any":
         return []
@@ -244,6 +286,8 @@ def _check_scalar(schema: Mapping[str, Any], value: Any, where: str, strict: boo
     if kind == "number":
         return _check_number(value, where, strict)
     if kind == "string":
+        if schema.get("enum") and numeric_enums and isinstance(value, int) and not isinstance(value, bool):
+            return _check_range({"format": "int32"}, value, where)  # the enum's number (enum-encoding=int)
         if not isinstance(value, str):
             return [Problem(where, f"must be a string, got {_json(value)}")]
         return _check_text(schema, value, where, "field")
@@ -316,6 +360,8 @@ def _check_format(fmt: str | None, text: str, where: str) -> list[Problem]:
         return [Problem(where, f"must be a duration in seconds such as 3.5s, got {text!r}")]
     if fmt == "byte" and not _BASE64.fullmatch(text):
         return [Problem(where, f"must be base64, got {text!r}")]
+    if fmt == "google-fieldmask" and not _FIELD_MASK.fullmatch(text):
+        return [Problem(where, f"must be comma-separated field paths such as traffic,template.revision, got {text!r}")]
     return []
 
 
@@ -338,6 +384,11 @@ def _is_float(text: str) -> bool:
     except ValueError:
         return False
     return text.strip().lower() not in ("nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity")
+
+
+def _values(raw: str | Sequence[str]) -> list[str]:
+    """A query parameter's values (``parse_qs`` gives lists, a caller may give one string)."""
+    return [raw] if isinstance(raw, str) else list(raw)
 
 
 def _json(value: Any) -> str:

@@ -304,3 +304,69 @@ def test_numbers_bytes_durations_and_free_form_objects():
         str(TOY.check_request("toy.things.put", {}, {"empty": {"x": 1}})[0])
         == "empty.x: unknown field (Empty has no fields)"
     )
+
+
+# -- what Google's generated REST clients send, and packed Any (run.v2) ----------------------------------------
+RUN = google_contract.load("run", "v2")
+SERVICES = "/v2/projects/p/locations/l/services"
+NUMERIC_ENUMS = {"$alt": ["json;enum-encoding=int"]}
+
+
+def test_the_alt_system_parameter_is_accepted_with_its_two_json_forms_only():
+    found = RUN.match("PATCH", f"{SERVICES}/s")
+    assert found == Match("run.projects.locations.services.patch", {"name": "projects/p/locations/l/services/s"})
+    assert RUN.check_request(found, {"$alt": "json", "updateMask": "traffic"}, {}) == []
+    assert RUN.check_request(found, NUMERIC_ENUMS, {}) == []
+    assert fields(RUN.check_request(found, {"$alt": "proto"}, {})) == ["$alt"]
+
+
+def test_an_enum_may_be_its_number_only_when_the_request_says_enum_encoding_int():
+    body = {"ingress": 1, "traffic": [{"type": 2, "revision": "s-1", "percent": 100}]}
+    assert RUN.check_request("run.projects.locations.services.patch", NUMERIC_ENUMS, body) == []
+    assert fields(RUN.check_request("run.projects.locations.services.patch", {}, body)) == [
+        "ingress",
+        "traffic[0].type",
+    ]
+    assert fields(RUN.check_request("run.projects.locations.services.patch", NUMERIC_ENUMS, {"ingress": 2**31})) == [
+        "ingress"
+    ]
+    assert fields(RUN.check_request("run.projects.locations.services.patch", NUMERIC_ENUMS, {"ingress": True})) == [
+        "ingress"
+    ]
+    # An answer names its enums, whatever the request said.
+    assert fields(RUN.check_response("run.projects.locations.services.get", {"ingress": 1})) == ["ingress"]
+    assert RUN.check_schema("GoogleCloudRunV2Service", {"ingress": "INGRESS_TRAFFIC_ALL"}) == []
+
+
+def test_a_packed_any_of_a_schema_in_the_document_is_checked_as_that_schema():
+    service = "type.googleapis.com/google.cloud.run.v2.Service"
+    good = {"name": "o", "done": True, "response": {"@type": service, "name": "s", "generation": "2"}}
+    assert RUN.check_response("run.projects.locations.operations.get", good) == []
+    bad = {"name": "o", "response": {"@type": service, "generation": 2, "bogus": 1}, "metadata": {"@type": service}}
+    problems = RUN.check_response("run.projects.locations.operations.get", bad)
+    assert fields(problems) == ["response.generation", "response.bogus"]
+    # A type the document does not have (an error detail) stays free-form, as does an object without @type.
+    unknown = {"name": "o", "error": {"code": 3, "details": [{"@type": "type.googleapis.com/google.rpc.X", "y": 1}]}}
+    assert RUN.check_response("run.projects.locations.operations.get", unknown) == []
+    assert RUN.check_response("run.projects.locations.operations.get", {"response": {"anything": [1]}}) == []
+    assert RUN.packed_schema({"type": "object", "additionalProperties": {"type": "any"}}, {"@type": 7}) is None
+
+
+@pytest.mark.parametrize(
+    ("mask", "ok"),
+    [
+        ("traffic", True),
+        ("template,traffic", True),
+        ("template.revision,scaling.min_instance_count", True),
+        ("*", True),
+        ("", True),
+        ("traffic,", False),
+        ("template..revision", False),
+        ("traffic template", False),
+    ],
+)
+def test_a_field_mask_is_comma_separated_field_paths(mask, ok):
+    problems = RUN.check_request("run.projects.locations.services.patch", {"updateMask": mask}, {})
+    assert (problems == []) is ok
+    if not ok:
+        assert "comma-separated field paths" in problems[0].message

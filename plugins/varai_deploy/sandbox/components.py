@@ -1,6 +1,6 @@
 """The sandbox's stand-in servers (storage, CDN, npm, SVN, Marketplace, Shopify, PostgreSQL, the
-notification stand-ins Slack and the email endpoint, the status page, the Pushgateway and the Cloud SQL
-Admin API), one shape each.
+notification stand-ins Slack and the email endpoint, the status page, the Pushgateway, the Cloud SQL
+Admin API and the local Cloud Run), one shape each.
 
 Each is a local server the control plane starts on ``up``, stops on ``down`` and lists under
 ``endpoints`` in ``status``; each module describes itself with a :class:`Component`, so adding one
@@ -36,6 +36,7 @@ COMPONENT_MODULES: dict[str, str] = {
     "statuspage": "varai_deploy.sandbox.statuspage",
     "pushgateway": "varai_deploy.sandbox.pushgateway",
     "cloudsql": "varai_deploy.sandbox.cloudsql",
+    "cloudrun": "varai_deploy.sandbox.cloudrun",
 }
 COMPONENT_NAMES = tuple(COMPONENT_MODULES)
 #: Ports: ``component_port_base + offset``; the base defaults to the gateway port minus this.

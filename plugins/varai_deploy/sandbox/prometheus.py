@@ -6,7 +6,8 @@ under ``<home>/prometheus/`` on every ``up``: job ``varai-sandbox`` discovers it
 and scrapes every second; ``honor_labels`` keeps the ``service``, ``version`` and ``colour`` labels
 each process puts on its own metrics, whatever the target labels say. Job ``varai-pushgateway``
 scrapes the sandbox's Pushgateway (when enabled), keeping the pushed job and grouping labels the
-same way. The alert rules (``rules/backups.yml``) are generated beside the config; a running
+same way; job ``varai-cloudrun`` the local Cloud Run's request metrics (when enabled). The alert
+rules (``rules/backups.yml``) are generated beside the config; a running
 Prometheus is told to reload (SIGHUP) when either changed, so an ``up`` applies them without a restart.
 """
 
@@ -19,6 +20,7 @@ import signal
 from pathlib import Path
 
 from varai_deploy.sandbox import processes
+from varai_deploy.sandbox.cloudrun import COMPONENT as CLOUD_RUN
 from varai_deploy.sandbox.errors import SandboxError
 from varai_deploy.sandbox.processes import LAUNCHER_MODULE, Marker, http_status
 from varai_deploy.sandbox.pushgateway import COMPONENT as PUSHGATEWAY
@@ -27,6 +29,7 @@ from varai_deploy.sandbox.state import write_text_atomic
 
 JOB_NAME = "varai-sandbox"
 PUSHGATEWAY_JOB_NAME = "varai-pushgateway"
+CLOUD_RUN_JOB_NAME = "varai-cloudrun"
 SCRAPE_INTERVAL = "1s"
 #: A sandbox's history is only needed for the releases of the day; keep the disk use small.
 RETENTION_TIME = "2d"
@@ -130,6 +133,15 @@ def config_text(settings: SandboxSettings) -> str:
         text += (
             f"  - job_name: {PUSHGATEWAY_JOB_NAME}\n"
             "    # Pushed series carry the pushing job's name and grouping labels: keep them.\n"
+            "    honor_labels: true\n"
+            "    static_configs:\n"
+            f"      - targets: [{target}]\n"
+        )
+    if CLOUD_RUN.name in (settings.components or ()):
+        target = json.dumps(f"{settings.host}:{settings.component_port(CLOUD_RUN.name)}")
+        text += (
+            f"  - job_name: {CLOUD_RUN_JOB_NAME}\n"
+            "    # Cloud Run's request metrics, measured at its front end as Cloud Monitoring has them.\n"
             "    honor_labels: true\n"
             "    static_configs:\n"
             f"      - targets: [{target}]\n"

@@ -72,7 +72,7 @@ def locked(stack: CloudSqlStack, database: str) -> Iterator[None]:
 
 # -- the component ------------------------------------------------------------------------------------
 def test_it_is_the_last_component_on_a_port_of_its_own_with_an_anonymous_google_connection(tmp_path):
-    assert COMPONENT_NAMES[-1] == "cloudsql" and load("cloudsql") is COMPONENT and COMPONENT.offset == 11
+    assert COMPONENT_NAMES[11] == "cloudsql" and load("cloudsql") is COMPONENT and COMPONENT.offset == 11
     default = SandboxSettings(home=tmp_path / "sandbox")
     assert default.component_port("cloudsql") == default.gateway_port - 9 == 18071
     for base in (19500, 19860):  # the test blocks (tests/varai_deploy/conftest.py) with every stand-in

@@ -171,8 +171,9 @@ def test_stand_ins_listen_below_the_gateway_in_registry_order() -> None:
         "statuspage",
         "pushgateway",
         "cloudsql",
+        "cloudrun",
     )
-    assert [s.component_port(name) for name in s.components] == list(range(18060, 18072))
+    assert [s.component_port(name) for name in s.components] == list(range(18060, 18073))
     assert s.component_url("cdn") == "http://127.0.0.1:18061"
 
 

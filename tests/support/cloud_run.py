@@ -1,0 +1,106 @@
+"""The sandbox's local Cloud Run (the run.v2 stand-in) started for real on a free port, with the real
+``google.cloud.run_v2`` clients over REST and anonymous credentials, as ``CloudRunPlatform`` drives it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import run_v2
+
+from tests.support.sandbox import wait_for
+from tests.support.statuspage_stack import free_port
+from varai_deploy.sandbox import processes
+from varai_deploy.sandbox.cloudrun import COMPONENT
+from varai_deploy.sandbox.cloudrun_fake import LOCATION, PROJECT, state_dir, stop_revisions
+from varai_deploy.sandbox.settings import SandboxSettings
+
+PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
+ATTEMPTS = 5
+
+
+def image(version: str, app: str = "recommendation") -> str:
+    return f"us-central1-docker.pkg.dev/{PROJECT}/varai/{app}:{version}"
+
+
+@dataclass
+class LocalCloudRun:
+    settings: SandboxSettings
+    port: int
+    pids: list[int] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.settings.url_for_port(self.port)
+
+    def clients(self) -> tuple[run_v2.ServicesClient, run_v2.RevisionsClient]:
+        options = {"api_endpoint": self.url}
+        kwargs = {"credentials": AnonymousCredentials(), "transport": "rest", "client_options": options}
+        return run_v2.ServicesClient(**kwargs), run_v2.RevisionsClient(**kwargs)
+
+    def api(self, method: str, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
+        """A raw request under ``/v2/<parent>`` (a JSON body unless ``data=`` is given)."""
+        if body is not None and "data" not in kwargs:
+            kwargs["json"] = body
+        return requests.request(method, f"{self.url}/v2/{PARENT}{path}", timeout=30, **kwargs)
+
+    def revision_record(self, name: str) -> dict[str, Any]:
+        return json.loads((state_dir(self.settings.home) / "revisions" / f"{name}.json").read_text())
+
+    def start(self) -> None:
+        marker = COMPONENT.marker(self.settings, self.port)
+        COMPONENT.prepare(self.settings, self.port)
+        spawned = processes.spawn(
+            marker.argv(),
+            log_file=self.settings.log_file("cloudrun"),
+            exit_file=self.settings.exit_file("cloudrun"),
+            cwd=self.settings.home,
+        )
+        self.pids += [spawned.pid, spawned.wrapper_pid]
+        while not COMPONENT.ready(self.settings, self.port):
+            if not processes.is_alive(spawned.pid):
+                raise OSError("\n".join(processes.log_tail(self.settings.log_file("cloudrun"))))
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        processes.stop(self.pids)
+        self.pids.clear()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def start_on_a_free_port(settings: SandboxSettings) -> LocalCloudRun:
+    for _ in range(ATTEMPTS):
+        stand_in = LocalCloudRun(settings, free_port())
+        try:
+            stand_in.start()
+        except OSError:
+            stand_in.stop()  # its port was taken under it: another one
+            continue
+        return stand_in
+    pytest.fail(f"the Cloud Run stand-in found no free port in {ATTEMPTS} attempts")
+
+
+@contextlib.contextmanager
+def local_cloud_run(home: Path) -> Iterator[LocalCloudRun]:
+    """The stand-in with its home at ``home``; every process it started is gone afterwards."""
+    home.mkdir(parents=True, exist_ok=True)
+    settings = SandboxSettings(home=home, components=())
+    stand_in = start_on_a_free_port(settings)
+    try:
+        yield stand_in
+    finally:
+        stop_revisions(home)
+        stand_in.stop()
+        marker = COMPONENT.marker(settings, stand_in.port)
+        wait_for(lambda: not processes.find_ours(home, [marker]), timeout=5, what="nothing left running")
