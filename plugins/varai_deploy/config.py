@@ -393,6 +393,35 @@ DEFAULT_SANDBOX_HOME = ".sandbox"
 
 
 @dataclass(frozen=True)
+class CloudRunPolicy:
+    """How a release drives Cloud Run (``platform: cloudrun``); ``connections.cloud_run`` is the Google
+    connection whose ``project`` and ``location`` extras say where the services live."""
+
+    #: The Cloud Run service of each project service: staging and production share a Google project, so
+    #: Terraform (include/terraform/gcp) names them ``<service>-<environment>``.
+    service_name: str = "{service}"
+    #: Revisions kept besides those serving or tagged: what a rollback can go back to without a rebuild.
+    keep_revisions: int = 3
+    #: How long a deploy or a switch waits for Cloud Run to have the revision ready.
+    operation_timeout_seconds: float = 600
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.service_name, str) or "{service}" not in self.service_name:
+            raise ConfigError("cloud_run.service_name must contain {service}, e.g. {service}-staging")
+        try:
+            example = self.service_name.format(service="api-gateway")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"cloud_run.service_name {self.service_name!r}: {exc}") from exc
+        if not re.fullmatch(r"[a-z]([-a-z0-9]{0,47}[a-z0-9])?", example):
+            raise ConfigError(f"cloud_run.service_name gives {example!r}, not a Cloud Run service name")
+        if isinstance(self.keep_revisions, bool) or not isinstance(self.keep_revisions, int) or self.keep_revisions < 1:
+            raise ConfigError("cloud_run.keep_revisions must be a whole number of at least 1")
+        timeout = self.operation_timeout_seconds
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise ConfigError("cloud_run.operation_timeout_seconds must be a positive number of seconds")
+
+
+@dataclass(frozen=True)
 class TerraformConfig:
     module: Path
     backend: str = "local"
@@ -442,6 +471,8 @@ class EnvironmentConfig:
     backups: BackupPolicy | None = None
     #: None: no disaster-recovery drill may run here.
     dr_drills: DrillPolicy | None = None
+    #: Set exactly when ``platform`` is cloudrun.
+    cloud_run: CloudRunPolicy | None = None
 
     @property
     def gateway_conn_id(self) -> str:
@@ -561,6 +592,20 @@ def _backups(raw: dict, connections: dict, path: Path) -> BackupPolicy | None:
             )
             raise ConfigError(f"{path}: {what} needs connections.{role}")
     return policy
+
+
+def _cloud_run(raw: dict, platform: str, connections: dict, path: Path) -> CloudRunPolicy | None:
+    """``cloud_run:``, for (and only for) an environment on Cloud Run, which needs its Google connection."""
+    if platform != "cloudrun":
+        if "cloud_run" in raw:
+            raise ConfigError(f"{path}: cloud_run is for platform cloudrun, not {platform}")
+        return None
+    if "cloud_run" not in connections:
+        raise ConfigError(f"{path}: platform cloudrun needs connections.cloud_run (the Google connection)")
+    try:
+        return _build(CloudRunPolicy, _section(raw, "cloud_run", path), f"{path}: cloud_run")
+    except ConfigError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from exc
 
 
 def _drills(raw: dict, connections: dict, backups: BackupPolicy | None, path: Path) -> DrillPolicy | None:
@@ -689,6 +734,7 @@ def load_environment(name: str, directory: Path | None = None) -> EnvironmentCon
         maintenance=_maintenance(raw, connections, release, analysis, path),
         backups=(backups := _backups(raw, connections, path)),
         dr_drills=_drills(raw, connections, backups, path),
+        cloud_run=_cloud_run(raw, platform, connections, path),
         prerequisites={str(k): str(v) for k, v in _section(raw, "prerequisites", path).items()},
         gcp={str(k): str(v) for k, v in _section(raw, "gcp", path).items()},
         requires_approval=requires_approval,

@@ -110,7 +110,8 @@ def test_deferred_waits_keep_a_retry_for_airflows_stale_executor_event(dag):
 
 def test_the_environment_is_locked_around_everything_that_changes_it(dag):
     lock, finish = dag.get_task("lock"), dag.get_task("finish")
-    assert lock.is_setup and finish.is_teardown and lock.retries == 0
+    # A refusal fails for good (AirflowFailException); a lost try (apache/airflow#72716) is retried.
+    assert lock.is_setup and finish.is_teardown and lock.retries >= 1
     assert "validate.credentials" in lock.get_flat_relative_ids(upstream=True)
     changing = ["infrastructure.apply", "backend.traffic.switch_traffic", "backend.rollback_on_failure"]
     changing += ["widgets.marketplace.publish", "post_deploy.health_checks"]

@@ -1,3 +1,4 @@
+import re
 import textwrap
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def test_an_unknown_marketplace_is_a_config_error(tmp_path):
 TERRAFORM_BASE = """
 name: {name}
 platform: {platform}
-connections: {{gateway: gw, metrics: m, ledger: l}}
+connections: {{gateway: gw, metrics: m, ledger: l, cloud_run: run}}
 terraform:
   module: include/terraform/sandbox
 """
@@ -201,7 +202,7 @@ def test_terraform_outputs_and_binary_are_configurable(tmp_path):
 PEOPLE_BASE = """
 name: {name}
 platform: {platform}
-connections: {{gateway: gw, metrics: m, ledger: l, slack: s, email_endpoint: e}}
+connections: {{gateway: gw, metrics: m, ledger: l, slack: s, email_endpoint: e, cloud_run: run}}
 terraform:
   module: include/terraform/sandbox
   backend: gcs
@@ -271,3 +272,46 @@ def test_another_config_directory_can_stand_in_for_the_repository_one(tmp_path, 
     monkeypatch.setenv("VARAI_ENVIRONMENTS_DIR", str(tmp_path))
     env = load_environment("sandbox")
     assert (env.requires_approval, env.approval.approvers) == (True, ("carol",))
+
+
+CLOUD_RUN = """
+name: staging
+platform: cloudrun
+connections: {gateway: gw, metrics: m, ledger: l, cloud_run: run}
+terraform: {module: include/terraform/gcp, backend: gcs, state_bucket: b}
+"""
+
+
+def test_an_environment_on_cloud_run_names_its_services_and_keeps_revisions_for_rollbacks(tmp_path):
+    env = load_environment("staging", _write(tmp_path, "staging", CLOUD_RUN))
+    assert (env.cloud_run.service_name, env.cloud_run.keep_revisions) == ("{service}", 3)
+    text = CLOUD_RUN + "cloud_run: {service_name: '{service}-staging', keep_revisions: 5}\n"
+    env = load_environment("staging", _write(tmp_path, "staging", text))
+    assert env.cloud_run.service_name.format(service="analytics") == "analytics-staging"
+    assert env.cloud_run.keep_revisions == 5
+    assert load_environment("sandbox", _write(tmp_path, "sandbox", BASE)).cloud_run is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (CLOUD_RUN.replace(", cloud_run: run", ""), "platform cloudrun needs connections.cloud_run"),
+        (CLOUD_RUN + "cloud_run: {service_name: staging}\n", "must contain {service}"),
+        (CLOUD_RUN + "cloud_run: {service_name: '{service}_Staging'}\n", "not a Cloud Run service name"),
+        (CLOUD_RUN + "cloud_run: {service_name: '{service}-{env}'}\n", "'env'"),
+        (CLOUD_RUN + "cloud_run: {keep_revisions: 0}\n", "keep_revisions must be a whole number"),
+        (
+            CLOUD_RUN + "cloud_run: {operation_timeout_seconds: -1}\n",
+            "operation_timeout_seconds must be a positive number",
+        ),
+        (CLOUD_RUN + "cloud_run: {keep: 1}\n", "unexpected keyword argument 'keep'"),
+    ],
+)
+def test_bad_cloud_run_settings_say_what_to_fix(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_environment("staging", _write(tmp_path, "staging", text))
+
+
+def test_cloud_run_settings_on_another_platform_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="cloud_run is for platform cloudrun, not local"):
+        load_environment("sandbox", _write(tmp_path, "sandbox", BASE + "cloud_run: {keep_revisions: 2}\n"))

@@ -18,6 +18,18 @@ def get_platform(env: EnvironmentConfig) -> Platform:
         from varai_deploy.platforms.local import LocalPlatform
 
         return LocalPlatform()
+    if env.platform == "cloudrun" and env.cloud_run is not None:
+        from varai_deploy.hooks.cloud_run import EndpointCloudRunHook
+        from varai_deploy.ledger import ledger_for
+        from varai_deploy.platforms.cloud_run import CloudRunPlatform
+
+        return CloudRunPlatform(
+            EndpointCloudRunHook(gcp_conn_id=env.connections["cloud_run"]),
+            ledger=ledger_for(env),
+            keep_revisions=env.cloud_run.keep_revisions,
+            operation_timeout=env.cloud_run.operation_timeout_seconds,
+            service_name=env.cloud_run.service_name,
+        )
     raise PlatformError(
         f"environment {env.name!r} runs on {env.platform!r}, which this version of varai-deploy cannot drive yet"
     )
