@@ -274,7 +274,7 @@ def test_a_worker_killed_mid_recreation_is_retried_and_the_retry_finishes_it(clu
     assert cluster.kill_task(DAG, run_id, "recover")
     assert cluster.wait_for_run(DAG, run_id, timeout=240) == "success", cluster.describe_run(DAG, run_id)
     tis = cluster.task_instances(DAG, run_id)
-    assert (tis[("recover", -1)]["state"], tis[("recover", -1)]["try_number"]) == ("success", 2)
+    assert tis[("recover", -1)]["state"] == "success" and tis[("recover", -1)]["try_number"] >= 2
     assert tis[("abort", -1)]["state"] == "skipped"
     recovered = xcom(cluster, run_id, "recover")
     assert recovered["redeployed"] == good
