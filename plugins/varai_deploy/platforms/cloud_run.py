@@ -249,24 +249,24 @@ class CloudRunPlatform:
         svc = self._get(service)
         if self._serving(svc) == revision["name"]:
             raise PlatformError(f"{service}: refusing to retire {revision['name']}: it serves all traffic")
-        tags = self._tags(svc)
-        if revision["name"] in tags:
-            serving = self._serving(svc)
-            del tags[revision["name"]]
-            svc.traffic = self._traffic({serving: 100} if serving else {}, tags)
-            svc = self._update(svc, ["traffic"], f"{service}: untagging {revision['name']}")
-        self._prune(service, svc)
+        self._prune(service, self._retag(service, svc, revision["name"], None))
 
     def discard(self, service: str, revision: Revision) -> None:
         """Untagged, then deleted with what else is not needed (Cloud Run keeps a service's latest revision)."""
-        svc = self._get(service)
+        self._prune(service, self._retag(service, self._get(service), revision["name"], None))
+
+    def _retag(self, service: str, svc, name: str, tag: str | None):
+        """``name`` given ``tag`` (None: none), traffic untouched; ``svc`` as Cloud Run has it afterwards."""
         tags = self._tags(svc)
-        if revision["name"] in tags:
-            serving = self._serving(svc)
-            del tags[revision["name"]]
-            svc.traffic = self._traffic({serving: 100} if serving else {}, tags)
-            svc = self._update(svc, ["traffic"], f"{service}: untagging {revision['name']}")
-        self._prune(service, svc)
+        if tags.get(name) == tag or (tag is None and name not in tags):
+            return svc
+        if tag is None:
+            del tags[name]
+        else:
+            tags[name] = tag
+        serving = self._serving(svc)
+        svc.traffic = self._traffic({serving: 100} if serving else {}, tags)
+        return self._update(svc, ["traffic"], f"{service}: {'tagging' if tag else 'untagging'} {name}")
 
     def _prune(self, service: str, svc) -> None:
         """Delete every revision not needed: not serving, not tagged, not the latest Cloud Run created, and
@@ -317,10 +317,6 @@ class CloudRunPlatform:
         svc = self._get(service)
         if self._get_revision(service, revision["name"]) is None:
             raise PlatformError(f"{service}: revision {revision['name']} was deleted; it cannot be restored")
-        tags = self._tags(svc)
-        if revision["name"] not in tags:
-            serving = self._serving(svc)
-            tags[revision["name"]] = slug(revision["version"])
-            svc.traffic = self._traffic({serving: 100} if serving else {}, tags)
-            svc = self._update(svc, ["traffic"], f"{service}: tagging {revision['name']}")
+        if revision["name"] not in self._tags(svc):
+            svc = self._retag(service, svc, revision["name"], slug(revision["version"]))
         return self._revision(service, svc, revision["name"])

@@ -87,7 +87,7 @@ from urllib.parse import parse_qs, urlsplit
 from varai_deploy import google_contract
 from varai_deploy.google_contract import Contract, Match, Problem
 from varai_deploy.sandbox import processes
-from varai_deploy.sandbox.cloudsql_fake import Store, parse_body
+from varai_deploy.sandbox.cloudsql_fake import STATUS_NAMES, Store, parse_body
 from varai_deploy.sandbox.processes import SERVICE_MODULE, Marker
 from varai_deploy.sandbox.serving import HOP_BY_HOP, QuietHandler, bind_or_explain, serve_until_signalled
 from varai_deploy.services import SERVICE_NAMES
@@ -132,15 +132,6 @@ REVISION_FAILED_CODE = 13
 LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
 Json = dict[str, Any]
 Params = dict[str, str]
-STATUS_NAMES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ABORTED",
-    500: "INTERNAL",
-    501: "UNIMPLEMENTED",
-}
 
 
 def state_dir(home: Path) -> Path:

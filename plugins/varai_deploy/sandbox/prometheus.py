@@ -128,24 +128,19 @@ def config_text(settings: SandboxSettings) -> str:
         f"      - files: [{targets}]\n"
         f"        refresh_interval: {SCRAPE_INTERVAL}\n"
     )
-    if PUSHGATEWAY.name in (settings.components or ()):
-        target = json.dumps(f"{settings.host}:{settings.component_port(PUSHGATEWAY.name)}")
-        text += (
-            f"  - job_name: {PUSHGATEWAY_JOB_NAME}\n"
-            "    # Pushed series carry the pushing job's name and grouping labels: keep them.\n"
-            "    honor_labels: true\n"
-            "    static_configs:\n"
-            f"      - targets: [{target}]\n"
-        )
-    if CLOUD_RUN.name in (settings.components or ()):
-        target = json.dumps(f"{settings.host}:{settings.component_port(CLOUD_RUN.name)}")
-        text += (
-            f"  - job_name: {CLOUD_RUN_JOB_NAME}\n"
-            "    # Cloud Run's request metrics, measured at its front end as Cloud Monitoring has them.\n"
-            "    honor_labels: true\n"
-            "    static_configs:\n"
-            f"      - targets: [{target}]\n"
-        )
+    for component, job, why in (
+        (PUSHGATEWAY, PUSHGATEWAY_JOB_NAME, "Pushed series carry the pushing job's name and grouping labels"),
+        (CLOUD_RUN, CLOUD_RUN_JOB_NAME, "Cloud Run's request metrics name their service and revision"),
+    ):
+        if component.name in (settings.components or ()):
+            target = json.dumps(f"{settings.host}:{settings.component_port(component.name)}")
+            text += (
+                f"  - job_name: {job}\n"
+                f"    # {why}: keep them.\n"
+                "    honor_labels: true\n"
+                "    static_configs:\n"
+                f"      - targets: [{target}]\n"
+            )
     return text
 
 

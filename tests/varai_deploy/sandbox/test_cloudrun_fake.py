@@ -461,3 +461,51 @@ def test_a_patch_with_allow_missing_creates_and_a_snake_case_mask_path_is_honour
     updated = services.update_service(service=created, update_mask=mask).result(timeout=TIMEOUT)
     assert updated.template.max_instance_request_concurrency == 5 and updated.description == ""
     assert short(updated.latest_ready_revision).startswith(f"{short(name)}-00002-")
+
+
+# -- in the sandbox ---------------------------------------------------------------------------------------
+def test_up_starts_it_prometheus_scrapes_its_request_metrics_and_down_stops_its_revisions(tmp_path):
+    """As a component of ``sandbox up``: Prometheus (job varai-cloudrun) has Cloud Run's request count per
+    revision and code class, as Managed Service for Prometheus has it, and ``down`` leaves no revision running."""
+    from tests.support.pushgateway_stack import prometheus_api
+    from varai_deploy.sandbox import Sandbox, prometheus
+
+    ports = {free_port() for _ in range(3)}
+    while len(ports) < 3:
+        ports.add(free_port())
+    gateway, prom, run = ports
+    settings = SandboxSettings(
+        home=tmp_path / "sandbox",
+        gateway_port=gateway,
+        service_port_base=65000,
+        prometheus_port=prom,
+        component_port_base=run - COMPONENT.offset,
+        components=(COMPONENT.name,),
+        traffic_rps=0,
+    )
+    box = Sandbox(settings)
+    try:
+        endpoints = box.up()["endpoints"]
+        assert endpoints["cloudrun"] == f"http://127.0.0.1:{run}"
+        stand_in = LocalCloudRun(settings, run)
+        clients = stand_in.clients()
+        svc = new_service(clients)
+        served(svc.uri, 3)
+        query = f'run_googleapis_com:request_count{{service_name="{short(svc.name)}",response_code_class="2xx"}}'
+        found = wait_for(
+            lambda: prometheus_api(settings, "/api/v1/query", query=query)["result"],
+            timeout=20,
+            interval=0.2,
+            what="Prometheus to scrape the local Cloud Run",
+        )
+        assert found[0]["metric"]["revision_name"] == short(svc.latest_ready_revision)
+        assert found[0]["value"][1] == "3"
+        targets = prometheus_api(settings, "/api/v1/targets")["activeTargets"]
+        assert {t["scrapeUrl"] for t in targets if t["labels"]["job"] == prometheus.CLOUD_RUN_JOB_NAME} == {
+            f"http://127.0.0.1:{run}/metrics"
+        }
+        pid = stand_in.revision_record(short(svc.latest_ready_revision))["process"]["pid"]
+    finally:
+        box.down()
+    assert not processes.is_alive(pid)
+    assert processes.find_ours(settings.home, [COMPONENT.marker(settings, run)]) == []
