@@ -8,16 +8,21 @@ from varai_deploy.metrics import MetricSourceError
 
 
 class PrometheusSource:
-    def __init__(self, url: str, timeout: float = 5.0):
+    """``headers``: what every query sends (Managed Service for Prometheus: a Google access token)."""
+
+    def __init__(self, url: str, timeout: float = 5.0, headers: dict[str, str] | None = None):
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.headers = headers or {}
 
     async def query(self, promql: str) -> dict[str, float]:
         import aiohttp
 
         try:
             async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session,
+                aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=self.timeout), headers=self.headers
+                ) as session,
                 session.get(f"{self.url}/api/v1/query", params={"query": promql}) as resp,
             ):
                 body = await resp.json(content_type=None)

@@ -106,6 +106,7 @@ class ReleaseAnalysisOperator(EnvironmentOperator):
         self.defer(
             trigger=ReleaseAnalysisTrigger(
                 metrics_url=PrometheusHook(self.env_config.metrics_conn_id).url,
+                metrics_conn_id=self.env_config.metrics_conn_id,
                 version=next(iter(versions.values())) if len(set(versions.values())) == 1 else versions,
                 health_urls=health,
                 switched_at=switched_at,

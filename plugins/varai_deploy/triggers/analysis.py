@@ -30,6 +30,7 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
         health_urls: dict[str, str],
         switched_at: float,
         policy: dict[str, Any],
+        metrics_conn_id: str | None = None,
     ):
         super().__init__(
             metrics_url=metrics_url,
@@ -37,7 +38,10 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
             health_urls=health_urls,
             switched_at=switched_at,
             policy=policy,
+            metrics_conn_id=metrics_conn_id,
         )
+        #: What each query sends (a Google access token for Managed Prometheus), made in the triggerer by ``run``.
+        self.metrics_headers: dict[str, str] = {}
 
     def _versions(self) -> str | tuple[str, ...]:
         """One release's version, or (a maintenance window's security updates) each service's own."""
@@ -49,10 +53,15 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
         return self.version.get(service) or ", ".join(self._versions())
 
     def _source(self) -> MetricSource:
-        """Prometheus in every environment so far; Cloud Monitoring's PromQL API can stand in here."""
+        """Prometheus' query API: the sandbox's Prometheus, or Managed Service for Prometheus with its token."""
         from varai_deploy.metrics.prometheus import PrometheusSource
 
-        return PrometheusSource(self.metrics_url)
+        return PrometheusSource(self.metrics_url, headers=self.metrics_headers)
+
+    def _auth_headers(self) -> dict[str, str]:
+        from varai_deploy.hooks.prometheus import PrometheusHook
+
+        return PrometheusHook(self.metrics_conn_id).auth_headers() if self.metrics_conn_id else {}
 
     async def _health(self, session, url: str) -> bool:
         import aiohttp
@@ -120,6 +129,10 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
         self.health = {s: {"checks": 0, "failed": 0, "longest_failing_streak": 0} for s in self.health_urls}
         self.measured: dict[str, dict[str, Any]] = {}
         last_metric_error = None
+        try:  # the connection's credentials, in a thread: a token request must not block the triggerer's loop
+            self.metrics_headers = await asyncio.to_thread(self._auth_headers)
+        except Exception as exc:  # judged like a metric source that does not answer: inconclusive
+            last_metric_error = f"no credentials for the metrics connection {self.metrics_conn_id}: {exc}"
         timeout = aiohttp.ClientTimeout(total=max(1.0, p["interval_seconds"]))
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
