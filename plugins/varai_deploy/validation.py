@@ -50,15 +50,17 @@ def check_prerequisites(env: EnvironmentConfig) -> dict[str, str]:
 
 def check_credentials(env: EnvironmentConfig, marketplaces: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
     """Every Airflow Connection this release goes through exists, and those that authenticate carry their
-    secret (values are never logged): the gateway, metrics and ledger always, plus each chosen marketplace's."""
+    secret (values are never logged): the gateway, metrics and ledger always, the platform's (Cloud Run's
+    Google connection), plus each chosen marketplace's."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException, AirflowRuntimeError
 
     from varai_deploy.widgets.channels import ROLES, SECRET_ROLES
 
     secret_roles = {**SECRET_ROLES, "ledger": "the ledger's database password"}
+    platform = ["cloud_run"] if env.platform == "cloudrun" else []
     roles = dict.fromkeys(
-        ["gateway", "metrics", "ledger", *(role for channel in marketplaces for role in ROLES[channel])]
+        ["gateway", "metrics", "ledger", *platform, *(role for channel in marketplaces for role in ROLES[channel])]
     )
     present, missing = {}, []
     for role in roles:

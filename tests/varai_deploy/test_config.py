@@ -315,3 +315,26 @@ def test_bad_cloud_run_settings_say_what_to_fix(tmp_path, text, message):
 def test_cloud_run_settings_on_another_platform_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="cloud_run is for platform cloudrun, not local"):
         load_environment("sandbox", _write(tmp_path, "sandbox", BASE + "cloud_run: {keep_revisions: 2}\n"))
+
+
+@pytest.mark.parametrize(("name", "window"), [("staging", 300), ("production", 600)])
+def test_staging_and_production_run_on_cloud_run_under_the_names_terraform_gives_their_services(name, window):
+    env = load_environment(name)
+    assert (env.platform, env.analysis.duration_seconds, env.backups.method) == ("cloudrun", window, "cloud_sql")
+    assert (env.terraform.module, env.terraform.backend) == (REPO_ROOT / "include/terraform/gcp", "gcs")
+    assert env.terraform.state_prefix == name
+    # include/terraform/gcp names each service "${name}-${var.environment}": the release must find them.
+    assert 'name => "${name}-${var.environment}"' in (REPO_ROOT / "include/terraform/gcp/locals.tf").read_text()
+    assert env.cloud_run.service_name.format(service="analytics") == f"analytics-{name}"
+    assert env.requires_approval == (name == "production")
+    assert not [
+        c
+        for c in env.connections.values()
+        if c.startswith(f"varai_{'production' if name == 'staging' else 'staging'}_")
+    ]
+
+
+def test_production_waits_for_an_approver_who_sees_what_staging_said():
+    env = load_environment("production")
+    assert env.approval.approvers and env.approval.evidence_from == "staging"
+    assert env.marketplaces == ("html", "shopify", "woocommerce", "magento")

@@ -30,7 +30,6 @@ def test_request_is_normalised():
         (("v1.0.0; id", "sandbox", ["analytics"]), "not a release tag"),
         (("v1.0.0", "moon", ["analytics"]), "unknown environment"),
         (("v1.0.0", "sandbox", ["billing"]), "unknown service"),
-        (("v1.0.0", "staging", ["analytics"]), "no config for environment 'staging'"),
     ],
 )
 def test_bad_requests_are_refused(args, message):
@@ -45,6 +44,16 @@ def test_credentials_present(monkeypatch):
         "metrics": "varai_metrics (http)",
         "ledger": "varai_ledger (postgres)",
     }
+
+
+def test_staging_names_every_connection_it_lacks_before_anything_changes(monkeypatch):
+    for conn_id in ("VARAI_STAGING_GATEWAY", "VARAI_STAGING_METRICS", "VARAI_STAGING_LEDGER", "VARAI_STAGING_GCP"):
+        monkeypatch.delenv(f"AIRFLOW_CONN_{conn_id}", raising=False)
+    with pytest.raises(ValidationError) as refused:
+        check_credentials(load_environment("staging"), ["html"])
+    for named in ("'varai_staging_gateway' (gateway)", "'varai_staging_gcp' (cloud_run)", "'varai_staging_npm' (npm)"):
+        assert named in str(refused.value)
+    assert "make sandbox-up" not in str(refused.value)
 
 
 def test_a_ledger_connection_without_its_password_is_refused(monkeypatch):
