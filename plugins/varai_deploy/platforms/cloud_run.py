@@ -75,7 +75,11 @@ class CloudRunPlatform:
 
     # -- reading ------------------------------------------------------------------------------------
     def _service_name(self, service: str) -> str:
-        return f"{self.hook.parent()}/services/{self.service_name.format(service=service)}"
+        try:
+            parent = self.hook.parent()
+        except ValueError as exc:  # the connection does not say where the services live
+            raise PlatformError(str(exc)) from exc
+        return f"{parent}/services/{self.service_name.format(service=service)}"
 
     def _get(self, service: str):
         from google.api_core.exceptions import NotFound
@@ -133,7 +137,7 @@ class CloudRunPlatform:
             checked[service] = svc.uri
         if problems:
             raise PlatformError("; ".join(problems) + ": wait for it to finish, then try again")
-        return {"parent": self.hook.parent(), "services": checked}
+        return {"parent": self._service_name(services[0]).rsplit("/services/", 1)[0], "services": checked}
 
     def current_revision(self, service: str) -> Revision | None:
         svc = self._get(service)

@@ -253,3 +253,13 @@ def test_a_service_terraform_never_created_is_named_with_what_to_do(platform):
         platform.check_capacity([SERVICE])
     created_by_terraform(platform)
     assert platform.check_capacity([SERVICE])["services"][SERVICE] == service(platform).uri
+
+
+def test_a_connection_that_does_not_say_where_the_services_live_is_named(platform, monkeypatch, cloud_run):
+    extra = {"is_anonymous": True, "project": PROJECT, "api_endpoint": cloud_run.url}  # no location
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({"conn_type": "google_cloud_platform", "extra": extra})
+    )
+    lost = CloudRunPlatform(EndpointCloudRunHook(gcp_conn_id=CONN_ID))
+    with pytest.raises(PlatformError, match=f"connection {CONN_ID} names no location"):
+        lost.check_capacity([SERVICE])
