@@ -16,6 +16,7 @@ import requests
 from tests.support import stand_ins
 from tests.support.statuspage_stack import free_port
 from varai_deploy.sandbox import Sandbox, processes
+from varai_deploy.sandbox.components import Component
 from varai_deploy.sandbox.pushgateway import COMPONENT, CONN_ID
 from varai_deploy.sandbox.settings import SandboxSettings
 
@@ -76,20 +77,20 @@ def pushgateway_stack(home: Path) -> Iterator[PushgatewayStack]:
     raise RuntimeError(f"the Pushgateway found no free port in {ATTEMPTS} attempts")
 
 
-def free_settings(home: Path) -> SandboxSettings:
-    """A sandbox with only the Pushgateway, on ports the kernel picks (gateway, Prometheus, Pushgateway); no
-    service is deployed, so the service range is only checked, never bound."""
+def free_settings(home: Path, component: Component = COMPONENT) -> SandboxSettings:
+    """A sandbox with only ``component`` (the Pushgateway by default), on ports the kernel picks (gateway,
+    Prometheus, the component); no service is deployed, so the service range is only checked, never bound."""
     ports = {free_port() for _ in range(3)}
     while len(ports) < 3:
         ports.add(free_port())
-    gateway, prom, push = ports
+    gateway, prom, port = ports
     return SandboxSettings(
         home=home,
         gateway_port=gateway,
         service_port_base=65000,
         prometheus_port=prom,
-        component_port_base=push - COMPONENT.offset,
-        components=(COMPONENT.name,),
+        component_port_base=port - component.offset,
+        components=(component.name,),
         traffic_rps=0,
     )
 

@@ -10,6 +10,7 @@ from the triggerer alike. Without that extra, no Authorization is sent.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from airflow.providers.http.hooks.http import HttpHook
@@ -31,18 +32,18 @@ class PrometheusHook(HttpHook):
         return self.base_url
 
     def auth_headers(self) -> dict[str, str]:
-        """``Authorization`` with a fresh Google access token when the connection names a Google one, else none."""
+        """``Authorization`` with a Google access token when the connection names a Google one, else none."""
         conn_id = self.get_connection(self.http_conn_id).extra_dejson.get(GOOGLE_CONN_EXTRA)
         if not conn_id:
             return {}
-        from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
         from google.auth.credentials import AnonymousCredentials
         from google.auth.transport.requests import Request
 
-        credentials = GoogleBaseHook(gcp_conn_id=conn_id).get_credentials()
+        google = self.get_connection(conn_id)
+        credentials = _google_credentials(conn_id, hash((google.extra or "", google.password or "")))
         if isinstance(credentials, AnonymousCredentials):  # an anonymous connection (a stand-in): nothing to send
             return {}
-        if not credentials.valid:
+        if not credentials.valid:  # a token is reused until it is about to expire, not fetched per query
             credentials.refresh(Request())
         return {"Authorization": f"Bearer {credentials.token}"}
 
@@ -63,3 +64,12 @@ class PrometheusHook(HttpHook):
             return answer.ok and answer.json().get("status") == "success"
         except (requests.RequestException, ValueError):
             return False
+
+
+@functools.lru_cache(maxsize=16)
+def _google_credentials(conn_id: str, version: int):
+    """One credentials object per Google connection, as it is now (``version``: a changed key is a new entry),
+    in this process: its token serves every query until it expires, not one token request per query."""
+    from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
+
+    return GoogleBaseHook(gcp_conn_id=conn_id).get_credentials()

@@ -116,8 +116,9 @@ class CloudRunPlatform:
     def _tag_url(svc, revision: str) -> str | None:
         return next((s.uri for s in svc.traffic_statuses if s.revision == revision and s.tag and s.uri), None)
 
-    def _revision(self, service: str, svc, name: str, url: str | None = None) -> Revision:
-        revision = self._get_revision(service, name)
+    def _revision(self, service: str, svc, name: str, url: str | None = None, found: Any = None) -> Revision:
+        """As the platform protocol has it; ``found``: the revision as already read (else it is read)."""
+        revision = found or self._get_revision(service, name)
         image = revision.containers[0].image if revision and revision.containers else ""
         return Revision(
             service=service,
@@ -194,7 +195,7 @@ class CloudRunPlatform:
             mask.insert(0, "template")
         svc.traffic = self._traffic(percents, tags)
         updated = self._update(svc, mask, f"{service}: deploying {version} as {name}")
-        return self._revision(service, updated, name)
+        return self._revision(service, updated, name, found=existing)
 
     def _candidate_name(self, service: str, version: str, image: str) -> tuple[str, Any]:
         """The revision of ``version``: one that exists with this image and is ready (a retried deploy), else a
@@ -312,8 +313,9 @@ class CloudRunPlatform:
         for record in self.ledger.revisions(service):
             if record.served_at is None or record.verdict == FAILED:
                 continue
-            if self._get_revision(service, record.name) is not None:
-                known.append(self._revision(service, svc, record.name))
+            found = self._get_revision(service, record.name)
+            if found is not None:
+                known.append(self._revision(service, svc, record.name, found=found))
         return known
 
     def restore(self, service: str, revision: Revision) -> Revision:

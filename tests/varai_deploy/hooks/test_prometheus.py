@@ -120,6 +120,9 @@ def test_queries_carry_a_token_the_service_account_got_and_never_the_extra_itsel
     sent = managed_prometheus["seen"][-1]["headers"]
     assert sent["Authorization"].removeprefix("Bearer ") in managed_prometheus["issued"]
     assert not {name.lower() for name in sent} & {"gcp_conn_id", "keyfile_dict"}
+    for _ in range(3):  # the token serves every query until it expires: one token request, not one per query
+        PrometheusHook("varai_metrics_gmp").run("/api/v1/query", data={"query": "up"})
+    assert len(managed_prometheus["issued"]) == 1
 
 
 def test_without_a_google_connection_the_query_api_refuses_and_validation_would_say_so(managed_prometheus):

@@ -255,7 +255,7 @@ def test_a_service_terraform_never_created_is_named_with_what_to_do(platform):
     assert platform.check_capacity([SERVICE])["services"][SERVICE] == service(platform).uri
 
 
-def test_a_connection_that_does_not_say_where_the_services_live_is_named(platform, monkeypatch, cloud_run):
+def test_a_connection_that_does_not_say_where_the_services_live_is_named(monkeypatch, cloud_run):
     extra = {"is_anonymous": True, "project": PROJECT, "api_endpoint": cloud_run.url}  # no location
     monkeypatch.setenv(
         f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({"conn_type": "google_cloud_platform", "extra": extra})

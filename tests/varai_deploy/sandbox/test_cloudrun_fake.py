@@ -467,22 +467,11 @@ def test_a_patch_with_allow_missing_creates_and_a_snake_case_mask_path_is_honour
 def test_up_starts_it_prometheus_scrapes_its_request_metrics_and_down_stops_its_revisions(tmp_path):
     """As a component of ``sandbox up``: Prometheus (job varai-cloudrun) has Cloud Run's request count per
     revision and code class, as Managed Service for Prometheus has it, and ``down`` leaves no revision running."""
-    from tests.support.pushgateway_stack import prometheus_api
+    from tests.support.pushgateway_stack import free_settings, prometheus_api
     from varai_deploy.sandbox import Sandbox, prometheus
 
-    ports = {free_port() for _ in range(3)}
-    while len(ports) < 3:
-        ports.add(free_port())
-    gateway, prom, run = ports
-    settings = SandboxSettings(
-        home=tmp_path / "sandbox",
-        gateway_port=gateway,
-        service_port_base=65000,
-        prometheus_port=prom,
-        component_port_base=run - COMPONENT.offset,
-        components=(COMPONENT.name,),
-        traffic_rps=0,
-    )
+    settings = free_settings(tmp_path / "sandbox", COMPONENT)
+    run = settings.component_port(COMPONENT.name)
     box = Sandbox(settings)
     try:
         endpoints = box.up()["endpoints"]
