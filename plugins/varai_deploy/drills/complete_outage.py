@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from varai_deploy.config import DrillPolicy, EnvironmentConfig
@@ -201,7 +202,16 @@ class CompleteOutage:
             plan = hook.plan(release_variables(env, version))
             if plan.changes:
                 hook.apply(plan.plan_file)
-        return {"release": version, "applied": plan.changes, "seconds": round(time.monotonic() - started, 1)}
+        # Nothing to apply, yet the break deleted the state: a try of this step that died after
+        # applying (its progress died with it) recreated it, and the report says so.
+        deleted = broken.get("terraform_state_deleted")
+        by_earlier_try = not plan.changes and bool(deleted) and Path(deleted).exists()
+        return {
+            "release": version,
+            "applied": plan.changes or by_earlier_try,
+            **({"applied_by": "an earlier try"} if by_earlier_try else {}),
+            "seconds": round(time.monotonic() - started, 1),
+        }
 
     @staticmethod
     def _database(env: EnvironmentConfig, policy: DrillPolicy) -> dict[str, Any]:

@@ -117,7 +117,8 @@ def report_drill(context: Any, environment: str, scenario: str) -> dict[str, Any
             details["Redeployed"] = ", ".join(f"{s} {v}" for s, v in result["redeployed"].items())
             tf = result["terraform"]
             details["Terraform"] = (
-                f"{tf['release']}, {'applied' if tf['applied'] else 'no changes'} in {tf['seconds']:g} s"
+                f"{tf['release']}, {'applied' if tf['applied'] else 'no changes'}"
+                f"{' by ' + tf['applied_by'] if tf.get('applied_by') else ''} in {tf['seconds']:g} s"
             )
         if "killed" in result:
             killed = result["killed"]
