@@ -26,6 +26,7 @@ INTEGRATION_MODULE_SECONDS = {
     "test_rest_api": 155,
     "test_ui_browser": 85,
     "test_backups": 80,
+    "test_executor": 85,
     "test_backups_cloud_sql": 45,
     "test_local_airflow": 30,
 }

@@ -53,6 +53,8 @@ import psutil
 
 from varai_deploy.config import REPO_ROOT
 
+#: The executor ``airflow.sh`` runs (plugins/varai_deploy/executor.py); ``LocalExecutor`` is Airflow's own.
+PROJECT_EXECUTOR = "varai_deploy.executor.LocalExecutor"
 #: What ``/api/v2/monitor/health`` reports on, and the Airflow component behind each part.
 HEALTH_PARTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 COMPONENTS = ("api-server", "scheduler", "triggerer", "dag-processor")
@@ -530,7 +532,14 @@ class AirflowCluster(AirflowApi):
     port, base URL, auth and log-server ports are always the cluster's own.
     """
 
-    def __init__(self, env: dict[str, str], api_port: int, log_dir: Path, users: dict[str, str] | None = None):
+    def __init__(
+        self,
+        env: dict[str, str],
+        api_port: int,
+        log_dir: Path,
+        users: dict[str, str] | None = None,
+        executor: str = PROJECT_EXECUTOR,
+    ):
         super().__init__(f"http://127.0.0.1:{api_port}")
         #: SimpleAuthManager users beside admin: ``{name: role}`` (viewer, user, op, admin).
         self.users = {"admin": "admin", **(users or {})}
@@ -546,7 +555,7 @@ class AirflowCluster(AirflowApi):
         env.pop("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", None)  # derived from the base URL below
         env.update(
             {
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__EXECUTOR": executor,
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(api_port),
                 # Workers (the Task SDK's execution API client) and the triggerer reach this API server.
