@@ -13,6 +13,7 @@ and prints both, their ratio, and the parse time of each DAG file.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -90,7 +91,7 @@ def plain_release(version: str) -> float:
         version,
         {c["service"]: c["url"] + "/health" for c in candidates},
         switched_at,
-        vars(env.analysis).copy(),
+        dataclasses.asdict(env.analysis),
     )
     verdict = asyncio.run(anext(analysis.run())).payload
     assert verdict["verdict"] == "pass", verdict

@@ -104,9 +104,19 @@ def ai_discovery_release():
 
             return check_resources(load_environment(params["environment"]), services)
 
+        @task(**FAIL_FAST)
+        def promotion(services: list[str], channels: list[str], params=None) -> dict:
+            """Production: only a version that passed staging, its widgets built the same."""
+            from varai_deploy.config import load_environment
+            from varai_deploy.validation import check_promotion
+
+            env = load_environment(params["environment"])
+            return check_promotion(env, params["version"], services, channels)
+
         checked = request()
         channels = marketplaces()
-        checked >> channels >> [prerequisites(), credentials(channels), resources(checked)]
+        checks = [prerequisites(), credentials(channels), resources(checked), promotion(checked, channels)]
+        checked >> channels >> checks
 
     with TaskGroup(
         "infrastructure", tooltip="Phase 2: Terraform plan, then apply what was planned and hand on its outputs"

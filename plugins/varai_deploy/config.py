@@ -93,6 +93,55 @@ class ReleasePolicy:
             raise ConfigError("release.gateway_checks must be >= 1 and release.bake_seconds >= 0")
 
 
+_LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_METRIC_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_MATCHER_RE = re.compile(r'[a-zA-Z_][a-zA-Z0-9_]*(=|!=|=~|!~)"[^"\\]*"')
+
+
+@dataclass(frozen=True)
+class MetricSeries:
+    """The series the analysis rules read, as the metrics backend names them: the sandbox's services
+    export ``varai_http_*`` (defaults); Cloud Run's reach Managed Service for Prometheus as
+    ``run_googleapis_com:*`` with ``service_name``/``revision_name`` labels and latencies in ms."""
+
+    requests: str = "varai_http_requests_total"
+    latency_buckets: str = "varai_http_request_duration_seconds_bucket"
+    #: Seconds per unit of the latency histogram (0.001 for milliseconds).
+    latency_unit_seconds: float = 1.0
+    service_label: str = "service"
+    #: The service label's value for a project service: ``{service}``, or the Cloud Run service's name.
+    service_value: str = "{service}"
+    revision_label: str = "version"
+    #: What the revision label carries of the revision a release switched to: its ``version`` or its ``name``.
+    revision_value: str = "version"
+    #: The matcher that picks the server errors out of the request series.
+    server_errors: str = 'code=~"5.."'
+    #: A matcher leaving out what is not users' traffic (the sandbox's health probes), or "".
+    exclude: str = 'path_group!="health"'
+
+    def __post_init__(self) -> None:
+        for name in ("requests", "latency_buckets"):
+            if not isinstance(getattr(self, name), str) or not _METRIC_RE.fullmatch(getattr(self, name)):
+                raise ConfigError(f"analysis.series.{name} must be a metric name, not {getattr(self, name)!r}")
+        for name in ("service_label", "revision_label"):
+            if not isinstance(getattr(self, name), str) or not _LABEL_RE.fullmatch(getattr(self, name)):
+                raise ConfigError(f"analysis.series.{name} must be a label name, not {getattr(self, name)!r}")
+        if self.revision_value not in ("version", "name"):
+            raise ConfigError("analysis.series.revision_value must be version or name")
+        if not isinstance(self.service_value, str) or "{service}" not in self.service_value:
+            raise ConfigError("analysis.series.service_value must contain {service}, e.g. {service}-staging")
+        for name in ("server_errors", "exclude"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or ((value or name == "server_errors") and not _MATCHER_RE.fullmatch(value)):
+                raise ConfigError(f'analysis.series.{name} must be one label matcher like code=~"5..", not {value!r}')
+        unit = self.latency_unit_seconds
+        if isinstance(unit, bool) or not isinstance(unit, int | float) or unit <= 0:
+            raise ConfigError("analysis.series.latency_unit_seconds must be a positive number (0.001 for ms)")
+
+    def service_label_value(self, service: str) -> str:
+        return self.service_value.format(service=service)
+
+
 @dataclass(frozen=True)
 class AnalysisPolicy:
     """After the switch: the guide's automatic rollback triggers, and how long to watch.
@@ -115,6 +164,7 @@ class AnalysisPolicy:
     error_rate_for_seconds: int = 300
     latency_p95_threshold_seconds: float = 5.0
     latency_p95_for_seconds: int = 600
+    series: MetricSeries = field(default_factory=MetricSeries)
 
     def __post_init__(self) -> None:
         if not 0 < self.error_rate_threshold < 1:
@@ -473,6 +523,9 @@ class EnvironmentConfig:
     dr_drills: DrillPolicy | None = None
     #: Set exactly when ``platform`` is cloudrun.
     cloud_run: CloudRunPolicy | None = None
+    #: The environment whose ledger must show this version passed, with the same widget build,
+    #: before it is released here (production: staging); None: no such rule.
+    promoted_from: str | None = None
 
     @property
     def gateway_conn_id(self) -> str:
@@ -531,6 +584,26 @@ def _notifications(raw: dict, connections: dict, path: Path) -> NotificationPoli
         if role not in connections:
             raise ConfigError(f"{path}: notifications.routes uses {channel}, which needs connections.{role}")
     return policy
+
+
+def _analysis(raw: dict, path: Path) -> AnalysisPolicy:
+    section = dict(_section(raw, "analysis", path))
+    series = _section(section, "series", path)
+    try:
+        section["series"] = _build(MetricSeries, series, f"{path}: analysis.series")
+    except ConfigError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from exc
+    return _build(AnalysisPolicy, section, f"{path}: analysis")
+
+
+def _promoted_from(raw: dict, name: str, path: Path) -> str | None:
+    """``promoted_from``: production always releases only what passed staging."""
+    source = raw.get("promoted_from", "staging" if name == "production" else None)
+    if source is None and name == "production":
+        raise ConfigError(f"{path}: production releases only what passed staging: promoted_from: staging")
+    if source is not None and (source not in ENVIRONMENTS or source == name):
+        raise ConfigError(f"{path}: promoted_from {source!r} must name another environment")
+    return source
 
 
 def _approval(raw: dict, name: str, path: Path) -> tuple[bool, ApprovalPolicy]:
@@ -717,7 +790,7 @@ def load_environment(name: str, directory: Path | None = None) -> EnvironmentCon
     requires_approval, approval = _approval(raw, name, path)
     notifications = _notifications(raw, connections, path)
     release = _build(ReleasePolicy, _section(raw, "release", path), f"{path}: release")
-    analysis = _build(AnalysisPolicy, _section(raw, "analysis", path), f"{path}: analysis")
+    analysis = _analysis(raw, path)
     cdn_check_timeout = widgets.get("cdn_check_timeout_seconds", 120)
     if not isinstance(cdn_check_timeout, int | float) or cdn_check_timeout <= 0:
         raise ConfigError(f"{path}: widgets.cdn_check_timeout_seconds must be a positive number of seconds")
@@ -740,4 +813,5 @@ def load_environment(name: str, directory: Path | None = None) -> EnvironmentCon
         requires_approval=requires_approval,
         approval=approval,
         notifications=notifications,
+        promoted_from=_promoted_from(raw, name, path),
     )

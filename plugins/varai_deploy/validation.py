@@ -102,3 +102,51 @@ def check_resources(env: EnvironmentConfig, services: list[str]) -> dict[str, An
             + (". Restart the sandbox with `make sandbox-up`" if env.platform == "local" else "")
         )
     return {**checked, "metrics": metrics.url}
+
+
+def check_promotion(
+    env: EnvironmentConfig, version: str, services: list[str], marketplaces: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Where ``env.promoted_from`` says so (production: staging), the version passed there first:
+    every service of the release served it there and passed its analysis, and, when the release
+    publishes widgets, they build byte-identical to the build recorded there (its manifest digest).
+    Returns what the release rests on; otherwise refuses, naming everything missing."""
+    if not env.promoted_from:
+        return {}
+    import tempfile
+    from pathlib import Path
+
+    from varai_deploy.ledger import PASSED, LedgerError, ledger_for
+    from varai_deploy.operators.widgets import WIDGETS_BUILT
+    from varai_deploy.widgets import build_release
+
+    source = env.promoted_from
+    try:
+        ledger = ledger_for(load_environment(source))
+        records = {service: ledger.revision(service, version) for service in services}
+        builds = [e for e in ledger.audit(action=WIDGETS_BUILT) if e["version"] == version] if marketplaces else []
+    except (ConfigError, LedgerError) as exc:
+        raise ValidationError(f"{source}'s ledger, which {env.name} releases rest on, cannot be read: {exc}") from exc
+    problems, passed = [], {}
+    for service, record in records.items():
+        if record is None:
+            problems.append(f"{service} {version} was never deployed to {source}")
+        elif record.verdict != PASSED or record.served_at is None:
+            why = f": {record.reason}" if record.reason else ""
+            problems.append(f"{service} {version} did not pass on {source} ({record.verdict}{why})")
+        else:
+            passed[service] = {"run_id": record.run_id, "image": record.image}
+    widgets: dict[str, str] = {}
+    if marketplaces:
+        with tempfile.TemporaryDirectory(prefix="varai-promotion-") as tmp:
+            digest = build_release(version, Path(tmp) / "build").digest()
+        recorded = builds[-1]["detail"].get("manifest") if builds else None
+        if recorded is None:
+            problems.append(f"{source} never built the widgets of {version}")
+        elif recorded != digest:
+            problems.append(f"the widgets of {version} build as {digest} here, not as {source} built them ({recorded})")
+        else:
+            widgets = {"manifest": digest, "run_id": builds[-1]["run_id"]}
+    if problems:
+        raise ValidationError(f"{version} cannot go to {env.name} before it passed {source}: " + "; ".join(problems))
+    return {"from": source, "services": passed, "widgets": widgets}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from google.cloud import run_v2
 
 from tests.support.sandbox import wait_for
 from tests.support.statuspage_stack import free_port
+from varai_deploy.hooks.cloud_run import EndpointCloudRunHook
+from varai_deploy.platforms.cloud_run import CloudRunPlatform, revision_name
 from varai_deploy.sandbox import processes
 from varai_deploy.sandbox.cloudrun import COMPONENT
 from varai_deploy.sandbox.cloudrun_fake import LOCATION, PROJECT, state_dir, stop_revisions
@@ -25,6 +28,9 @@ from varai_deploy.sandbox.settings import SandboxSettings
 
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 ATTEMPTS = 5
+SERVICE = "recommendation"
+CONN_ID = "varai_cloudrun_test"
+LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
 
 
 def image(version: str, app: str = "recommendation") -> str:
@@ -104,3 +110,35 @@ def local_cloud_run(home: Path) -> Iterator[LocalCloudRun]:
         stand_in.stop()
         marker = COMPONENT.marker(settings, stand_in.port)
         wait_for(lambda: not processes.find_ours(home, [marker]), timeout=5, what="nothing left running")
+
+
+def platform_on(stand_in: LocalCloudRun, monkeypatch: pytest.MonkeyPatch) -> CloudRunPlatform:
+    """A CloudRunPlatform on services of the caller's own (``<service>-<id>``), through an Airflow
+    connection naming the stand-in's address, as a release's connection names Google's."""
+    extra = {"is_anonymous": True, "project": PROJECT, "location": LOCATION, "api_endpoint": stand_in.url}
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({"conn_type": "google_cloud_platform", "extra": extra})
+    )
+    return CloudRunPlatform(
+        EndpointCloudRunHook(gcp_conn_id=CONN_ID),
+        keep_revisions=2,
+        operation_timeout=60,
+        service_name=f"{{service}}-{uuid.uuid4().hex[:6]}",
+    )
+
+
+def cloud_name(platform: CloudRunPlatform, service: str = SERVICE) -> str:
+    return platform.service_name.format(service=service)
+
+
+def created_by_terraform(platform: CloudRunPlatform, version: str = "v1.0.0", service: str = SERVICE) -> run_v2.Service:
+    """The service as Terraform leaves it: one revision, all traffic through LATEST."""
+    name = cloud_name(platform, service)
+    template = run_v2.RevisionTemplate(
+        revision=revision_name(name, version), containers=[run_v2.Container(image=image(version, service))]
+    )
+    created = platform.hook.services.create_service(
+        parent=PARENT, service_id=name, service=run_v2.Service(template=template)
+    ).result(timeout=60)
+    assert [(t.type_, t.percent) for t in created.traffic] == [(LATEST, 100)]
+    return created

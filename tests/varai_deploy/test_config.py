@@ -104,6 +104,14 @@ def test_minimal_config_gets_safe_production_defaults(tmp_path):
         ),
         (BASE + "release: {health_strek: 5}\n", "unexpected keyword argument 'health_strek'"),
         (BASE + "terraform: [\n", "not valid YAML"),
+        (BASE + "analysis: {series: {requests: 'rate(x)'}}\n", "analysis.series.requests must be a metric name"),
+        (BASE + "analysis: {series: {service_label: 'service name'}}\n", "service_label must be a label name"),
+        (BASE + "analysis: {series: {revision_value: tag}}\n", "revision_value must be version or name"),
+        (BASE + "analysis: {series: {service_value: staging}}\n", "service_value must contain {service}"),
+        (BASE + "analysis: {series: {server_errors: '5xx'}}\n", "server_errors must be one label matcher"),
+        (BASE + "analysis: {series: {exclude: 'a=\"b\"} or vector(1)'}}\n", "exclude must be one label matcher"),
+        (BASE + "analysis: {series: {latency_unit_seconds: 0}}\n", "latency_unit_seconds must be a positive"),
+        (BASE + "analysis: {series: {lables: x}}\n", "analysis.series: .*unexpected keyword argument 'lables'"),
     ],
 )
 def test_bad_config_says_what_to_fix(tmp_path, text, message):
@@ -326,6 +334,9 @@ def test_staging_and_production_run_on_cloud_run_under_the_names_terraform_gives
     # include/terraform/gcp names each service "${name}-${var.environment}": the release must find them.
     assert 'name => "${name}-${var.environment}"' in (REPO_ROOT / "include/terraform/gcp/locals.tf").read_text()
     assert env.cloud_run.service_name.format(service="analytics") == f"analytics-{name}"
+    # The analysis reads Cloud Run's series of those same services.
+    assert env.analysis.series.service_value == env.cloud_run.service_name
+    assert env.analysis.series.requests == "run_googleapis_com:request_count"
     assert env.requires_approval == (name == "production")
     assert not [
         c

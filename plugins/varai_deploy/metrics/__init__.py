@@ -10,8 +10,8 @@ from typing import Protocol
 
 
 class MetricSource(Protocol):
-    async def query(self, promql: str) -> dict[str, float]:
-        """Evaluate an instant query; returns the value of each series keyed by its ``service`` label."""
+    async def query(self, promql: str, by: str = "service") -> dict[str, float]:
+        """Evaluate an instant query; returns the value of each series keyed by its ``by`` label."""
 
 
 class MetricSourceError(RuntimeError):

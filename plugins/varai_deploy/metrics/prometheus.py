@@ -15,7 +15,7 @@ class PrometheusSource:
         self.timeout = timeout
         self.headers = headers or {}
 
-    async def query(self, promql: str) -> dict[str, float]:
+    async def query(self, promql: str, by: str = "service") -> dict[str, float]:
         import aiohttp
 
         try:
@@ -34,5 +34,5 @@ class PrometheusSource:
         for series in body["data"]["result"]:
             value = float(series["value"][1])
             if not math.isnan(value):
-                values[series["metric"].get("service", "")] = value
+                values[series["metric"].get(by, "")] = value
         return values

@@ -1,16 +1,19 @@
 """The guide's automatic rollback triggers as PromQL, sustained over a window like an alert's ``for``.
 
 A rule is broken only when its condition held at every evaluation step of the whole window
-(``min_over_time`` over a subquery), so one bad scrape never rolls a release back.
+(``min_over_time`` over a subquery), so one bad scrape never rolls a release back. Which series and
+labels the rules read is the environment's ``analysis.series`` (:class:`varai_deploy.config.MetricSeries`),
+so Cloud Run's metrics in Managed Service for Prometheus need config, not code.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
+#: The sandbox services' own request counter (what the drills' steady state reads at the gateway).
 REQUESTS = "varai_http_requests_total"
-DURATION = "varai_http_request_duration_seconds_bucket"
 
 
 def _regex_literal(text: str) -> str:
@@ -18,37 +21,52 @@ def _regex_literal(text: str) -> str:
     return re.sub(r"([.+*?()\[\]{}|^$\\])", r"\\\\\1", text)
 
 
+def _one_of(label: str, values: tuple[str, ...]) -> str:
+    if len(values) == 1:
+        return f'{label}="{values[0]}"'
+    return f'{label}=~"' + "|".join(_regex_literal(v) for v in values) + '"'
+
+
 @dataclass(frozen=True)
 class Scope:
-    """The series one operation is judged on: the version(s) it switched the services to, no health
-    probes. A release switches every service to one version; a maintenance window's security updates
-    switch each to its own rebuild (v1.4.2+sec.20261206, v1.4.1+sec.20261206)."""
+    """The series one operation is judged on: the services it switched, each on the revision it
+    switched it to (one release's version, or a maintenance window's rebuild per service), no health
+    probes. ``services`` and ``revisions`` are label values; ``series`` is the policy's, as a dict."""
 
     services: tuple[str, ...]
-    version: str | tuple[str, ...]
+    revisions: tuple[str, ...]
+    series: dict[str, Any]
 
     def selector(self, extra: str = "") -> str:
-        services = "|".join(self.services)
-        versions = (self.version,) if isinstance(self.version, str) else tuple(sorted(set(self.version)))
-        if len(versions) == 1:
-            version = f'version="{versions[0]}"'
-        else:
-            version = 'version=~"' + "|".join(_regex_literal(v) for v in versions) + '"'
-        return f'{{service=~"{services}",{version},path_group!="health"{extra}}}'
+        s = self.series
+        matchers = [
+            _one_of(s["service_label"], tuple(sorted(self.services))),
+            _one_of(s["revision_label"], tuple(sorted(set(self.revisions)))),
+            s["exclude"],
+            extra,
+        ]
+        return "{" + ",".join(m for m in matchers if m) + "}"
+
+    @property
+    def by(self) -> str:
+        return self.series["service_label"]
 
 
 def error_ratio(scope: Scope, rate_window: int, for_seconds: int, step: int) -> str:
-    server_errors = scope.selector(',code=~"5.."')
-    errors = f"sum by (service) (rate({REQUESTS}{server_errors}[{rate_window}s]))"
-    total = f"sum by (service) (rate({REQUESTS}{scope.selector()}[{rate_window}s]))"
+    requests, by = scope.series["requests"], scope.by
+    errors = f"sum by ({by}) (rate({requests}{scope.selector(scope.series['server_errors'])}[{rate_window}s]))"
+    total = f"sum by ({by}) (rate({requests}{scope.selector()}[{rate_window}s]))"
     ratio = f"(({errors}) or (({total}) * 0)) / ({total})"
     return f"min_over_time(({ratio})[{for_seconds}s:{step}s])"
 
 
 def latency_p95(scope: Scope, rate_window: int, for_seconds: int, step: int) -> str:
-    buckets = f"sum by (service, le) (rate({DURATION}{scope.selector()}[{rate_window}s]))"
-    return f"min_over_time((histogram_quantile(0.95, {buckets}))[{for_seconds}s:{step}s])"
+    buckets = f"sum by ({scope.by}, le) (rate({scope.series['latency_buckets']}{scope.selector()}[{rate_window}s]))"
+    quantile = f"histogram_quantile(0.95, {buckets})"
+    unit = float(scope.series["latency_unit_seconds"])
+    seconds = quantile if unit == 1 else f"{quantile} * {unit:g}"
+    return f"min_over_time(({seconds})[{for_seconds}s:{step}s])"
 
 
 def request_count(scope: Scope, window: int) -> str:
-    return f"sum by (service) (increase({REQUESTS}{scope.selector()}[{window}s]))"
+    return f"sum by ({scope.by}) (increase({scope.series['requests']}{scope.selector()}[{window}s]))"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -110,7 +111,9 @@ class ReleaseAnalysisOperator(EnvironmentOperator):
                 version=next(iter(versions.values())) if len(set(versions.values())) == 1 else versions,
                 health_urls=health,
                 switched_at=switched_at,
-                policy=vars(policy).copy(),
+                policy=dataclasses.asdict(policy),
+                # What the metrics call each switched revision: its version, or (Cloud Run) its name.
+                revision_labels={s["service"]: s["live"][policy.series.revision_value] for s in switched},
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=policy.deadline_seconds + 120),

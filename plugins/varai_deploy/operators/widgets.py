@@ -22,22 +22,29 @@ from varai_deploy.operators.base import EnvironmentOperator
 CDN_POLL_INTERVAL = 1.0
 #: Marks the lines of the summary that ``release_cli`` and ``make demo`` print.
 SUMMARY_PREFIX = "VARAI-WIDGET"
+#: The ledger's record of a widget build: its manifest's digest.
+WIDGETS_BUILT = "widgets_built"
 
 
-class BuildWidgetsOperator(BaseOperator):
-    """Builds every channel's artifact for the release and returns the manifest."""
+class BuildWidgetsOperator(EnvironmentOperator):
+    """Builds every channel's artifact for the release and returns the manifest; the ledger keeps its
+    digest (``widgets_built``), which an environment promoted from this one must build again."""
 
-    template_fields = ("version",)
+    template_fields = (*EnvironmentOperator.template_fields, "version")
 
     def __init__(self, *, version: str = "{{ params.version }}", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.version = version
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from varai_deploy.ledger import Actor
         from varai_deploy.widgets import build_release
 
         with tempfile.TemporaryDirectory(prefix="varai-widgets-") as tmp:
             manifest = build_release(self.version, Path(tmp) / "build")
+        self.ledger.record(
+            Actor.from_context(context), WIDGETS_BUILT, None, manifest.version, {"manifest": manifest.digest()}
+        )
         self.log.info(
             "Widget %s: sha256 %s, %d bytes, SRI %s; %d artifacts for %s",
             manifest.version,

@@ -31,7 +31,10 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
         switched_at: float,
         policy: dict[str, Any],
         metrics_conn_id: str | None = None,
+        revision_labels: dict[str, str] | None = None,
     ):
+        """``revision_labels``: each service's value of ``policy["series"]``'s revision label (the
+        switched revision's version or name); by default the version it was switched to."""
         super().__init__(
             metrics_url=metrics_url,
             version=version,
@@ -39,6 +42,7 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
             switched_at=switched_at,
             policy=policy,
             metrics_conn_id=metrics_conn_id,
+            revision_labels=revision_labels,
         )
         #: What each query sends (a Google access token for Managed Prometheus), made in the triggerer by ``run``.
         self.metrics_headers: dict[str, str] = {}
@@ -51,6 +55,23 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
         if isinstance(self.version, str):
             return self.version
         return self.version.get(service) or ", ".join(self._versions())
+
+    def _scope(self) -> Scope:
+        from dataclasses import asdict
+
+        from varai_deploy.config import MetricSeries
+
+        series = self.policy.get("series") or asdict(MetricSeries())
+        services = sorted(self.health_urls)
+        revisions = self.revision_labels or {s: self._version_of(s) for s in services}
+        #: The service label's value of each of our services, and back.
+        self.labelled = {series["service_value"].format(service=s): s for s in services}
+        return Scope(tuple(self.labelled), tuple(revisions[s] for s in services), series)
+
+    async def _query(self, source: MetricSource, scope: Scope, promql: str) -> dict[str, float]:
+        """The query's value per service, keyed by our service names whatever the backend labels them."""
+        values = await source.query(promql, by=scope.by)
+        return {self.labelled[label]: value for label, value in values.items() if label in self.labelled}
 
     def _source(self) -> MetricSource:
         """Prometheus' query API: the sandbox's Prometheus, or Managed Service for Prometheus with its token."""
@@ -89,7 +110,7 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
     async def evaluate_metrics(self, elapsed: float) -> dict[str, Any] | None:
         """A broken metric rule, or None. Each rule is judged once its whole window has passed."""
         p, source = self.policy, self._source()
-        scope = Scope(tuple(sorted(self.health_urls)), self._versions())
+        scope = self._scope()
         step = max(1, int(p["interval_seconds"]))
         rules = [
             ("error_rate", p["error_rate_for_seconds"], p["error_rate_threshold"], error_ratio),
@@ -98,7 +119,7 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
         for rule, window, threshold, promql in rules:
             if elapsed < window + p["rate_window_seconds"]:
                 continue
-            values = await source.query(promql(scope, p["rate_window_seconds"], window, step))
+            values = await self._query(source, scope, promql(scope, p["rate_window_seconds"], window, step))
             # What a passing verdict reports: each rule's last measurement against its threshold.
             self.measured[rule] = {"values": values, "threshold": threshold, "window_seconds": window}
             for service, value in sorted(values.items()):
@@ -115,9 +136,8 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
 
     async def traffic_seen(self) -> dict[str, float]:
         p = self.policy
-        counts = await self._source().query(
-            request_count(Scope(tuple(sorted(self.health_urls)), self._versions()), p["error_rate_for_seconds"])
-        )
+        scope = self._scope()
+        counts = await self._query(self._source(), scope, request_count(scope, p["error_rate_for_seconds"]))
         return {service: counts.get(service, 0.0) for service in self.health_urls}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

@@ -157,6 +157,10 @@ class Manifest:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
+    def digest(self) -> str:
+        """``sha256:<hex>`` of the manifest as written: one value for every byte every channel ships."""
+        return "sha256:" + sha256_of(self.to_json().encode("utf-8"))
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
         if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:

@@ -7,7 +7,6 @@ revision taking all traffic through ``LATEST``."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 
@@ -16,17 +15,24 @@ import requests
 from google.cloud import run_v2
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from tests.support.cloud_run import PARENT, LocalCloudRun, image, local_cloud_run
+from tests.support.cloud_run import (
+    CONN_ID,
+    PARENT,
+    SERVICE,
+    LocalCloudRun,
+    cloud_name,
+    created_by_terraform,
+    image,
+    local_cloud_run,
+    platform_on,
+)
 from varai_deploy.hooks.cloud_run import EndpointCloudRunHook
 from varai_deploy.ledger import FAILED, PASSED, Actor, Ledger
 from varai_deploy.platforms.base import PlatformError, SwitchConflictError
 from varai_deploy.platforms.cloud_run import CloudRunPlatform, revision_name
-from varai_deploy.sandbox.cloudrun_fake import LOCATION, PROJECT
+from varai_deploy.sandbox.cloudrun_fake import PROJECT
 
-SERVICE = "recommendation"
-CONN_ID = "varai_cloudrun_test"
 BY_REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
-LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
 
 
 @pytest.fixture(scope="module")
@@ -38,34 +44,7 @@ def cloud_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloudRu
 @pytest.fixture
 def platform(cloud_run: LocalCloudRun, monkeypatch) -> CloudRunPlatform:
     """A platform on services of this test's own, through an Airflow connection naming the API's address."""
-    extra = {"is_anonymous": True, "project": PROJECT, "location": LOCATION, "api_endpoint": cloud_run.url}
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({"conn_type": "google_cloud_platform", "extra": extra})
-    )
-    suffix = uuid.uuid4().hex[:6]
-    return CloudRunPlatform(
-        EndpointCloudRunHook(gcp_conn_id=CONN_ID),
-        keep_revisions=2,
-        operation_timeout=60,
-        service_name=f"{{service}}-{suffix}",
-    )
-
-
-def cloud_name(platform: CloudRunPlatform, service: str = SERVICE) -> str:
-    return platform.service_name.format(service=service)
-
-
-def created_by_terraform(platform: CloudRunPlatform, version: str = "v1.0.0", service: str = SERVICE) -> run_v2.Service:
-    """The service as Terraform leaves it: one revision, all traffic through LATEST."""
-    name = cloud_name(platform, service)
-    template = run_v2.RevisionTemplate(
-        revision=revision_name(name, version), containers=[run_v2.Container(image=image(version, service))]
-    )
-    created = platform.hook.services.create_service(
-        parent=PARENT, service_id=name, service=run_v2.Service(template=template)
-    ).result(timeout=60)
-    assert [(t.type_, t.percent) for t in created.traffic] == [(LATEST, 100)]
-    return created
+    return platform_on(cloud_run, monkeypatch)
 
 
 def service(platform: CloudRunPlatform, name: str = SERVICE) -> run_v2.Service:

@@ -1,6 +1,7 @@
 """ReleaseAnalysisTrigger against the sandbox's real Prometheus and steady traffic."""
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
@@ -11,7 +12,7 @@ from varai_deploy.config import AnalysisPolicy
 from varai_deploy.platforms.local import LocalPlatform
 from varai_deploy.triggers.analysis import ReleaseAnalysisTrigger
 
-POLICY = vars(
+POLICY = dataclasses.asdict(
     AnalysisPolicy(
         interval_seconds=1,
         duration_seconds=9,
