@@ -108,7 +108,8 @@ def check_promotion(
     env: EnvironmentConfig, version: str, services: list[str], marketplaces: list[str] | tuple[str, ...] = ()
 ) -> dict[str, Any]:
     """Where ``env.promoted_from`` says so (production: staging), the version passed there first:
-    every service of the release served it there and passed its analysis, and, when the release
+    every service of the release served it there, with an image digest, and passed its analysis
+    (each candidate here must resolve to that digest: :class:`DeployCandidateOperator`), and, when the release
     publishes widgets, they build byte-identical to the build recorded there (its manifest digest).
     Returns what the release rests on; otherwise refuses, naming everything missing."""
     if not env.promoted_from:
@@ -134,8 +135,10 @@ def check_promotion(
         elif record.verdict != PASSED or record.served_at is None:
             why = f": {record.reason}" if record.reason else ""
             problems.append(f"{service} {version} did not pass on {source} ({record.verdict}{why})")
+        elif not record.digest:
+            problems.append(f"{source} kept no image digest of {service} {version}: no proof of the same image")
         else:
-            passed[service] = {"run_id": record.run_id, "image": record.image}
+            passed[service] = {"run_id": record.run_id, "image": record.image, "digest": record.digest}
     widgets: dict[str, str] = {}
     if marketplaces:
         with tempfile.TemporaryDirectory(prefix="varai-promotion-") as tmp:

@@ -27,8 +27,11 @@ def staging(ledger_conn, monkeypatch) -> Ledger:
     return Ledger("staging", load_environment("staging").ledger_conn_id)
 
 
-def released(ledger: Ledger, service: str, version: str, verdict: str = PASSED, reason: str = "") -> None:
-    revision = {"service": service, "version": version, "name": f"{service}-staging-{version}", "url": "", "image": "i"}
+def released(
+    ledger: Ledger, service: str, version: str, verdict: str = PASSED, reason: str = "", digest: str = "sha256:d"
+) -> None:
+    name = f"{service}-staging-{version}"
+    revision = {"service": service, "version": version, "name": name, "url": "", "image": "i", "digest": digest}
     ledger.record_candidate(STAGING_RUN, revision)
     ledger.record_switch(STAGING_RUN, service, revision, None)
     ledger.record_verdict(STAGING_RUN, service, version, verdict, reason)
@@ -47,7 +50,7 @@ def test_a_version_that_passed_staging_with_the_same_widgets_may_go_to_productio
     digest = widgets_built(staging, "v1.4.2")
     rests_on = check_promotion(load_environment("production"), "v1.4.2", SERVICES, ["html", "shopify"])
     assert rests_on["from"] == "staging" and set(rests_on["services"]) == set(SERVICES)
-    assert rests_on["services"]["analytics"]["run_id"] == STAGING_RUN.run_id
+    assert rests_on["services"]["analytics"] == {"run_id": STAGING_RUN.run_id, "image": "i", "digest": "sha256:d"}
     assert rests_on["widgets"] == {"manifest": digest, "run_id": STAGING_RUN.run_id}
 
 
@@ -65,6 +68,12 @@ def test_a_service_that_failed_or_was_rolled_back_on_staging_is_named_with_why(s
     released(staging, "recommendation", "v1.5.0", FAILED, "error rate 12% over 300s")
     with pytest.raises(ValidationError, match=r"recommendation v1\.5\.0 did not pass on staging \(failed: error rate"):
         check_promotion(load_environment("production"), "v1.5.0", ["analytics", "recommendation"])
+
+
+def test_a_service_staging_kept_no_image_digest_of_is_refused(staging):
+    released(staging, "analytics", "v1.5.1", digest="")  # recorded before digests were kept
+    with pytest.raises(ValidationError, match=r"staging kept no image digest of analytics v1\.5\.1"):
+        check_promotion(load_environment("production"), "v1.5.1", ["analytics"])
 
 
 def test_widgets_that_build_differently_from_stagings_are_refused_with_both_digests(staging):

@@ -76,3 +76,20 @@ class EndpointCloudRunHook(CloudRunServiceHook):
             "client_options": self.get_client_options(),
             "transport": "rest",
         }
+
+    def image_digest(self, revision: str) -> str:
+        """What Cloud Run resolved the revision's image to (``containerStatuses[0].imageDigest``), "" while it
+        has none. Read over REST with the hook's credentials: google-cloud-run's Revision lacks the field."""
+        from google.auth.transport.requests import AuthorizedSession
+
+        endpoint = (self.get_client_options().api_endpoint or "https://run.googleapis.com").rstrip("/")
+        if "://" not in endpoint:
+            endpoint = f"https://{endpoint}"
+        session = AuthorizedSession(self.get_credentials())
+        try:
+            answer = session.get(f"{endpoint}/v2/{revision}", timeout=30)
+        finally:
+            session.close()
+        answer.raise_for_status()
+        statuses = answer.json().get("containerStatuses") or [{}]
+        return statuses[0].get("imageDigest") or ""

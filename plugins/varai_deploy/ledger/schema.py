@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS revision (
     PRIMARY KEY (environment, service, version)
 );
 
+-- What the registry resolved the image to (Cloud Run's image digest); '' where nobody can tell.
+ALTER TABLE revision ADD COLUMN IF NOT EXISTS digest text NOT NULL DEFAULT '';
+
 CREATE TABLE IF NOT EXISTS service_state (
     environment       text NOT NULL,
     service           text NOT NULL,

@@ -64,16 +64,18 @@ class RevisionRecord:
     reason: str
     run_id: str
     served_at: datetime | None
+    digest: str = ""
 
     def revision(self) -> dict[str, str]:
         """As the platforms' ``Revision`` dict."""
-        return {
+        revision = {
             "service": self.service,
             "version": self.version,
             "name": self.name,
             "url": self.url,
             "image": self.image,
         }
+        return {**revision, "digest": self.digest} if self.digest else revision
 
 
 @dataclass(frozen=True)
@@ -241,11 +243,12 @@ class Ledger:
         """A new candidate of this run, pending its verdict (a re-released version is judged afresh)."""
         with self._transaction() as cur:
             cur.execute(
-                "INSERT INTO revision (environment, service, version, name, url, image, verdict, run_id)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                "INSERT INTO revision (environment, service, version, name, url, image, digest, verdict, run_id)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (environment, service, version) DO UPDATE SET name = excluded.name,"
-                " url = excluded.url, image = excluded.image, verdict = excluded.verdict, reason = '',"
-                " run_id = excluded.run_id, deployed_at = now(), judged_at = NULL",
+                " url = excluded.url, image = excluded.image, digest = excluded.digest,"
+                " verdict = excluded.verdict, reason = '', run_id = excluded.run_id, deployed_at = now(),"
+                " judged_at = NULL",
                 (
                     self.environment,
                     revision["service"],
@@ -253,6 +256,7 @@ class Ledger:
                     revision.get("name") or "",
                     revision.get("url") or "",
                     revision.get("image") or "",
+                    revision.get("digest") or "",
                     PENDING,
                     actor.run_id,
                 ),
@@ -333,7 +337,7 @@ class Ledger:
     def revision(self, service: str, version: str) -> RevisionRecord | None:
         with self._transaction() as cur:
             cur.execute(
-                "SELECT service, version, name, url, image, verdict, reason, run_id, served_at FROM revision"
+                "SELECT service, version, name, url, image, verdict, reason, run_id, served_at, digest FROM revision"
                 " WHERE environment = %s AND service = %s AND version = %s",
                 (self.environment, service, version),
             )
@@ -344,7 +348,7 @@ class Ledger:
         """Every revision of the service, most recently served (then deployed) first."""
         with self._transaction() as cur:
             cur.execute(
-                "SELECT service, version, name, url, image, verdict, reason, run_id, served_at FROM revision"
+                "SELECT service, version, name, url, image, verdict, reason, run_id, served_at, digest FROM revision"
                 " WHERE environment = %s AND service = %s"
                 " ORDER BY served_at DESC NULLS LAST, deployed_at DESC",
                 (self.environment, service),
@@ -355,7 +359,7 @@ class Ledger:
         """The candidates one run deployed."""
         with self._transaction() as cur:
             cur.execute(
-                "SELECT service, version, name, url, image, verdict, reason, run_id, served_at FROM revision"
+                "SELECT service, version, name, url, image, verdict, reason, run_id, served_at, digest FROM revision"
                 " WHERE environment = %s AND run_id = %s ORDER BY service",
                 (self.environment, run_id),
             )

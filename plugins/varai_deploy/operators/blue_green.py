@@ -53,6 +53,8 @@ class DeployCandidateOperator(EnvironmentOperator):
             raise AirflowFailException(f"terraform outputs name no image for {self.service}: is it in the module?")
         candidate = self.platform.deploy_candidate(self.service, self.version, image)
         self.ledger.record_candidate(actor, candidate)
+        if self.env_config.promoted_from:
+            self._check_same_image(actor, candidate)
         self.log.info(
             "%s %s started as %s at %s with no traffic (live: %s)",
             self.service,
@@ -62,6 +64,26 @@ class DeployCandidateOperator(EnvironmentOperator):
             live and live["version"],
         )
         return dict(candidate)
+
+    def _check_same_image(self, actor, candidate: dict) -> None:
+        """The candidate runs the very image that passed ``promoted_from`` (same digest), or it is
+        discarded and failed before any traffic can reach it: a tag pushed again since is refused."""
+        from varai_deploy.config import load_environment
+        from varai_deploy.ledger import FAILED, ledger_for
+
+        source = self.env_config.promoted_from
+        passed = ledger_for(load_environment(source)).revision(self.service, self.version)
+        want, got = (passed.digest if passed else ""), candidate.get("digest", "")
+        if want and got == want:
+            self.log.info("%s %s is %s, the image that passed %s", self.service, self.version, got, source)
+            return
+        reason = (
+            f"{self.service} {self.version} resolved to {got or 'no digest'} here, not to {want or 'a digest'} "
+            f"that passed {source}: not the same image; discarded before any traffic reached it"
+        )
+        self.platform.discard(self.service, candidate)
+        self.ledger.record_verdict(actor, self.service, self.version, FAILED, reason)
+        raise AirflowFailException(reason)
 
 
 class SwitchTrafficOperator(EnvironmentOperator):

@@ -18,6 +18,9 @@ class Revision(TypedDict, total=False):
     #: The revision's own URL, reachable without going through the gateway (health checks).
     url: str
     image: str
+    #: What the registry resolved ``image`` to when the revision was made (Cloud Run's image digest), as
+    #: ``deploy_candidate`` reports it; absent where nobody can tell (the sandbox runs processes, not images).
+    digest: str
 
 
 class PlatformError(RuntimeError):

@@ -195,7 +195,9 @@ class CloudRunPlatform:
             mask.insert(0, "template")
         svc.traffic = self._traffic(percents, tags)
         updated = self._update(svc, mask, f"{service}: deploying {version} as {name}")
-        return self._revision(service, updated, name, found=existing)
+        candidate = self._revision(service, updated, name, found=existing)
+        digest = self.hook.image_digest(f"{self._service_name(service)}/revisions/{name}")
+        return Revision(**candidate, digest=digest) if digest else candidate
 
     def _candidate_name(self, service: str, version: str, image: str) -> tuple[str, Any]:
         """The revision of ``version``: one that exists with this image and is ready (a retried deploy), else a

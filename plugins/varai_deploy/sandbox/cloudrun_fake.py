@@ -54,6 +54,9 @@ no ``_total``: production's PromQL works unchanged; labels ``monitored_resource`
 histogram ``run_googleapis_com:request_latencies`` in milliseconds (``_bucket``/``_sum``/``_count``; the same
 labels but ``response_code``).
 
+Images resolve to a digest when a revision is made (``imageDigest`` in its ``containerStatuses``): ``sha256:`` of
+the image's name, or what ``<home>/cloudrun/registry.json`` says the tag was pushed again as.
+
 State, under ``<home>/cloudrun/``: ``services/``, ``revisions/`` and ``operations/`` (a JSON file per record,
 rewritten atomically) with each revision's process (pid, start time, command line). A restarted stand-in adopts
 the revision processes still running (they are detached and outlive it, as instances outlive Cloud Run's control
@@ -67,6 +70,7 @@ import argparse
 import copy
 import hashlib
 import http.client
+import json
 import os
 import re
 import secrets
@@ -136,6 +140,14 @@ Params = dict[str, str]
 
 def state_dir(home: Path) -> Path:
     return Path(home) / NAME
+
+
+def resolve_digest(home: Path, image: str) -> str:
+    """What the registry holds under ``image``: ``registry.json`` in the state (``{image: digest}``,
+    a tag pushed again) or, for an image nobody pushed again, ``sha256:`` of its name."""
+    pushed = state_dir(home) / "registry.json"
+    again = json.loads(pushed.read_text()) if pushed.is_file() else {}
+    return again.get(image) or "sha256:" + hashlib.sha256(image.encode()).hexdigest()
 
 
 def stamp() -> str:
@@ -659,6 +671,8 @@ class CloudRun:
             "ordinal": ordinal,
             "colour": "blue" if ordinal % 2 else "green",
             "template": template,
+            # Resolved once, as Cloud Run pins a revision to what its image's tag pointed at then.
+            "digest": resolve_digest(self.home, template["containers"][0]["image"]),
             "createTime": now,
             "updateTime": now,
             "state": PENDING,
@@ -936,8 +950,7 @@ class CloudRun:
             logUri=(state_dir(self.home) / "logs" / f"{record['id']}.log").as_uri(),
         )
         if record["state"] == READY:
-            image = template["containers"][0]["image"]
-            digest = hashlib.sha256(image.encode()).hexdigest()
+            digest = record.get("digest") or resolve_digest(self.home, template["containers"][0]["image"])
             view["containerStatuses"] = [{"name": template["containers"][0].get("name", ""), "imageDigest": digest}]
         return view
 
