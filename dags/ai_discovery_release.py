@@ -16,7 +16,8 @@ Widgets are published only once the backend release passed; one marketplace fail
 the others, the summary says which are live, and clearing that marketplace's failed task retries
 only it. A version already published with other bytes is refused, never overwritten. The start, the
 approval request and its answer, and the outcome (with a rollback's rule, value and threshold) go to
-Slack and the email endpoint as the environment routes each severity.
+Slack and the email endpoint as the environment routes each severity. A dry run (``dry_run``)
+validates and plans, reports per service and marketplace what would change, and changes nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from varai_deploy.dag_params import (
     FAIL_FAST,
     OPERATIONS_DAG,
     default_args,
+    dry_run_param,
     environment_param,
     marketplaces_param,
     services_param,
@@ -62,6 +64,7 @@ from varai_deploy.operators.widgets import (
         "marketplaces": marketplaces_param(
             "Where to publish the storefront widget (default: all four; none selected: a backend-only release)"
         ),
+        "dry_run": dry_run_param(),
     },
 )
 def ai_discovery_release():
@@ -117,6 +120,33 @@ def ai_discovery_release():
         channels = marketplaces()
         checks = [prerequisites(), credentials(channels), resources(checked), promotion(checked, channels)]
         checked >> channels >> checks
+
+    @task.short_circuit(ignore_downstream_trigger_rules=True)
+    def proceed(params=None) -> bool:
+        """A dry run ends here: nothing after it runs, whatever its trigger rule (the lock included)."""
+        return not params["dry_run"]
+
+    with TaskGroup("dry_run", tooltip="Only for a dry run: plan, then say what the release would change") as dry_run:
+
+        @task.short_circuit
+        def requested(params=None) -> bool:
+            return bool(params["dry_run"])
+
+        dry_plan = TerraformPlanOperator(task_id="plan")
+
+        @task
+        def report(plan: dict, services: list[str], channels: list[str], params=None) -> dict:
+            """Per service and marketplace what the release would do, from the platform and the ledger."""
+            from varai_deploy.config import load_environment
+            from varai_deploy.dry_run import describe_release, format_report
+
+            env = load_environment(params["environment"])
+            described = describe_release(env, params["version"], services, channels, plan)
+            print(format_report(described))
+            return described
+
+        requested() >> dry_plan
+        report(dry_plan.output, checked, channels)
 
     with TaskGroup(
         "infrastructure", tooltip="Phase 2: Terraform plan, then apply what was planned and hand on its outputs"
@@ -209,7 +239,8 @@ def ai_discovery_release():
         emit_outcome=True,
         widgets_summary_task_id="widgets.summary",
     )
-    validate >> lock >> infra
+    validate >> proceed() >> lock >> infra
+    validate >> dry_run
     backend >> widgets >> post_deploy
     backend >> post_deploy
     [widgets, post_deploy] >> finish

@@ -48,6 +48,15 @@ BY_TARGET = "{{ task.target['service'] }}"
 FAIL_FAST = {"retries": 0}
 
 
+def dry_run_param() -> Param:
+    return Param(
+        False,
+        type="boolean",
+        title="Dry run",
+        description="Validate and plan, then report per service and marketplace what would change; change nothing",
+    )
+
+
 def environment_param(description: str, default: str = "sandbox") -> Param:
     return Param(default, type="string", enum=list(ENVIRONMENTS), title="Environment", description=description)
 

@@ -85,7 +85,8 @@ def note_for(dag_id: str, conf: dict[str, Any]) -> str | None:
     """What the run is about, for its header (Markdown), or None for a DAG this does not know."""
     environment = conf.get("environment", "sandbox")
     if dag_id == RELEASE_DAG_ID:
-        return f"Release {conf.get('version')} to {environment}: {_services(conf)}, {_widgets(conf)}"
+        dry = "Dry run, changing nothing: " if conf.get("dry_run") is True else ""
+        return f"{dry}Release {conf.get('version')} to {environment}: {_services(conf)}, {_widgets(conf)}"
     if dag_id == ROLLBACK_DAG_ID:
         reason = " ".join(str(conf.get("reason", "")).split())[:200]
         target = conf.get("target", "previous")

@@ -206,3 +206,18 @@ def test_every_mapped_backend_task_is_labelled_by_its_service(dag):
         "backend.retire_previous",
     ):
         assert "service" in labelled.get(task_id, ""), (task_id, labelled)
+
+
+def test_a_dry_run_stops_before_the_lock_whatever_the_trigger_rules_below_and_only_reports(dag):
+    assert resolve(dag, version="v1.0.0")["dry_run"] is False
+    proceed = dag.get_task("proceed")
+    assert proceed.ignore_downstream_trigger_rules is True
+    assert "proceed" in dag.get_task("lock").upstream_task_ids
+    # Everything that changes something, or runs whatever happened before it, is below the gate.
+    below = proceed.get_flat_relative_ids(upstream=False)
+    assert {"lock", "finish", "backend.rollback_on_failure", "widgets.summary", "post_deploy.health_checks"} <= below
+    # The report's own plan runs only for a dry run, and nothing of the dry run changes anything.
+    dry = {t.task_id for t in dag.tasks if t.task_id.startswith("dry_run.")}
+    assert dry == {"dry_run.requested", "dry_run.plan", "dry_run.report"}
+    assert not dry & below
+    assert "validate.promotion" in dag.get_task("dry_run.report").get_flat_relative_ids(upstream=True)

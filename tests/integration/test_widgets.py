@@ -179,3 +179,36 @@ def test_a_missing_credential_fails_before_anything_changes(stack, sandbox, endp
     assert "'varai_shopify' (shopify) has no password" in " ".join(run.errors)
     assert gateway_versions() == before
     assert fetch(endpoints["cdn"] + "/widgets/html/9.0.2/js/varai-widget.min.js")[0] == 404
+
+
+def test_a_dry_run_reports_per_service_and_marketplace_and_changes_nothing(stack, sandbox, endpoints):
+    """Validated and planned, then only a report: no service, ledger entry, Terraform state or published
+    widget differs afterwards, and the environment was never locked."""
+    from varai_deploy.config import load_environment
+    from varai_deploy.ledger import Ledger
+
+    version, plain = "v9.5.0", "9.5.0"
+    ledger, state = Ledger("sandbox"), load_environment("sandbox").terraform.state_path
+
+    def everything() -> dict:
+        npm = json.loads(fetch(endpoints["npm_registry"] + "/@varai%2fwidget")[1])
+        return {
+            "services": sandbox.status()["services"],
+            "ledger": [(e["id"], e["action"]) for e in ledger.audit()],
+            "terraform": state.read_bytes() if state.exists() else None,
+            "cdn": fetch(f"{endpoints['cdn']}/widgets/html/{plain}/js/varai-widget.min.js")[0],
+            "npm": sorted(npm["versions"]),
+        }
+
+    serving = {name: answer[1] for name, answer in gateway_versions().items()}
+    before = everything()
+    run = release(stack, version, marketplaces=ALL, dry_run=True)
+    assert run.succeeded, run.errors or run.log[-3000:]
+    assert everything() == before
+    assert before["cdn"] == 404 and plain not in before["npm"]
+    assert f"Dry run of {version} to sandbox: nothing was changed. The release would:" in run.log
+    for name in SERVICE_NAMES:
+        assert f"  {name}: deploy {version} beside {serving[name]}, switch once healthy" in run.log, name
+    for channel in ALL:
+        assert f"  widgets {channel}: publish {version} once the backend passed" in run.log, channel
+    assert "terraform: Plan: " in run.log

@@ -68,6 +68,10 @@ def test_the_note_says_which_services_and_marketplaces():
     )
     conf["marketplaces"] = ["shopify"]
     assert name_request("ai_discovery_release", {"conf": conf}, NOW)["note"].endswith("widgets to shopify")
+    conf["dry_run"] = True
+    assert name_request("ai_discovery_release", {"conf": conf}, NOW)["note"].startswith(
+        "Dry run, changing nothing: Release v2.0.0 to sandbox"
+    )
 
 
 def test_a_rollback_is_named_by_its_target_and_noted_with_its_reason():
