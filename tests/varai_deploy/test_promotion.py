@@ -99,3 +99,21 @@ def test_an_unreadable_staging_ledger_refuses_rather_than_waves_through(monkeypa
     )
     with pytest.raises(ValidationError, match="staging's ledger, which production releases rest on, cannot be read"):
         check_promotion(load_environment("production"), "v1.0.0", ["analytics"])
+
+
+def test_the_approver_sees_each_service_stagings_run_and_image_digest(staging):
+    from varai_deploy.operators.approval import ReleaseApprovalOperator
+
+    released(staging, "analytics", "v1.7.0", digest="sha256:abc")
+    released(staging, "recommendation", "v1.7.0", FAILED, "p95 6s")
+    approval = ReleaseApprovalOperator(
+        task_id="approval",
+        environment="production",
+        version="v1.7.0",
+        services=["analytics", "recommendation", "ai-discovery"],
+    )
+    assert approval._evidence().splitlines() == [
+        f"analytics: passed on staging in run {STAGING_RUN.run_id}, image sha256:abc",
+        "recommendation: NOT passed on staging (failed)",
+        "ai-discovery: NOT passed on staging (never deployed there)",
+    ]

@@ -195,7 +195,7 @@ class ReleaseApprovalOperator(EnvironmentOperator, ApprovalOperator):
         except (ConfigError, LedgerError) as exc:
             return f"NO EVIDENCE: {source}'s ledger cannot be read ({type(exc).__name__}: {exc})"
         lines = [
-            f"{s}: passed on {source} in run {r.run_id}"
+            f"{s}: passed on {source} in run {r.run_id}" + (f", image {r.digest}" if r.digest else "")
             if r and r.verdict == PASSED
             else f"{s}: NOT passed on {source} ({r.verdict if r else 'never deployed there'})"
             for s, r in records.items()
