@@ -79,7 +79,12 @@ class EndpointCloudRunHook(CloudRunServiceHook):
 
     def image_digest(self, revision: str) -> str:
         """What Cloud Run resolved the revision's image to (``containerStatuses[0].imageDigest``), "" while it
-        has none. Read over REST with the hook's credentials: google-cloud-run's Revision lacks the field."""
+        has none. Read over REST: google-cloud-run's Revision lacks the field."""
+        statuses = self.rest_get(revision).get("containerStatuses") or [{}]
+        return statuses[0].get("imageDigest") or ""
+
+    def rest_get(self, name: str) -> dict:
+        """``GET /v2/<name>`` on the Admin API with the hook's credentials, decoded."""
         from google.auth.transport.requests import AuthorizedSession
 
         endpoint = (self.get_client_options().api_endpoint or "https://run.googleapis.com").rstrip("/")
@@ -87,9 +92,8 @@ class EndpointCloudRunHook(CloudRunServiceHook):
             endpoint = f"https://{endpoint}"
         session = AuthorizedSession(self.get_credentials())
         try:
-            answer = session.get(f"{endpoint}/v2/{revision}", timeout=30)
+            answer = session.get(f"{endpoint}/v2/{name}", timeout=30)
         finally:
             session.close()
         answer.raise_for_status()
-        statuses = answer.json().get("containerStatuses") or [{}]
-        return statuses[0].get("imageDigest") or ""
+        return answer.json()

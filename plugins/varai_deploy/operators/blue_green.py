@@ -51,7 +51,29 @@ class DeployCandidateOperator(EnvironmentOperator):
         image = (self.infra.get("images") or {}).get(self.service)
         if not image:
             raise AirflowFailException(f"terraform outputs name no image for {self.service}: is it in the module?")
+        start = getattr(self.platform, "start_candidate", None)
+        if start is not None:  # a platform whose deploy is an operation to wait for: waited in the triggerer
+            started = start(self.service, self.version, image)
+            cloud_run = self.env_config.cloud_run
+            self.defer(
+                trigger=self.platform.wait_trigger(started),
+                method_name="candidate_started",
+                kwargs={"revision": started["revision"], "live_version": live and live["version"]},
+                timeout=timedelta(seconds=cloud_run.operation_timeout_seconds if cloud_run else 600),
+            )
         candidate = self.platform.deploy_candidate(self.service, self.version, image)
+        return self._started(actor, candidate, live and live["version"])
+
+    def candidate_started(self, context, event: dict, revision: str, live_version: str | None = None) -> dict:
+        """After the deferred wait: the revision the operation made, or its error."""
+        from varai_deploy.ledger import Actor
+
+        actor = Actor.from_context(context)
+        self.ledger.check_holds(actor)
+        candidate = self.platform.finish_candidate(self.service, self.version, revision, event.get("error"))
+        return self._started(actor, candidate, live_version)
+
+    def _started(self, actor, candidate: dict, live_version: str | None) -> dict:
         self.ledger.record_candidate(actor, candidate)
         if self.env_config.promoted_from:
             self._check_same_image(actor, candidate)
@@ -61,7 +83,7 @@ class DeployCandidateOperator(EnvironmentOperator):
             self.version,
             candidate["name"],
             candidate["url"],
-            live and live["version"],
+            live_version,
         )
         return dict(candidate)
 

@@ -179,6 +179,49 @@ class CloudRunPlatform:
         return {s.revision: s.tag for s in svc.traffic_statuses if s.tag and s.revision}
 
     def deploy_candidate(self, service: str, version: str, image: str) -> Revision:
+        svc, name, existing, mask = self._candidate_change(service, version, image)
+        updated = self._update(svc, mask, f"{service}: deploying {version} as {name}")
+        return self._candidate(service, updated, name, existing)
+
+    def start_candidate(self, service: str, version: str, image: str) -> dict[str, str]:
+        """``deploy_candidate`` without its wait, for a worker that defers it: the change is sent (or found
+        still being applied, by a try that died) and ``{"revision", "service"}`` returned;
+        :meth:`wait_trigger` waits for the service in the triggerer, :meth:`finish_candidate` reads the result."""
+        from google.api_core.exceptions import Aborted, Conflict
+        from google.cloud.run_v2 import UpdateServiceRequest
+        from google.protobuf.field_mask_pb2 import FieldMask
+
+        svc, full = self._get(service), self._service_name(service)
+        if svc.reconciling:
+            making = svc.template.revision
+            base = revision_name(self.service_name.format(service=service), version)
+            if re.fullmatch(re.escape(base) + r"(-r\d+)?", making) and svc.template.containers[0].image == image:
+                return {"revision": making, "service": full}
+            raise SwitchConflictError(f"{service}: Cloud Run is still applying another change ({making}); try again")
+        svc, name, _, mask = self._candidate_change(service, version, image)
+        request = UpdateServiceRequest(service=svc, update_mask=FieldMask(paths=mask))
+        try:
+            self.hook.services.update_service(request=request)
+        except (Aborted, Conflict) as exc:
+            raise SwitchConflictError(f"{service}: deploying {version}: the service changed meanwhile") from exc
+        return {"revision": name, "service": full}
+
+    def wait_trigger(self, started: dict[str, str], poll_seconds: float = 2):
+        from varai_deploy.triggers.cloud_run import CloudRunServiceTrigger
+
+        return CloudRunServiceTrigger(self.hook.gcp_conn_id, started["service"], poll_seconds)
+
+    def finish_candidate(self, service: str, version: str, name: str, error: str | None = None) -> Revision:
+        """The candidate Cloud Run made, once ready; why not otherwise."""
+        found = self._get_revision(service, name)
+        if found is None or not _ready(found):
+            why = self.diagnose({"service": service, "name": name})
+            raise PlatformError(f"{service}: deploying {version} as {name}: Cloud Run refused it: {error or why}")
+        return self._candidate(service, self._get(service), name, found)
+
+    def _candidate_change(self, service: str, version: str, image: str) -> tuple[Any, str, Any, list[str]]:
+        """The service with the candidate's revision (new, or the ready one a retry finds) at 0 % under its
+        tag, the live one at 100 %: what to patch, and the field mask."""
         svc = self._get(service)
         name, existing = self._candidate_name(service, version, image)
         serving = self._serving(svc)
@@ -194,8 +237,10 @@ class CloudRunPlatform:
             svc.template.containers[0].image = image
             mask.insert(0, "template")
         svc.traffic = self._traffic(percents, tags)
-        updated = self._update(svc, mask, f"{service}: deploying {version} as {name}")
-        candidate = self._revision(service, updated, name, found=existing)
+        return svc, name, existing, mask
+
+    def _candidate(self, service: str, svc, name: str, found: Any) -> Revision:
+        candidate = self._revision(service, svc, name, found=found)
         digest = self.hook.image_digest(f"{self._service_name(service)}/revisions/{name}")
         return Revision(**candidate, digest=digest) if digest else candidate
 

@@ -1,20 +1,25 @@
-"""Production deploys only the image that passed staging: the candidate's digest, as the (local) Cloud Run
-resolved it, must be the one staging's ledger kept, or it is discarded before any traffic reaches it."""
+"""DeployCandidateOperator on Cloud Run (the sandbox's local one, real revision processes): the deploy's wait
+runs in the triggerer, and production deploys only the image that passed staging: the candidate's digest,
+as Cloud Run resolved it, must be the one staging's ledger kept, or it is discarded before any traffic
+reaches it."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from types import SimpleNamespace
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
 from tests.support.cloud_run import SERVICE, LocalCloudRun, created_by_terraform, image, local_cloud_run, platform_on
 from varai_deploy.config import load_environment
 from varai_deploy.ledger import FAILED, PASSED, Actor, Ledger
 from varai_deploy.operators.blue_green import DeployCandidateOperator
+from varai_deploy.platforms import PlatformError
 from varai_deploy.sandbox.cloudrun_fake import state_dir
+from varai_deploy.triggers.cloud_run import CloudRunServiceTrigger
 
 STAGING_RUN = Actor(dag_id="ai_discovery_release", run_id="release__staging", who="ci")
 
@@ -62,12 +67,57 @@ def deploy_to_production(cloud_run, monkeypatch, production: Ledger, context: di
     return op, platform
 
 
+def deploy(op: DeployCandidateOperator, context: dict) -> dict:
+    """As Airflow runs it: ``execute`` defers, the trigger waits for Cloud Run's operation, the method resumes."""
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, CloudRunServiceTrigger) and deferred.value.method_name == "candidate_started"
+    assert "token" not in json.dumps(trigger.serialize()[1]).lower()  # credentials are read in the triggerer
+    event = asyncio.run(anext(trigger.run())).payload
+    return op.candidate_started(context, event, **deferred.value.kwargs)
+
+
+def test_the_deploy_waits_for_cloud_run_in_the_triggerer_and_resumes_with_the_candidate(
+    cloud_run, ledgers, monkeypatch
+):
+    staging, production, context = ledgers
+    passed_on_staging(cloud_run, monkeypatch, staging, "v1.9.0")
+    op, platform = deploy_to_production(cloud_run, monkeypatch, production, context, "v1.9.0")
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    # The change is sent before the worker lets go: Cloud Run makes the revision while nobody waits.
+    name = f"{platform.service_name.format(service=SERVICE)}-v1-9-0"
+    assert deferred.value.kwargs == {"revision": name, "live_version": "v1.0.0"}
+    svc = platform.hook.services.get_service(name=platform._service_name(SERVICE))
+    assert svc.template.containers[0].image == image("v1.9.0")
+    # A retry (the worker died after sending it) finds the change, applied or still being applied, and waits too.
+    candidate = deploy(op, context)
+    assert (candidate["version"], candidate["name"]) == ("v1.9.0", name)
+    assert platform.current_revision(SERVICE)["version"] == "v1.0.0"  # at 0 %, under its tag
+    assert production.revision(SERVICE, "v1.9.0").verdict == "pending"
+
+
+def test_a_candidate_cloud_run_cannot_start_fails_with_cloud_runs_reason(cloud_run, ledgers, monkeypatch):
+    staging, production, context = ledgers
+    passed_on_staging(cloud_run, monkeypatch, staging, "v1.9.1")
+    op, platform = deploy_to_production(cloud_run, monkeypatch, production, context, "v1.9.1")
+    faults = cloud_run.settings.home / "faults.json"
+    faults.write_text(json.dumps({"faults": {"v1.9.1": [{"mode": "crash"}]}}))
+    try:
+        with pytest.raises(PlatformError, match=r"deploying v1\.9\.1 as .*: Cloud Run refused it: "):
+            deploy(op, context)
+    finally:
+        faults.unlink()
+    assert platform.current_revision(SERVICE)["version"] == "v1.0.0"
+
+
 def test_the_image_that_passed_staging_is_deployed(cloud_run, ledgers, monkeypatch):
     staging, production, context = ledgers
     on_staging = passed_on_staging(cloud_run, monkeypatch, staging, "v2.0.0")
     assert on_staging["digest"].startswith("sha256:")
     op, _ = deploy_to_production(cloud_run, monkeypatch, production, context, "v2.0.0")
-    candidate = op.execute(context)
+    candidate = deploy(op, context)
     assert candidate["digest"] == on_staging["digest"]
     assert production.revision(SERVICE, "v2.0.0").digest == on_staging["digest"]
 
@@ -80,7 +130,7 @@ def test_a_tag_pushed_again_after_staging_is_discarded_before_any_traffic(cloud_
     try:
         op, platform = deploy_to_production(cloud_run, monkeypatch, production, context, "v2.1.0")
         with pytest.raises(AirflowFailException) as refused:
-            op.execute(context)
+            deploy(op, context)
     finally:
         (state_dir(cloud_run.settings.home) / "registry.json").unlink()
     assert str(refused.value) == (
@@ -101,5 +151,5 @@ def test_a_version_staging_kept_no_digest_of_is_refused(cloud_run, ledgers, monk
     staging.record_verdict(STAGING_RUN, SERVICE, "v2.2.0", PASSED)
     op, platform = deploy_to_production(cloud_run, monkeypatch, production, context, "v2.2.0")
     with pytest.raises(AirflowFailException, match="not to a digest that passed staging"):
-        op.execute(context)
+        deploy(op, context)
     assert platform.current_revision(SERVICE)["version"] == "v1.0.0"
