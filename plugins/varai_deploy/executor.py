@@ -8,9 +8,11 @@ externally" (apache/airflow#72716, #71580; the installed 3.3.2 guards only ``sch
 that resumes at once (an analysis already past its window, a drill's one-second poll) hits it
 again, so retries do not cure it.
 
-This executor counts the dispatches of each key and drops a final result that belongs to an earlier
-dispatch still outstanding when the key was handed over again: only the last dispatch's result
-reaches the scheduler. Select it with ``[core] executor = varai_deploy.executor.LocalExecutor``.
+This executor counts the dispatches of each key and drops a ``success`` that arrives while a later
+dispatch of the key is still outstanding: it can only be an earlier dispatch's end, and the task
+itself has told the API server how it went. A ``failed`` always goes through (it is how a killed
+task is noticed), and a worker that died without a word cannot make a later dispatch's failure
+be dropped. Select it with ``[core] executor = varai_deploy.executor.LocalExecutor``.
 """
 
 from __future__ import annotations
@@ -21,13 +23,12 @@ from typing import Any
 from airflow.executors.local_executor import LocalExecutor as AirflowLocalExecutor
 
 
-def _is_final(state: Any) -> bool:
-    """A process's end (success, failed), not the ``running`` a worker reports on picking it up."""
-    return str(getattr(state, "value", state)) != "running"
+def _name(state: Any) -> str:
+    return str(getattr(state, "value", state))
 
 
 class LocalExecutor(AirflowLocalExecutor):
-    """LocalExecutor reporting each key's result only for its latest dispatch."""
+    """LocalExecutor that keeps an earlier dispatch's ``success`` from the key's latest dispatch."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -39,9 +40,10 @@ class LocalExecutor(AirflowLocalExecutor):
         super()._process_workloads(workload_list)
 
     def change_state(self, key, state, info=None, remove_running=True) -> None:
-        if _is_final(state) and self._outstanding[key] > 0:
+        # Each dispatch ends with one result (success or failed) after its "running".
+        if _name(state) != "running" and self._outstanding[key] > 0:
             self._outstanding[key] -= 1
-            if self._outstanding[key]:
+            if self._outstanding[key] and _name(state) == "success":
                 self.log.info(
                     "Dropped %s for %s: it ended an earlier dispatch (a deferral's worker exit); "
                     "the key has been handed to a worker again since",
@@ -49,5 +51,6 @@ class LocalExecutor(AirflowLocalExecutor):
                     key,
                 )
                 return
-            del self._outstanding[key]
+            if not self._outstanding[key]:
+                del self._outstanding[key]
         super().change_state(key, state, info, remove_running)
