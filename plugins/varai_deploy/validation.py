@@ -117,15 +117,14 @@ def check_promotion(
     import tempfile
     from pathlib import Path
 
-    from varai_deploy.ledger import PASSED, LedgerError, ledger_for
-    from varai_deploy.operators.widgets import WIDGETS_BUILT
+    from varai_deploy.ledger import PASSED, WIDGETS_BUILT, LedgerError, ledger_for
     from varai_deploy.widgets import build_release
 
     source = env.promoted_from
     try:
         ledger = ledger_for(load_environment(source))
         records = {service: ledger.revision(service, version) for service in services}
-        builds = [e for e in ledger.audit(action=WIDGETS_BUILT) if e["version"] == version] if marketplaces else []
+        builds = ledger.audit(action=WIDGETS_BUILT, version=version) if marketplaces else []
     except (ConfigError, LedgerError) as exc:
         raise ValidationError(f"{source}'s ledger, which {env.name} releases rest on, cannot be read: {exc}") from exc
     problems, passed = [], {}

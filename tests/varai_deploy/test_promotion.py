@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from varai_deploy.config import load_environment
-from varai_deploy.ledger import FAILED, PASSED, Actor, Ledger
-from varai_deploy.operators.widgets import WIDGETS_BUILT
+from varai_deploy.ledger import FAILED, PASSED, WIDGETS_BUILT, Actor, Ledger
 from varai_deploy.services import SERVICE_NAMES
 from varai_deploy.validation import ValidationError, check_promotion
 from varai_deploy.widgets import build_release

@@ -19,6 +19,8 @@ from typing import Any
 from varai_deploy.ledger.schema import DDL, SCHEMA_LOCK_KEY, VERDICTS
 
 PENDING, PASSED, FAILED, ROLLED_BACK = VERDICTS
+#: The audit action of a widget build (detail: its manifest's digest), which a promotion checks.
+WIDGETS_BUILT = "widgets_built"
 #: The databases (host:port/name) whose tables this process has already made sure of.
 _schema_ready: set[str] = set()
 
@@ -392,12 +394,15 @@ class Ledger:
         with self._transaction() as cur:
             self._audit(cur, actor, action, service, version, detail)
 
-    def audit(self, since_id: int = 0, action: str | None = None) -> list[dict[str, Any]]:
+    def audit(self, since_id: int = 0, action: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
+        """Entries oldest first, only ``action``'s and ``version``'s when given: filtered in SQL, as the
+        audit grows with every release."""
         with self._transaction() as cur:
             cur.execute(
                 "SELECT id, at, dag_id, run_id, actor, action, service, version, detail FROM audit"
-                " WHERE environment = %s AND id > %s AND (%s::text IS NULL OR action = %s) ORDER BY id",
-                (self.environment, since_id, action, action),
+                " WHERE environment = %s AND id > %s AND (%s::text IS NULL OR action = %s)"
+                " AND (%s::text IS NULL OR version = %s) ORDER BY id",
+                (self.environment, since_id, action, action, version, version),
             )
             return [dict(zip(AUDIT_KEYS, row, strict=True)) for row in cur.fetchall()]
 

@@ -22,8 +22,6 @@ from varai_deploy.operators.base import EnvironmentOperator
 CDN_POLL_INTERVAL = 1.0
 #: Marks the lines of the summary that ``release_cli`` and ``make demo`` print.
 SUMMARY_PREFIX = "VARAI-WIDGET"
-#: The ledger's record of a widget build: its manifest's digest.
-WIDGETS_BUILT = "widgets_built"
 
 
 class BuildWidgetsOperator(EnvironmentOperator):
@@ -37,7 +35,7 @@ class BuildWidgetsOperator(EnvironmentOperator):
         self.version = version
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from varai_deploy.ledger import Actor
+        from varai_deploy.ledger import WIDGETS_BUILT, Actor
         from varai_deploy.widgets import build_release
 
         with tempfile.TemporaryDirectory(prefix="varai-widgets-") as tmp:

@@ -56,7 +56,9 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
             return self.version
         return self.version.get(service) or ", ".join(self._versions())
 
-    def _scope(self) -> Scope:
+    def _scope(self) -> tuple[Scope, dict[str, str]]:
+        """The query scope, and each service label's value mapped back to our service name (the backend
+        may label them otherwise)."""
         from dataclasses import asdict
 
         from varai_deploy.config import MetricSeries
@@ -64,14 +66,15 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
         series = self.policy.get("series") or asdict(MetricSeries())
         services = sorted(self.health_urls)
         revisions = self.revision_labels or {s: self._version_of(s) for s in services}
-        #: The service label's value of each of our services, and back.
-        self.labelled = {series["service_value"].format(service=s): s for s in services}
-        return Scope(tuple(self.labelled), tuple(revisions[s] for s in services), series)
+        labelled = {series["service_value"].format(service=s): s for s in services}
+        return Scope(tuple(labelled), tuple(revisions[s] for s in services), series), labelled
 
-    async def _query(self, source: MetricSource, scope: Scope, promql: str) -> dict[str, float]:
-        """The query's value per service, keyed by our service names whatever the backend labels them."""
+    async def _query(
+        self, source: MetricSource, scope: Scope, labelled: dict[str, str], promql: str
+    ) -> dict[str, float]:
+        """The query's value per service, keyed by our service names (``labelled``: from ``_scope``)."""
         values = await source.query(promql, by=scope.by)
-        return {self.labelled[label]: value for label, value in values.items() if label in self.labelled}
+        return {labelled[label]: value for label, value in values.items() if label in labelled}
 
     def _source(self) -> MetricSource:
         """Prometheus' query API: the sandbox's Prometheus, or Managed Service for Prometheus with its token."""
@@ -110,7 +113,7 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
     async def evaluate_metrics(self, elapsed: float) -> dict[str, Any] | None:
         """A broken metric rule, or None. Each rule is judged once its whole window has passed."""
         p, source = self.policy, self._source()
-        scope = self._scope()
+        scope, labelled = self._scope()
         step = max(1, int(p["interval_seconds"]))
         rules = [
             ("error_rate", p["error_rate_for_seconds"], p["error_rate_threshold"], error_ratio),
@@ -119,7 +122,7 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
         for rule, window, threshold, promql in rules:
             if elapsed < window + p["rate_window_seconds"]:
                 continue
-            values = await self._query(source, scope, promql(scope, p["rate_window_seconds"], window, step))
+            values = await self._query(source, scope, labelled, promql(scope, p["rate_window_seconds"], window, step))
             # What a passing verdict reports: each rule's last measurement against its threshold.
             self.measured[rule] = {"values": values, "threshold": threshold, "window_seconds": window}
             for service, value in sorted(values.items()):
@@ -136,8 +139,8 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
 
     async def traffic_seen(self) -> dict[str, float]:
         p = self.policy
-        scope = self._scope()
-        counts = await self._query(self._source(), scope, request_count(scope, p["error_rate_for_seconds"]))
+        scope, labelled = self._scope()
+        counts = await self._query(self._source(), scope, labelled, request_count(scope, p["error_rate_for_seconds"]))
         return {service: counts.get(service, 0.0) for service in self.health_urls}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

@@ -6,7 +6,17 @@ import threading
 
 import pytest
 
-from varai_deploy.ledger import FAILED, PASSED, PENDING, ROLLED_BACK, Actor, Ledger, LedgerError, LockHeldError
+from varai_deploy.ledger import (
+    FAILED,
+    PASSED,
+    PENDING,
+    ROLLED_BACK,
+    WIDGETS_BUILT,
+    Actor,
+    Ledger,
+    LedgerError,
+    LockHeldError,
+)
 
 
 def actor(run: str, dag: str = "ai_discovery_release") -> Actor:
@@ -136,6 +146,25 @@ def test_the_audit_is_append_only_and_says_who_did_what(environment):
     finally:
         conn.close()
     assert ledger.audit(action="rollback")
+
+
+def test_the_audit_can_be_read_for_one_version_alone(environment):
+    ledger = Ledger(environment)
+    ledger.record(actor("run-1"), WIDGETS_BUILT, None, "v1.0.0", {"manifest": "sha256:a"})
+    ledger.record(actor("run-2"), WIDGETS_BUILT, None, "v1.1.0", {"manifest": "sha256:b"})
+    ledger.record(actor("run-3"), WIDGETS_BUILT, None, "v1.0.0", {"manifest": "sha256:c"})
+    ledger.record(actor("run-3"), "rollback", None, "v1.0.0")
+    Ledger(environment + "-staging").record(actor("run-4"), WIDGETS_BUILT, None, "v1.0.0", {"manifest": "sha256:d"})
+
+    builds = ledger.audit(action=WIDGETS_BUILT, version="v1.0.0")
+    assert [(e["run_id"], e["version"], e["detail"]["manifest"]) for e in builds] == [
+        ("run-1", "v1.0.0", "sha256:a"),
+        ("run-3", "v1.0.0", "sha256:c"),
+    ]
+    assert [e["action"] for e in ledger.audit(version="v1.0.0")] == [WIDGETS_BUILT, WIDGETS_BUILT, "rollback"]
+    assert ledger.audit(action=WIDGETS_BUILT, version="v9.9.9") == []
+    # Without a version, every version's entries, as before.
+    assert [e["version"] for e in ledger.audit(action=WIDGETS_BUILT)] == ["v1.0.0", "v1.1.0", "v1.0.0"]
 
 
 def test_an_unknown_verdict_or_revision_is_refused(environment):
