@@ -23,6 +23,7 @@ NODE_TOOLS := $(VERDACCIO)/node_modules/.package-lock.json
 
 help:
 	@echo "make demo [VERSION=v1.0.1]  set everything up, release VERSION to the sandbox through Airflow"
+	@echo "make demo ENVIRONMENT=staging  the same to staging: Cloud Run (the sandbox's local one) via CloudRunPlatform"
 	@echo "make test                   set everything up, run ruff and the tests"
 	@echo "make airflow                airflow standalone on http://127.0.0.1:8080 (user admin)"
 	@echo "make sandbox-up | sandbox-down | sandbox-status"
@@ -112,7 +113,8 @@ $(STAMP)/airflow-db: $(STAMP)/venv
 demo: setup
 	@$(SANDBOX) up > /dev/null
 	@echo "Releasing $(VERSION) to $(ENVIRONMENT) through Airflow (log: $(STAMP)/demo-$(VERSION).log) ..."
-	@$(PY) -m varai_deploy.release_cli --version '$(VERSION)' --environment '$(ENVIRONMENT)' \
+	@$(if $(filter sandbox,$(ENVIRONMENT)),,VARAI_ENVIRONMENTS_DIR="$$($(PY) -m varai_deploy.sandbox.staging)") \
+		$(PY) -m varai_deploy.release_cli --version '$(VERSION)' --environment '$(ENVIRONMENT)' \
 		--log $(STAMP)/demo-$(VERSION).log
 	@$(SANDBOX) status
 

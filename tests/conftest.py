@@ -17,6 +17,7 @@ import pytest
 INTEGRATION_MODULE_SECONDS = {
     "test_maintenance": 730,
     "test_release_faults": 470,
+    "test_cloud_run_release": 400,
     "test_dr_drill": 410,
     "test_release_dag": 230,
     "test_rollback": 225,

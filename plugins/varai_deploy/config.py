@@ -436,6 +436,8 @@ class DrillPolicy:
 
 
 _OUTPUT_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+#: The module variables every release sets (operators.terraform.release_variables).
+RELEASE_VARIABLES = ("environment", "release_version", "services", "gateway_url")
 #: Where the sandbox keeps its files unless VARAI_SANDBOX_HOME or ``sandbox.home`` say otherwise
 #: (the same rule as varai_deploy.sandbox.settings, which production code must not import).
 SANDBOX_HOME_ENV = "VARAI_SANDBOX_HOME"
@@ -484,6 +486,8 @@ class TerraformConfig:
     binary: str | None = None
     #: The outputs later tasks receive through XCom; terraform's other (and any sensitive) outputs stay out.
     outputs: tuple[str, ...] = ("images",)
+    #: Fixed module variables of this environment (strings), besides those every release sets.
+    variables: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "gcs"):
@@ -494,6 +498,14 @@ class TerraformConfig:
             raise ConfigError("terraform.backend local needs terraform.state_path")
         if not self.outputs or not all(isinstance(n, str) and _OUTPUT_NAME_RE.fullmatch(n) for n in self.outputs):
             raise ConfigError("terraform.outputs must be a non-empty list of output names, e.g. [images]")
+        if not isinstance(self.variables, dict) or not all(
+            isinstance(k, str) and _OUTPUT_NAME_RE.fullmatch(k) and isinstance(v, str)
+            for k, v in self.variables.items()
+        ):
+            raise ConfigError("terraform.variables must map variable names to strings")
+        taken = sorted(set(self.variables) & set(RELEASE_VARIABLES))
+        if taken:
+            raise ConfigError(f"terraform.variables cannot set {', '.join(taken)}: every release sets them")
 
 
 @dataclass(frozen=True)
@@ -721,11 +733,12 @@ def _terraform(raw: dict, name: str, path: Path) -> TerraformConfig:
     tf["module"] = _repo_path(tf["module"])
     default = "" if "backend" in tf else " (the default)"
     backend = tf.setdefault("backend", "local")
-    if backend == "local" and name != "sandbox":
+    if backend == "local" and name != "sandbox" and not tf.get("state_path"):
         raise ConfigError(
             f"{path}: terraform.backend is local{default}, "
             f"but {name}'s state must be shared by every worker and outlive them: set terraform.backend: gcs "
-            "and terraform.state_bucket (optionally terraform.state_prefix)"
+            "and terraform.state_bucket (optionally terraform.state_prefix), or name the local state_path "
+            "every worker reaches (one machine only, as the sandbox's staging)"
         )
     if backend == "local":
         if tf.get("state_path"):

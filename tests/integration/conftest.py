@@ -22,7 +22,9 @@ def stack(tmp_path_factory):
         "VARAI_SANDBOX_GATEWAY_PORT": str(GATEWAY_PORT),
         "VARAI_SANDBOX_PORT_BASE": str(PORT_BASE),
         # The shipped environments, the sandbox's with the tests' short windows (tests/support/environments.py).
-        "VARAI_ENVIRONMENTS_DIR": str(write_environments(root / "environments")),
+        "VARAI_ENVIRONMENTS_DIR": str(write_environments(root / "environments", home=root / "sandbox")),
+        # Staging's shoppers stay off: the Cloud Run tests send their own load and count its failures.
+        "VARAI_SANDBOX_STAGING_TRAFFIC_RPS": "0",
     }
     derived = ["AIRFLOW_CONN_VARAI_GATEWAY", "AIRFLOW_CONN_VARAI_METRICS"]  # airflow.sh derives them from ports
     saved = {key: os.environ.get(key) for key in [*env, *derived]}

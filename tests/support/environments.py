@@ -39,14 +39,24 @@ def sandbox_config(**sections: dict) -> dict:
     return config
 
 
-def write_environments(directory: Path, **sections: dict) -> Path:
-    """Every shipped environment into ``directory`` (for ``VARAI_ENVIRONMENTS_DIR``), the sandbox's
-    as ``sandbox_config(**sections)``; returns ``directory``."""
+def write_environments(directory: Path, home: Path | None = None, **sections: dict) -> Path:
+    """Every shipped environment into ``directory`` (for ``VARAI_ENVIRONMENTS_DIR``), the sandbox's as
+    ``sandbox_config(**sections)`` and staging's as the sandbox runs it (``varai_deploy.sandbox.staging``,
+    its windows the sandbox's, its Terraform state under ``home``: by default the sandbox's); returns
+    ``directory``."""
     import yaml
+
+    from varai_deploy.sandbox.settings import SandboxSettings
+    from varai_deploy.sandbox.staging import staging_config
 
     directory.mkdir(parents=True, exist_ok=True)
     for shipped in ENVIRONMENTS_DIR.glob("*.yaml"):
-        if shipped.name != "sandbox.yaml":
+        if shipped.name not in ("sandbox.yaml", "staging.yaml"):
             (directory / shipped.name).write_text(shipped.read_text())
-    (directory / "sandbox.yaml").write_text(yaml.safe_dump(sandbox_config(**sections), sort_keys=False))
+    sandbox = sandbox_config(**sections)
+    staging = staging_config(
+        yaml.safe_load((ENVIRONMENTS_DIR / "staging.yaml").read_text()), sandbox, home or SandboxSettings.load().home
+    )
+    (directory / "sandbox.yaml").write_text(yaml.safe_dump(sandbox, sort_keys=False))
+    (directory / "staging.yaml").write_text(yaml.safe_dump(staging, sort_keys=False))
     return directory

@@ -33,6 +33,7 @@ def release_variables(env, version: str) -> dict[str, Any]:
     from varai_deploy.hooks.gateway import GatewayHook
 
     return {
+        **env.terraform.variables,
         "environment": env.name,
         "release_version": version,
         "services": {

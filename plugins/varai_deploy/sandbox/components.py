@@ -37,6 +37,7 @@ COMPONENT_MODULES: dict[str, str] = {
     "pushgateway": "varai_deploy.sandbox.pushgateway",
     "cloudsql": "varai_deploy.sandbox.cloudsql",
     "cloudrun": "varai_deploy.sandbox.cloudrun",
+    "staging": "varai_deploy.sandbox.staging",
 }
 COMPONENT_NAMES = tuple(COMPONENT_MODULES)
 #: Ports: ``component_port_base + offset``; the base defaults to the gateway port minus this.

@@ -29,6 +29,8 @@ ENV_GATEWAY_PORT = "VARAI_SANDBOX_GATEWAY_PORT"
 ENV_PORT_BASE = "VARAI_SANDBOX_PORT_BASE"
 ENV_PROMETHEUS_PORT = "VARAI_SANDBOX_PROMETHEUS_PORT"
 ENV_TRAFFIC_RPS = "VARAI_SANDBOX_TRAFFIC_RPS"
+#: Staging's own shoppers, through its load balancer (the ``staging`` component).
+ENV_STAGING_TRAFFIC_RPS = "VARAI_SANDBOX_STAGING_TRAFFIC_RPS"
 ENV_COMPONENT_PORT_BASE = "VARAI_SANDBOX_COMPONENT_PORT_BASE"
 ENV_INSTANCES = "VARAI_SANDBOX_INSTANCES"
 #: The regions the services run in, comma-separated: the first serves, the others stand by.
@@ -70,6 +72,8 @@ class SandboxSettings:
     #: 0 turns the load generator off (``up`` does not start it).
     traffic_rps: float = DEFAULT_TRAFFIC_RPS
     traffic_max_seconds: float = DEFAULT_TRAFFIC_MAX_SECONDS
+    #: Requests per second through staging's load balancer (0: none), which staging's analysis judges.
+    staging_traffic_rps: float = DEFAULT_TRAFFIC_RPS
     #: None: gateway_port - 20; the stand-ins listen at this base + their offset (see components.py).
     component_port_base: int | None = None
     #: The stand-ins ``up`` starts (names from components.COMPONENT_NAMES); None: all of them.
@@ -137,6 +141,11 @@ class SandboxSettings:
                 f"sandbox traffic_rps must be between 0 (off) and {MAX_TRAFFIC_RPS:g}, got {self.traffic_rps!r}"
                 f"; change {ENV_TRAFFIC_RPS}"
             )
+        if not 0 <= self.staging_traffic_rps <= MAX_TRAFFIC_RPS:
+            raise SandboxError(
+                f"sandbox staging_traffic_rps must be between 0 (off) and {MAX_TRAFFIC_RPS:g}, got "
+                f"{self.staging_traffic_rps!r}; change {ENV_STAGING_TRAFFIC_RPS}"
+            )
         if not 0 < self.traffic_max_seconds <= DEFAULT_TRAFFIC_MAX_SECONDS:
             raise SandboxError(
                 f"sandbox traffic_max_seconds must be between 0 and {DEFAULT_TRAFFIC_MAX_SECONDS:g}, "
@@ -184,6 +193,7 @@ class SandboxSettings:
             service_port_base=_port(ENV_PORT_BASE, section.get("service_port_base", 18100)),
             prometheus_port=_optional_port(ENV_PROMETHEUS_PORT, section.get("prometheus_port")),
             traffic_rps=_rate(ENV_TRAFFIC_RPS, section.get("traffic_rps", DEFAULT_TRAFFIC_RPS)),
+            staging_traffic_rps=_rate(ENV_STAGING_TRAFFIC_RPS, section.get("staging_traffic_rps", DEFAULT_TRAFFIC_RPS)),
             component_port_base=_optional_port(ENV_COMPONENT_PORT_BASE, section.get("component_port_base")),
             components=_components(os.environ.get(ENV_COMPONENTS)),
             instances=_count(ENV_INSTANCES, section.get("instances", DEFAULT_INSTANCES)),

@@ -21,6 +21,9 @@ MODULE = "varai_deploy.sandbox.storage_server"
 BUCKET = "varai-widgets"
 BACKUP_BUCKET = "varai-backups"
 REPORTS_BUCKET = "varai-reports"
+#: Staging's widget bucket (the ``staging`` component's load balancer serves it).
+STAGING_BUCKET = "varai-widgets-staging"
+BUCKETS = (BUCKET, BACKUP_BUCKET, REPORTS_BUCKET, STAGING_BUCKET)
 PROJECT = "varai-sandbox"
 CONN_ID = "varai_cdn"
 COMPOSER_CONN_ID = "varai_composer"
@@ -29,14 +32,13 @@ REPORTS_CONN_ID = "varai_reports"
 
 
 def marker(settings: SandboxSettings, port: int) -> Marker:
-    buckets = (("--bucket", name) for name in (BUCKET, BACKUP_BUCKET, REPORTS_BUCKET))
+    buckets = (("--bucket", name) for name in BUCKETS)
     return stand_in_marker(MODULE, settings, port, *buckets)
 
 
 def ready(settings: SandboxSettings, port: int) -> bool:
     """Answering, with the buckets created."""
-    buckets = (BUCKET, BACKUP_BUCKET, REPORTS_BUCKET)
-    return all(http_status(settings.host, port, f"/storage/v1/b/{b}") == 200 for b in buckets)
+    return all(http_status(settings.host, port, f"/storage/v1/b/{b}") == 200 for b in BUCKETS)
 
 
 def prepare(settings: SandboxSettings, port: int) -> None:

@@ -172,8 +172,9 @@ def test_stand_ins_listen_below_the_gateway_in_registry_order() -> None:
         "pushgateway",
         "cloudsql",
         "cloudrun",
+        "staging",
     )
-    assert [s.component_port(name) for name in s.components] == list(range(18060, 18073))
+    assert [s.component_port(name) for name in s.components] == list(range(18060, 18074))
     assert s.component_url("cdn") == "http://127.0.0.1:18061"
 
 
