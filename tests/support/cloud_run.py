@@ -131,14 +131,17 @@ def cloud_name(platform: CloudRunPlatform, service: str = SERVICE) -> str:
     return platform.service_name.format(service=service)
 
 
-def created_by_terraform(platform: CloudRunPlatform, version: str = "v1.0.0", service: str = SERVICE) -> run_v2.Service:
-    """The service as Terraform leaves it: one revision, all traffic through LATEST."""
+def created_by_terraform(
+    platform: CloudRunPlatform, version: str = "v1.0.0", service: str = SERVICE, public: bool = True
+) -> run_v2.Service:
+    """The service as Terraform leaves it: one revision, all traffic through LATEST; callable by anyone, or
+    (not ``public``) only with an ID token, as include/terraform/gcp leaves the backends."""
     name = cloud_name(platform, service)
     template = run_v2.RevisionTemplate(
         revision=revision_name(name, version), containers=[run_v2.Container(image=image(version, service))]
     )
     created = platform.hook.services.create_service(
-        parent=PARENT, service_id=name, service=run_v2.Service(template=template)
+        parent=PARENT, service_id=name, service=run_v2.Service(template=template, invoker_iam_disabled=public)
     ).result(timeout=60)
     assert [(t.type_, t.percent) for t in created.traffic] == [(LATEST, 100)]
     return created

@@ -77,6 +77,31 @@ class EndpointCloudRunHook(CloudRunServiceHook):
             "transport": "rest",
         }
 
+    def id_token_credentials(self, audience: str):
+        """Credentials whose token is a Google ID token for ``audience`` (a private service's URL), from this
+        connection's identity: its service account key, the account it impersonates, or the machine's (the
+        metadata server); None when it has none (anonymous: only public services can be probed)."""
+        from google.auth import compute_engine, impersonated_credentials
+        from google.oauth2 import service_account
+
+        credentials = self.get_credentials()
+        if isinstance(credentials, service_account.Credentials):
+            token_uri = credentials._token_uri  # the key's own endpoint; google-auth has no public accessor
+            return service_account.IDTokenCredentials(
+                credentials.signer, credentials.service_account_email, token_uri, target_audience=audience
+            )
+        if isinstance(credentials, impersonated_credentials.Credentials):
+            return impersonated_credentials.IDTokenCredentials(
+                credentials, target_audience=audience, include_email=True
+            )
+        if isinstance(credentials, compute_engine.Credentials):
+            from google.auth.transport.requests import Request
+
+            return compute_engine.IDTokenCredentials(
+                Request(), target_audience=audience, use_metadata_identity_endpoint=True
+            )
+        return None
+
     def image_digest(self, revision: str) -> str:
         """What Cloud Run resolved the revision's image to (``containerStatuses[0].imageDigest``), "" while it
         has none. Read over REST: google-cloud-run's Revision lacks the field."""

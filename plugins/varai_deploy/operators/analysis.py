@@ -9,6 +9,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowSkipException
 
 from varai_deploy.operators.base import EnvironmentOperator
+from varai_deploy.probe_identity import probe_conn_id
 
 
 def as_list(value: Any) -> list:
@@ -114,6 +115,8 @@ class ReleaseAnalysisOperator(EnvironmentOperator):
                 policy=dataclasses.asdict(policy),
                 # What the metrics call each switched revision: its version, or (Cloud Run) its name.
                 revision_labels={s["service"]: s["live"][policy.series.revision_value] for s in switched},
+                gcp_conn_id=probe_conn_id(self.env_config),
+                audiences={s["service"]: s["live"]["audience"] for s in switched if s["live"].get("audience")},
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=policy.deadline_seconds + 120),

@@ -51,29 +51,31 @@ class DeployCandidateOperator(EnvironmentOperator):
         image = (self.infra.get("images") or {}).get(self.service)
         if not image:
             raise AirflowFailException(f"terraform outputs name no image for {self.service}: is it in the module?")
+        replaces = live and live["name"]
         start = getattr(self.platform, "start_candidate", None)
         if start is not None:  # a platform whose deploy is an operation to wait for: waited in the triggerer
-            started = start(self.service, self.version, image)
+            started = {**start(self.service, self.version, image), "replaces": replaces}
             cloud_run = self.env_config.cloud_run
             self.defer(
                 trigger=self.platform.wait_trigger(started),
                 method_name="candidate_started",
-                kwargs={"revision": started["revision"], "live_version": live and live["version"]},
                 timeout=timedelta(seconds=cloud_run.operation_timeout_seconds if cloud_run else 600),
             )
         candidate = self.platform.deploy_candidate(self.service, self.version, image)
-        return self._started(actor, candidate, live and live["version"])
+        return self._started(actor, {**candidate, "replaces": replaces})
 
-    def candidate_started(self, context, event: dict, revision: str, live_version: str | None = None) -> dict:
-        """After the deferred wait: the revision the operation made, or its error."""
+    def candidate_started(self, context, event: dict) -> dict:
+        """After the deferred wait: the revision the change made (the event carries what ``execute`` started),
+        or its error."""
         from varai_deploy.ledger import Actor
 
         actor = Actor.from_context(context)
         self.ledger.check_holds(actor)
-        candidate = self.platform.finish_candidate(self.service, self.version, revision, event.get("error"))
-        return self._started(actor, candidate, live_version)
+        started = event["carry"]
+        candidate = self.platform.finish_candidate(self.service, self.version, started["revision"], event.get("error"))
+        return self._started(actor, {**candidate, "replaces": started["replaces"]})
 
-    def _started(self, actor, candidate: dict, live_version: str | None) -> dict:
+    def _started(self, actor, candidate: dict) -> dict:
         self.ledger.record_candidate(actor, candidate)
         if self.env_config.promoted_from:
             self._check_same_image(actor, candidate)
@@ -83,7 +85,7 @@ class DeployCandidateOperator(EnvironmentOperator):
             self.version,
             candidate["name"],
             candidate["url"],
-            live_version,
+            candidate["replaces"],
         )
         return dict(candidate)
 
@@ -125,9 +127,15 @@ class SwitchTrafficOperator(EnvironmentOperator):
     def _still_healthy(self) -> str | None:
         import requests
 
+        from varai_deploy.probe_identity import ProbeIdentity, probe_conn_id
+
         url = self.candidate["url"].rstrip("/") + "/health"
         try:
-            resp = requests.get(url, timeout=5)
+            headers = ProbeIdentity(probe_conn_id(self.env_config)).headers(self.candidate.get("audience"))
+        except Exception as exc:  # credentials that cannot vouch for us: not a healthy answer either
+            return f"{url}: no ID token ({type(exc).__name__}: {exc})"
+        try:
+            resp = requests.get(url, headers=headers, timeout=5)
         except requests.RequestException as exc:
             return f"{url}: {type(exc).__name__}"
         return None if resp.ok else f"{url}: HTTP {resp.status_code}"
@@ -155,6 +163,13 @@ class SwitchTrafficOperator(EnvironmentOperator):
                 self.ledger.record_switch(actor, service, live, replaced)
             self.log.warning("%s already serves %s (%s): the switch had happened", service, version, live["name"])
             return self._switched(service, live, previous)
+        replaces = self.candidate.get("replaces", live and live["name"])  # (an older XCom may lack it)
+        if (live and live["name"]) != replaces:
+            raise AirflowFailException(
+                f"{service}: traffic not moved to {version}: {live['name'] if live else 'nothing'} serves, not "
+                f"{replaces or 'nothing'} as when the candidate was deployed: someone else changed it meanwhile, "
+                "and the release leaves that change as it is"
+            )
         problem = self._still_healthy()
         if problem:
             # It passed its streak but is not healthy now: traffic must not move.

@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from varai_deploy.operators.analysis import as_list, describe_verdict
 from varai_deploy.operators.base import EnvironmentOperator
+from varai_deploy.probe_identity import probe_conn_id
 from varai_deploy.triggers.health import HealthStreaksTrigger
 
 
@@ -110,6 +111,8 @@ class RollbackOnFailureOperator(EnvironmentOperator):
                 interval=policy.health_interval_seconds,
                 deadline=time.time() + policy.health_timeout_seconds,
                 carry={"restore": restore, "outcome": outcome, "reason": reason, "verdict": verdict},
+                gcp_conn_id=probe_conn_id(self.env_config),
+                audiences={s: step["to"]["audience"] for s, step in restore.items() if step["to"].get("audience")},
             ),
             method_name="resume",
             timeout=timedelta(seconds=policy.health_timeout_seconds + 60),

@@ -17,10 +17,16 @@ class Revision(TypedDict, total=False):
     name: str
     #: The revision's own URL, reachable without going through the gateway (health checks).
     url: str
+    #: Whom a probe of ``url`` must present an ID token for, where the service may be private (Cloud Run:
+    #: the service's URL); absent where nothing checks identity (the sandbox's processes).
+    audience: str
     image: str
     #: What the registry resolved ``image`` to when the revision was made (Cloud Run's image digest), as
     #: ``deploy_candidate`` reports it; absent where nobody can tell (the sandbox runs processes, not images).
     digest: str
+    #: A candidate's: the revision that served when it was deployed (None: nothing did). Its switch is refused
+    #: if another one serves by then (traffic moved by hand meanwhile, say): the release does not undo it.
+    replaces: str | None
 
 
 class PlatformError(RuntimeError):

@@ -7,9 +7,9 @@ a release only ever adds revisions and moves traffic:
   the service's traffic written out in full: the live revision at 100 %, the candidate at 0 % under its tag
   (the version, so each version has a stable URL of its own). Written out, never merged: a split pinned by an
   earlier change, or a ``LATEST`` allocation that would hand the new revision every request, cannot carry over;
-- the switch moves 100 % to the candidate only if the service's etag is the one read with the live revision it
-  replaces, so a concurrent change refuses the switch and nothing moves; the previous revision keeps its tag,
-  a URL a rollback can check before moving traffic back;
+- the switch moves 100 % to the candidate only if the revision it replaces still serves and the service's etag is
+  the one read with it, so a concurrent change refuses the switch and nothing moves; the previous revision keeps
+  its tag, a URL a rollback can check before moving traffic back;
 - retiring drops a revision's tag and deletes revisions older than the newest ``keep_revisions``, never one
   that serves or is tagged; a discarded candidate (it never served) is deleted at once.
 
@@ -125,6 +125,7 @@ class CloudRunPlatform:
             version=image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else "",
             name=name,
             url=url or self._tag_url(svc, name) or svc.uri,
+            audience=svc.uri,
             image=image,
         )
 
@@ -206,10 +207,11 @@ class CloudRunPlatform:
             raise SwitchConflictError(f"{service}: deploying {version}: the service changed meanwhile") from exc
         return {"revision": name, "service": full}
 
-    def wait_trigger(self, started: dict[str, str], poll_seconds: float = 2):
+    def wait_trigger(self, started: dict[str, Any], poll_seconds: float = 2):
+        """The trigger that waits for ``started``'s change; its event carries ``started`` back (``carry``)."""
         from varai_deploy.triggers.cloud_run import CloudRunServiceTrigger
 
-        return CloudRunServiceTrigger(self.hook.gcp_conn_id, started["service"], poll_seconds)
+        return CloudRunServiceTrigger(self.hook.gcp_conn_id, started["service"], poll_seconds, carry=started)
 
     def finish_candidate(self, service: str, version: str, name: str, error: str | None = None) -> Revision:
         """The candidate Cloud Run made, once ready; why not otherwise."""

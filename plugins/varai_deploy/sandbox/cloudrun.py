@@ -1,10 +1,11 @@
 """The sandbox's Cloud Run: a Cloud Run Admin API v2 stand-in (``cloudrun_fake``) on offset 12 whose revisions are
 real service processes, so staging's release path (``CloudRunPlatform``) runs for real on one machine.
 
-Airflow gets it as the connection ``varai_cloudrun``: conn_type ``google_cloud_platform``, anonymous, extras
-``project`` (``ml-datadriven-recos``), ``location`` (``us-central1``) and ``api_endpoint`` this stand-in, which is
-what ``varai_deploy.hooks.cloud_run`` reads. Production's has the same fields without ``api_endpoint`` and with
-real credentials, so the hook cannot tell them apart.
+Airflow gets it as the connection ``varai_cloudrun``: conn_type ``google_cloud_platform``, extras ``project``
+(``ml-datadriven-recos``), ``location`` (``us-central1``), ``api_endpoint`` this stand-in, and ``keyfile_dict`` the
+deploy account's key (``google_identity``; its ``token_uri`` this stand-in's ``/token``), which is what
+``varai_deploy.hooks.cloud_run`` reads. Production's has the same fields without ``api_endpoint`` (and a key from
+the secrets backend, or none: the machine's own account), so the hook cannot tell them apart.
 
 The revision processes are detached and outlive the stand-in (a restart keeps them serving, as Cloud Run's
 instances outlive its control plane); ``down`` stops them through ``shutdown`` before it stops the stand-in.
@@ -12,9 +13,10 @@ instances outlive its control plane); ``down`` stops them through ``shutdown`` b
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from varai_deploy.sandbox.cloudrun_fake import LOCATION, PROJECT, VERSION, state_dir, stop_revisions
+from varai_deploy.sandbox.cloudrun_fake import LOCATION, PROJECT, TOKEN_PATH, VERSION, state_dir, stop_revisions
 from varai_deploy.sandbox.components import Component
 from varai_deploy.sandbox.processes import Marker, http_status, stand_in_marker
 from varai_deploy.sandbox.settings import SandboxSettings
@@ -41,11 +43,16 @@ def ready(settings: SandboxSettings, port: int) -> bool:
 
 
 def connections(settings: SandboxSettings, port: int) -> dict[str, dict[str, Any]]:
+    """The deploy account's key (its token endpoint this stand-in's), so the Admin API is called with OAuth
+    access tokens and health probes carry ID tokens, minted by google-auth as against Google."""
+    from varai_deploy.sandbox.google_identity import service_account_info
+
+    url = settings.url_for_port(port)
     extra = {
-        "is_anonymous": True,
         "project": PROJECT,
         "location": LOCATION,
-        "api_endpoint": settings.url_for_port(port),
+        "api_endpoint": url,
+        "keyfile_dict": json.dumps(service_account_info(settings.home, url + TOKEN_PATH)),
     }
     return {CONN_ID: {"conn_type": "google_cloud_platform", "extra": extra}}
 

@@ -61,7 +61,9 @@ State, under ``<home>/cloudrun/``: ``services/``, ``revisions/`` and ``operation
 rewritten atomically) with each revision's process (pid, start time, command line). A restarted stand-in adopts
 the revision processes still running (they are detached and outlive it, as instances outlive Cloud Run's control
 plane), starts again those that died, and finishes the operations that were waiting for one. ``stop_revisions``
-stops them all (``sandbox down`` does, through the component's ``shutdown``).
+stops them all (``sandbox down`` does, through the component's ``shutdown``). ``requests.jsonl`` there keeps
+every change request as received (method, path, query, JSON body, status), so a test can read the traffic lists
+a release really sent.
 """
 
 from __future__ import annotations
@@ -119,6 +121,8 @@ RESOURCE = re.compile(
     r"(?:/services/(?P<service>[^/]+)(?:/revisions/(?P<revision>[^/]+))?|/operations/(?P<operation>[^/]+))?"
 )
 TAG_SEPARATOR = "---"
+#: Google's OAuth 2.0 token endpoint (``oauth2.googleapis.com/token``), served here too (google_identity).
+TOKEN_PATH = "/token"  # noqa: S105 (a path, not a secret)
 #: What Cloud Run fills in when a template leaves it out (so a template read back and sent again is unchanged).
 TEMPLATE_DEFAULTS = {"timeout": "300s", "maxInstanceRequestConcurrency": 80, "scaling": {"maxInstanceCount": 100}}
 CONTAINER_DEFAULTS = {
@@ -140,6 +144,11 @@ Params = dict[str, str]
 
 def state_dir(home: Path) -> Path:
     return Path(home) / NAME
+
+
+def received_log(home: Path) -> Path:
+    """Every change request the API received (method, path, query, JSON body, status), one JSON line each."""
+    return state_dir(home) / "requests.jsonl"
 
 
 def resolve_digest(home: Path, image: str) -> str:
@@ -527,6 +536,16 @@ class CloudRun:
         name = match.params.get("name") or match.params.get("parent") or ""
         self._where(name)
         return method(name, {k: v[-1] for k, v in query.items()}, body or {})
+
+    def received(self, method: str, path: str, query: str, raw: bytes, status: int) -> None:
+        """One change request as it arrived, and the status it got, appended to ``requests.jsonl``."""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        line = {"at": stamp(), "method": method, "path": path, "query": query, "body": body, "status": status}
+        with self.lock, open(received_log(self.home), "a", encoding="utf-8") as log:
+            log.write(json.dumps(line) + "\n")
 
     def resume(self) -> None:
         """After a (re)start: adopt running revision processes, start again those that died, finish what waited."""
@@ -976,6 +995,25 @@ class CloudRun:
             raise ApiError(503, f"revision {revision or '(none)'} of {service_id} is not serving")
         return Route(service_id, revision, process["port"])
 
+    def authorize(self, service_id: str, authorization: str | None) -> None:
+        """A private service (``invokerIamDisabled`` not set: IAM decides, and here every account is an
+        invoker) serves only a request carrying a Google ID token for one of its URLs or custom audiences:
+        403 without one, 401 for one that is not valid, as Cloud Run answers."""
+        from varai_deploy.sandbox import google_identity
+
+        with self.lock:
+            service = self.services.get(service_id)
+            if service is None or service["spec"].get("invokerIamDisabled"):
+                return
+            audiences = {self.uri(service_id), *service["spec"].get("customAudiences", [])}
+            audiences |= {self.uri(service_id, t["tag"]) for t in service["effective"] if t.get("tag")}
+        if not authorization or not authorization.startswith("Bearer "):
+            raise ApiError(403, f"Your client does not have permission to get URL /run/{service_id}: no ID token")
+        try:
+            google_identity.verify_id_token(self.home, authorization.removeprefix("Bearer ").strip(), audiences)
+        except ValueError as exc:
+            raise ApiError(401, f"The ID token is not valid for {service_id}: {exc}") from None
+
     def _pick(self, service: Json, latest: str | None) -> str:
         weights: dict[str, int] = {}
         for target in service["effective"]:
@@ -1045,7 +1083,9 @@ def make_handler(api: CloudRun, contract: Contract) -> type[QuietHandler]:
 
         def do_GET(self) -> None:
             target = urlsplit(self.path)
-            if target.path == "/metrics":
+            if target.path == TOKEN_PATH and self.command == "POST":
+                self._token()
+            elif target.path == "/metrics":
                 body, content_type = api.metrics.render()
                 self.send_payload(200, body, [], content_type)
             elif target.path == "/run" or target.path.startswith("/run/"):
@@ -1064,6 +1104,8 @@ def make_handler(api: CloudRun, contract: Contract) -> type[QuietHandler]:
             except Exception as exc:  # a bug here: loud, in Google's shape
                 traceback.print_exc()
                 status, payload = 500, ApiError(500, f"the Cloud Run stand-in failed: {exc!r}").payload()
+            if self.command != "GET":
+                api.received(self.command, path, raw_query, raw, status)
             self.send_json(status, payload, [])
 
         def _answer(self, path: str, raw_query: str, raw: bytes) -> Json:
@@ -1086,12 +1128,23 @@ def make_handler(api: CloudRun, contract: Contract) -> type[QuietHandler]:
                 raise ApiError(500, message, broken, "INTERNAL")
             return answer
 
+        def _token(self) -> None:
+            """Google's OAuth 2.0 token endpoint (``google_identity``): JWT-bearer grants only."""
+            from varai_deploy.sandbox import google_identity
+
+            form = {k: v[-1] for k, v in parse_qs(self.read_body().decode("utf-8", "replace")).items()}
+            try:
+                self.send_json(200, google_identity.exchange(api.home, form, api.url + TOKEN_PATH), [])
+            except google_identity.GrantError as exc:
+                self.send_json(400, {"error": exc.error, "error_description": exc.description}, [])
+
         def _proxy(self, rest: str, raw_query: str) -> None:
             started = time.perf_counter()
             host, _, path = rest.partition("/")
             body = self.read_body()
             try:
                 route = api.route(host)
+                api.authorize(route.service, self.headers.get("Authorization"))
             except ApiError as exc:
                 self.send_payload(exc.code, f"{exc.code} {exc.message}\n".encode(), [], "text/plain; charset=utf-8")
                 return

@@ -9,6 +9,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from varai_deploy.operators.base import EnvironmentOperator
+from varai_deploy.probe_identity import ProbeIdentity, probe_conn_id
 from varai_deploy.triggers.health import HealthStreakTrigger
 
 
@@ -52,7 +53,8 @@ class HealthStreakSensor(EnvironmentOperator):
             policy.health_timeout_seconds,
         )
         deadline = time.time() + policy.health_timeout_seconds
-        first = self._streak_in_place(url, policy, deadline)
+        conn_id, audience = probe_conn_id(self.env_config), self.candidate.get("audience")
+        first = self._streak_in_place(url, policy, deadline, ProbeIdentity(conn_id), audience)
         if first is not None:
             return self.execute_complete(context, first)
         self.defer(
@@ -61,13 +63,17 @@ class HealthStreakSensor(EnvironmentOperator):
                 streak=policy.health_streak,
                 interval=policy.health_interval_seconds,
                 deadline=deadline,
+                gcp_conn_id=conn_id,
+                audience=audience,
             ),
             method_name="execute_complete",
             # Backstop only: the trigger itself reports the timeout with its findings.
             timeout=timedelta(seconds=policy.health_timeout_seconds + 60),
         )
 
-    def _streak_in_place(self, url: str, policy, deadline: float) -> dict[str, Any] | None:
+    def _streak_in_place(
+        self, url: str, policy, deadline: float, identity: ProbeIdentity, audience: str | None
+    ) -> dict[str, Any] | None:
         """The streak probed here first, when it takes at most ``INLINE_SECONDS`` (a sandbox
         candidate is healthy within a second): its result if healthy, else None (defer for the
         rest). Deferring costs a round trip through the triggerer and a second worker start, seconds
@@ -90,6 +96,8 @@ class HealthStreakSensor(EnvironmentOperator):
                     policy.health_streak,
                     policy.health_interval_seconds,
                     min(deadline, time.time() + budget),
+                    identity,
+                    audience,
                 )
 
         result = asyncio.run(probe())

@@ -19,6 +19,7 @@ from airflow.triggers.base import TriggerEvent
 
 from varai_deploy.metrics import MetricSource, MetricSourceError
 from varai_deploy.metrics.rules import Scope, error_ratio, latency_p95, request_count
+from varai_deploy.probe_identity import ProbeIdentity
 from varai_deploy.triggers.base import ArgumentsTrigger
 
 
@@ -32,9 +33,12 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
         policy: dict[str, Any],
         metrics_conn_id: str | None = None,
         revision_labels: dict[str, str] | None = None,
+        gcp_conn_id: str | None = None,
+        audiences: dict[str, str] | None = None,
     ):
         """``revision_labels``: each service's value of ``policy["series"]``'s revision label (the
-        switched revision's version or name); by default the version it was switched to."""
+        switched revision's version or name); by default the version it was switched to. ``gcp_conn_id``
+        and ``audiences``: whose ID token each service's health check carries (a private Cloud Run service)."""
         super().__init__(
             metrics_url=metrics_url,
             version=version,
@@ -43,6 +47,8 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
             policy=policy,
             metrics_conn_id=metrics_conn_id,
             revision_labels=revision_labels,
+            gcp_conn_id=gcp_conn_id,
+            audiences=audiences or {},
         )
         #: What each query sends (a Google access token for Managed Prometheus), made in the triggerer by ``run``.
         self.metrics_headers: dict[str, str] = {}
@@ -87,11 +93,17 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
 
         return PrometheusHook(self.metrics_conn_id).auth_headers() if self.metrics_conn_id else {}
 
-    async def _health(self, session, url: str) -> bool:
+    async def _health(self, session, identity: ProbeIdentity, service: str) -> bool:
+        """One health check of ``service``'s switched revision; a token that cannot be minted fails it."""
         import aiohttp
 
         try:
-            async with session.get(url) as resp:
+            headers = await identity.headers_async(self.audiences.get(service))
+        except Exception as exc:
+            self.log.warning("No ID token for %s's health check: %s", service, exc)
+            return False
+        try:
+            async with session.get(self.health_urls[service], headers=headers) as resp:
                 await resp.read()
                 return 200 <= resp.status < 300
         except (aiohttp.ClientError, TimeoutError):
@@ -157,10 +169,11 @@ class ReleaseAnalysisTrigger(ArgumentsTrigger):
         except Exception as exc:  # judged like a metric source that does not answer: inconclusive
             last_metric_error = f"no credentials for the metrics connection {self.metrics_conn_id}: {exc}"
         timeout = aiohttp.ClientTimeout(total=max(1.0, p["interval_seconds"]))
+        identity = ProbeIdentity(self.gcp_conn_id)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 elapsed = time.time() - self.switched_at
-                healthy = await asyncio.gather(*(self._health(session, url) for url in self.health_urls.values()))
+                healthy = await asyncio.gather(*(self._health(session, identity, s) for s in self.health_urls))
                 for service, ok in zip(self.health_urls, healthy, strict=True):
                     failures[service] = 0 if ok else failures[service] + 1
                     seen = self.health[service]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 from airflow.triggers.base import TriggerEvent
 
@@ -11,8 +12,9 @@ from varai_deploy.triggers.base import ArgumentsTrigger
 
 
 class CloudRunServiceTrigger(ArgumentsTrigger):
-    """Fires ``{"service", "error"}`` once the service is no longer reconciling (``error``: the message of
-    its terminal condition when that failed, else None).
+    """Fires ``{"service", "error", "carry"}`` once the service is no longer reconciling (``error``: the message
+    of its terminal condition when that failed, else None; ``carry`` as given: what the resumed task needs, since
+    ``airflow dags test`` resumes with the event alone, without defer kwargs).
 
     It watches the service rather than one operation, so a retried deploy that finds its change still
     being applied waits for the same thing. The Google connection's credentials are read in the
@@ -20,8 +22,8 @@ class CloudRunServiceTrigger(ArgumentsTrigger):
     fails (a blip of the API) is made again at the next poll; the task's defer timeout bounds the wait.
     """
 
-    def __init__(self, gcp_conn_id: str, service: str, poll_seconds: float = 2):
-        super().__init__(gcp_conn_id=gcp_conn_id, service=service, poll_seconds=poll_seconds)
+    def __init__(self, gcp_conn_id: str, service: str, poll_seconds: float = 2, carry: Any = None):
+        super().__init__(gcp_conn_id=gcp_conn_id, service=service, poll_seconds=poll_seconds, carry=carry)
 
     def _read(self) -> dict:
         from varai_deploy.hooks.cloud_run import EndpointCloudRunHook
@@ -38,6 +40,7 @@ class CloudRunServiceTrigger(ArgumentsTrigger):
             if not found.get("reconciling"):
                 condition = found.get("terminalCondition") or {}
                 failed = condition.get("state") == "CONDITION_FAILED"
-                yield TriggerEvent({"service": self.service, "error": condition.get("message") if failed else None})
+                error = condition.get("message") if failed else None
+                yield TriggerEvent({"service": self.service, "error": error, "carry": self.carry})
                 return
             await asyncio.sleep(self.poll_seconds)

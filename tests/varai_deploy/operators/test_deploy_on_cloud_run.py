@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from tests.support.cloud_run import SERVICE, LocalCloudRun, created_by_terraform, image, local_cloud_run, platform_on
 from varai_deploy.config import load_environment
 from varai_deploy.ledger import FAILED, PASSED, Actor, Ledger
-from varai_deploy.operators.blue_green import DeployCandidateOperator
+from varai_deploy.operators.blue_green import DeployCandidateOperator, SwitchTrafficOperator
 from varai_deploy.platforms import PlatformError
 from varai_deploy.sandbox.cloudrun_fake import state_dir
 from varai_deploy.triggers.cloud_run import CloudRunServiceTrigger
@@ -75,7 +75,8 @@ def deploy(op: DeployCandidateOperator, context: dict) -> dict:
     assert isinstance(trigger, CloudRunServiceTrigger) and deferred.value.method_name == "candidate_started"
     assert "token" not in json.dumps(trigger.serialize()[1]).lower()  # credentials are read in the triggerer
     event = asyncio.run(anext(trigger.run())).payload
-    return op.candidate_started(context, event, **deferred.value.kwargs)
+    assert not deferred.value.kwargs  # the event carries it all (`dags test` resumes with the event alone)
+    return op.candidate_started(context, event)
 
 
 def test_the_deploy_waits_for_cloud_run_in_the_triggerer_and_resumes_with_the_candidate(
@@ -88,7 +89,8 @@ def test_the_deploy_waits_for_cloud_run_in_the_triggerer_and_resumes_with_the_ca
         op.execute(context)
     # The change is sent before the worker lets go: Cloud Run makes the revision while nobody waits.
     name = f"{platform.service_name.format(service=SERVICE)}-v1-9-0"
-    assert deferred.value.kwargs == {"revision": name, "live_version": "v1.0.0"}
+    carry = deferred.value.trigger.carry  # what the resumed task reads, in the trigger's event
+    assert carry["revision"] == name and carry["replaces"] == f"{platform.service_name.format(service=SERVICE)}-v1-0-0"
     svc = platform.hook.services.get_service(name=platform._service_name(SERVICE))
     assert svc.template.containers[0].image == image("v1.9.0")
     # A retry (the worker died after sending it) finds the change, applied or still being applied, and waits too.
@@ -153,3 +155,23 @@ def test_a_version_staging_kept_no_digest_of_is_refused(cloud_run, ledgers, monk
     with pytest.raises(AirflowFailException, match="not to a digest that passed staging"):
         deploy(op, context)
     assert platform.current_revision(SERVICE)["version"] == "v1.0.0"
+
+
+def test_a_switch_refuses_when_traffic_moved_after_its_candidate_was_deployed(cloud_run, ledgers, monkeypatch):
+    """A change made while the candidate was checked (a split set by hand in an incident) is not undone."""
+    staging, production, context = ledgers
+    passed_on_staging(cloud_run, monkeypatch, staging, "v1.7.0")
+    op, platform = deploy_to_production(cloud_run, monkeypatch, production, context, "v1.7.0")
+    candidate = deploy(op, context)
+    live = platform.current_revision(SERVICE)
+    assert candidate["replaces"] == live["name"]
+    svc = platform.hook.services.get_service(name=platform._service_name(SERVICE))
+    svc.traffic = platform._traffic({live["name"]: 50, candidate["name"]: 50}, {candidate["name"]: "v1-7-0"})
+    platform.hook.services.update_service(service=svc).result(timeout=60)
+
+    switch = SwitchTrafficOperator(task_id="switch", environment="production", candidate=candidate)
+    switch.env_config, switch.platform, switch.ledger = op.env_config, platform, production
+    with pytest.raises(AirflowFailException, match=r"not moved to v1\.7\.0: nothing serves, not .* someone else"):
+        switch.execute(context)
+    statuses = platform.hook.services.get_service(name=platform._service_name(SERVICE)).traffic_statuses
+    assert sorted(s.percent for s in statuses) == [50, 50]  # left as the hand set it

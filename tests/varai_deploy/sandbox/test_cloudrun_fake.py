@@ -25,6 +25,7 @@ from varai_deploy import google_contract
 from varai_deploy.sandbox import processes
 from varai_deploy.sandbox.cloudrun import COMPONENT, CONN_ID
 from varai_deploy.sandbox.cloudrun_fake import LOCATION, Picker, make_handler, state_dir
+from varai_deploy.sandbox.google_identity import ACCOUNT
 from varai_deploy.sandbox.serving import Server
 from varai_deploy.sandbox.settings import SandboxSettings
 
@@ -47,14 +48,16 @@ def clients(cloud_run: LocalCloudRun) -> tuple[run_v2.ServicesClient, run_v2.Rev
     return cloud_run.clients()
 
 
-def new_service(clients, version: str = "v1.0.0", app: str = "recommendation") -> run_v2.Service:
-    """A service of the test's own, its first revision ``<id>-<version>`` serving 100 % through LATEST."""
+def new_service(clients, version: str = "v1.0.0", app: str = "recommendation", public: bool = True) -> run_v2.Service:
+    """A service of the test's own, its first revision ``<id>-<version>`` serving 100 % through LATEST;
+    callable by anyone unless not ``public`` (then IAM decides: an ID token is needed)."""
     services, _ = clients
     service_id = f"t-{uuid.uuid4().hex[:8]}"
     template = run_v2.RevisionTemplate(
         revision=revision_of(service_id, version), containers=[run_v2.Container(image=image(version, app))]
     )
-    operation = services.create_service(parent=PARENT, service_id=service_id, service=run_v2.Service(template=template))
+    service = run_v2.Service(template=template, invoker_iam_disabled=public)
+    operation = services.create_service(parent=PARENT, service_id=service_id, service=service)
     return operation.result(timeout=TIMEOUT)
 
 
@@ -113,22 +116,25 @@ def error_of(answer: requests.Response) -> dict:
 
 
 # -- the component ---------------------------------------------------------------------------------------
-def test_the_component_is_offset_12_with_an_anonymous_google_connection_naming_project_and_location(tmp_path):
+def test_the_component_is_offset_12_with_the_deploy_accounts_key_naming_project_and_location(tmp_path):
     settings = SandboxSettings(home=tmp_path / "sandbox", components=())
     assert COMPONENT.name == "cloudrun" and COMPONENT.offset == 12 and COMPONENT.shutdown is not None
     port = settings.component_port_base + COMPONENT.offset
     assert port == 18072
-    assert COMPONENT.connections(settings, port) == {
-        CONN_ID: {
-            "conn_type": "google_cloud_platform",
-            "extra": {
-                "is_anonymous": True,
-                "project": "ml-datadriven-recos",
-                "location": "us-central1",
-                "api_endpoint": "http://127.0.0.1:18072",
-            },
-        }
+    (conn,) = COMPONENT.connections(settings, port).values()
+    extra = dict(conn["extra"])
+    key = json.loads(extra.pop("keyfile_dict"))
+    assert conn["conn_type"] == "google_cloud_platform" and "is_anonymous" not in extra
+    assert extra == {
+        "project": "ml-datadriven-recos",
+        "location": "us-central1",
+        "api_endpoint": "http://127.0.0.1:18072",
     }
+    assert key["type"] == "service_account" and key["client_email"] == ACCOUNT
+    assert key["token_uri"] == "http://127.0.0.1:18072/token"  # its tokens come from this stand-in, not Google
+    assert key == json.loads(
+        json.loads(json.dumps(COMPONENT.connections(settings, port)))[CONN_ID]["extra"]["keyfile_dict"]
+    )
     argv = COMPONENT.marker(settings, port).argv()
     assert argv[1:3] == ["-m", "varai_deploy.sandbox.cloudrun_fake"]
     assert dict(zip(argv[3::2], argv[4::2], strict=True)) == {
@@ -450,7 +456,8 @@ def test_a_patch_with_allow_missing_creates_and_a_snake_case_mask_path_is_honour
     services, _ = clients
     name = f"{PARENT}/services/t-{uuid.uuid4().hex[:8]}"
     template = run_v2.RevisionTemplate(containers=[run_v2.Container(image=image("v1.0.0", "analytics"))])
-    request = run_v2.UpdateServiceRequest(service=run_v2.Service(name=name, template=template), allow_missing=True)
+    service = run_v2.Service(name=name, template=template, invoker_iam_disabled=True)
+    request = run_v2.UpdateServiceRequest(service=service, allow_missing=True)
     created = services.update_service(request=request).result(timeout=TIMEOUT)
     assert created.name == name and short(created.latest_ready_revision).startswith(f"{short(name)}-00001-")
     assert served(created.uri, 2) == {"v1.0.0": 2}
