@@ -51,10 +51,9 @@ class DeployCandidateOperator(EnvironmentOperator):
         image = (self.infra.get("images") or {}).get(self.service)
         if not image:
             raise AirflowFailException(f"terraform outputs name no image for {self.service}: is it in the module?")
-        replaces = live and live["name"]
         start = getattr(self.platform, "start_candidate", None)
         if start is not None:  # a platform whose deploy is an operation to wait for: waited in the triggerer
-            started = {**start(self.service, self.version, image), "replaces": replaces}
+            started = start(self.service, self.version, image)
             cloud_run = self.env_config.cloud_run
             self.defer(
                 trigger=self.platform.wait_trigger(started),
@@ -62,7 +61,8 @@ class DeployCandidateOperator(EnvironmentOperator):
                 timeout=timedelta(seconds=cloud_run.operation_timeout_seconds if cloud_run else 600),
             )
         candidate = self.platform.deploy_candidate(self.service, self.version, image)
-        return self._started(actor, {**candidate, "replaces": replaces})
+        # What serves beside it (the platform says, where its deploy rewrites the traffic: a split resolved).
+        return self._started(actor, {"replaces": live and live["name"], **candidate})
 
     def candidate_started(self, context, event: dict) -> dict:
         """After the deferred wait: the revision the change made (the event carries what ``execute`` started),

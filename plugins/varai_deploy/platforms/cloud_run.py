@@ -181,12 +181,18 @@ class CloudRunPlatform:
 
     def deploy_candidate(self, service: str, version: str, image: str) -> Revision:
         svc, name, existing, mask = self._candidate_change(service, version, image)
+        replaces = self._writes_serving(svc)
         updated = self._update(svc, mask, f"{service}: deploying {version} as {name}")
-        return self._candidate(service, updated, name, existing)
+        return Revision(**self._candidate(service, updated, name, existing), replaces=replaces)
+
+    @staticmethod
+    def _writes_serving(svc) -> str | None:
+        """The revision a traffic list as written (not yet applied) gives 100 %."""
+        return next((t.revision for t in svc.traffic if t.percent == 100 and t.revision), None)
 
     def start_candidate(self, service: str, version: str, image: str) -> dict[str, str]:
         """``deploy_candidate`` without its wait, for a worker that defers it: the change is sent (or found
-        still being applied, by a try that died) and ``{"revision", "service"}`` returned;
+        still being applied, by a try that died) and ``{"revision", "service", "replaces"}`` returned;
         :meth:`wait_trigger` waits for the service in the triggerer, :meth:`finish_candidate` reads the result."""
         from google.api_core.exceptions import Aborted, Conflict
         from google.cloud.run_v2 import UpdateServiceRequest
@@ -197,7 +203,7 @@ class CloudRunPlatform:
             making = svc.template.revision
             base = revision_name(self.service_name.format(service=service), version)
             if re.fullmatch(re.escape(base) + r"(-r\d+)?", making) and svc.template.containers[0].image == image:
-                return {"revision": making, "service": full}
+                return {"revision": making, "service": full, "replaces": self._writes_serving(svc)}
             raise SwitchConflictError(f"{service}: Cloud Run is still applying another change ({making}); try again")
         svc, name, _, mask = self._candidate_change(service, version, image)
         request = UpdateServiceRequest(service=svc, update_mask=FieldMask(paths=mask))
@@ -205,7 +211,7 @@ class CloudRunPlatform:
             self.hook.services.update_service(request=request)
         except (Aborted, Conflict) as exc:
             raise SwitchConflictError(f"{service}: deploying {version}: the service changed meanwhile") from exc
-        return {"revision": name, "service": full}
+        return {"revision": name, "service": full, "replaces": self._writes_serving(svc)}
 
     def wait_trigger(self, started: dict[str, Any], poll_seconds: float = 2):
         """The trigger that waits for ``started``'s change; its event carries ``started`` back (``carry``)."""
