@@ -79,14 +79,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", required=True)
     parser.add_argument("--environment", default="sandbox")
     parser.add_argument("--services", nargs="*", help="default: all")
-    parser.add_argument("--marketplaces", nargs="*", help="widget channels (default: all; none given: no widget)")
+    parser.add_argument(
+        "--marketplaces", nargs="*", help="widget channels (default: the environment's; none given: no widget)"
+    )
     parser.add_argument("--log", type=Path, help="write the full Airflow output here")
     args = parser.parse_args(argv)
     conf = {"version": args.version, "environment": args.environment}
     if args.services:
         conf["services"] = args.services
-    if args.marketplaces is not None:
-        conf["marketplaces"] = args.marketplaces
+    if args.marketplaces is None:  # every channel this environment publishes to (staging: the CDN only)
+        from varai_deploy.config import ConfigError, load_environment
+
+        try:
+            args.marketplaces = list(load_environment(args.environment).marketplaces)
+        except ConfigError as exc:
+            print(f"Release {args.version} to {args.environment} refused: {exc}", file=sys.stderr)
+            return 2
+    conf["marketplaces"] = args.marketplaces
     run = run_release(conf, log_path=args.log)
     widgets = widget_lines(run.log)
     if widgets:
