@@ -29,18 +29,9 @@ export AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME="${AIRFLOW__SCHEDULER__SCHE
 export PATH="$ROOT/.venv/bin:$PATH"
 # The library under plugins/ must import in every Airflow process: scheduler, workers, triggerer.
 export PYTHONPATH="$ROOT/plugins${PYTHONPATH:+:$PYTHONPATH}"
-# The sandbox gateway, as the Airflow HTTP connection a release checks through (no secret in it).
-# Production defines varai_gateway in its secrets backend instead.
-sandbox_gateway_port="${VARAI_SANDBOX_GATEWAY_PORT:-18080}"
-if [[ -z "${AIRFLOW_CONN_VARAI_GATEWAY:-}" ]]; then
-  export AIRFLOW_CONN_VARAI_GATEWAY="{\"conn_type\": \"http\", \"host\": \"127.0.0.1\", \"port\": $sandbox_gateway_port}"
-fi
-# ...and its Prometheus (gateway port + 10 unless VARAI_SANDBOX_PROMETHEUS_PORT says otherwise).
-if [[ -z "${AIRFLOW_CONN_VARAI_METRICS:-}" ]]; then
-  export AIRFLOW_CONN_VARAI_METRICS="{\"conn_type\": \"http\", \"host\": \"127.0.0.1\", \"port\": ${VARAI_SANDBOX_PROMETHEUS_PORT:-$((sandbox_gateway_port + 10))}}"
-fi
-# ...and the widget stand-ins' connections (CDN bucket, npm, SVN, Marketplace, Shopify), which
-# `sandbox up` writes with their generated secrets; a connection already set in the environment wins.
+# The sandbox's connections (gateway with its API key, CDN bucket, npm, SVN, Marketplace, Shopify, ...),
+# which `sandbox up` writes with their generated secrets; a connection already set in the environment
+# wins. Production defines them in its secrets backend instead.
 sandbox_home="${VARAI_SANDBOX_HOME:-.sandbox}"
 [[ "$sandbox_home" == /* ]] || sandbox_home="$ROOT/$sandbox_home"
 if [[ -f "$sandbox_home/connections.env" ]]; then
@@ -49,6 +40,16 @@ if [[ -f "$sandbox_home/connections.env" ]]; then
     [[ -n "${!BASH_REMATCH[1]:-}" ]] && continue
     eval "$line"
   done < "$sandbox_home/connections.env"
+fi
+# Before the sandbox was ever up: its gateway and Prometheus from their ports (no key: a release's
+# security check then says the gateway connection has none).
+sandbox_gateway_port="${VARAI_SANDBOX_GATEWAY_PORT:-18080}"
+if [[ -z "${AIRFLOW_CONN_VARAI_GATEWAY:-}" ]]; then
+  export AIRFLOW_CONN_VARAI_GATEWAY="{\"conn_type\": \"http\", \"host\": \"127.0.0.1\", \"port\": $sandbox_gateway_port}"
+fi
+# ...and its Prometheus (gateway port + 10 unless VARAI_SANDBOX_PROMETHEUS_PORT says otherwise).
+if [[ -z "${AIRFLOW_CONN_VARAI_METRICS:-}" ]]; then
+  export AIRFLOW_CONN_VARAI_METRICS="{\"conn_type\": \"http\", \"host\": \"127.0.0.1\", \"port\": ${VARAI_SANDBOX_PROMETHEUS_PORT:-$((sandbox_gateway_port + 10))}}"
 fi
 
 if [[ ! -x "$ROOT/.venv/bin/airflow" ]]; then

@@ -473,6 +473,110 @@ class CloudRunPolicy:
             raise ConfigError("cloud_run.operation_timeout_seconds must be a positive number of seconds")
 
 
+_ORIGIN_PATTERN_RE = re.compile(r"(\*|https?://[A-Za-z0-9.*-]+(:([0-9]+|\*))?)")
+
+
+@dataclass(frozen=True)
+class GatewayPolicy:
+    """What the public gateway enforces toward the storefront widget (``gateway:``), and what each
+    release's post-deployment security check verifies it enforces."""
+
+    #: Storefront origins a browser may call the API from: exact origins or patterns where ``*`` stands
+    #: for one host name or port (``https://*.myshopify.com``, ``http://127.0.0.1:*``); ``*`` alone: any.
+    allowed_origins: tuple[str, ...] = ()
+    #: Requests per API key in ``rate_limit_per_seconds`` (a key's own plan may say otherwise).
+    rate_limit_requests: int = 600
+    rate_limit_per_seconds: float = 60.0
+    #: The public endpoint must be https with TLS 1.3 (everywhere but the sandbox's loopback).
+    require_tls: bool = True
+
+    def __post_init__(self) -> None:
+        bad = [o for o in self.allowed_origins if not isinstance(o, str) or not _ORIGIN_PATTERN_RE.fullmatch(o)]
+        if bad:
+            raise ConfigError(
+                f"gateway.allowed_origins has {bad[0]!r}: use origins such as https://shop.example.com, "
+                "patterns such as https://*.myshopify.com or http://127.0.0.1:*, or * for any"
+            )
+        requests, seconds = self.rate_limit_requests, self.rate_limit_per_seconds
+        if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
+            raise ConfigError("gateway.rate_limit.requests must be a whole number of at least 1")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+            raise ConfigError("gateway.rate_limit.per_seconds must be a positive number of seconds")
+        if not isinstance(self.require_tls, bool):
+            raise ConfigError("gateway.require_tls must be true or false")
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        if not origin:
+            return False
+        for pattern in self.allowed_origins:
+            if pattern == "*":
+                return True
+            parts = re.split(r"(\*)", pattern)
+            # A * after the host's ":" is a port (digits); anywhere else, a host name.
+            regex = "".join(
+                ("[0-9]+" if parts[i - 1].endswith(":") else "[A-Za-z0-9.-]+") if part == "*" else re.escape(part)
+                for i, part in enumerate(parts)
+            )
+            if re.fullmatch(regex, origin):
+                return True
+        return False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "allowed_origins": list(self.allowed_origins),
+            "rate_limit": {"requests": self.rate_limit_requests, "per_seconds": self.rate_limit_per_seconds},
+            "require_tls": self.require_tls,
+        }
+
+    @classmethod
+    def from_section(cls, section: dict, where: str) -> GatewayPolicy:
+        values = dict(section)
+        origins = values.pop("allowed_origins", ())
+        if not isinstance(origins, list | tuple):
+            raise ConfigError(f"{where}: gateway.allowed_origins must be a list")
+        limit = values.pop("rate_limit", None) or {}
+        if not isinstance(limit, dict) or set(limit) - {"requests", "per_seconds"}:
+            raise ConfigError(f"{where}: gateway.rate_limit must be {{requests: N, per_seconds: S}}")
+        if "requests" in limit:
+            values["rate_limit_requests"] = limit["requests"]
+        if "per_seconds" in limit:
+            values["rate_limit_per_seconds"] = limit["per_seconds"]
+        try:
+            return _build(cls, {**values, "allowed_origins": tuple(origins)}, f"{where}: gateway")
+        except ConfigError as exc:
+            raise ConfigError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class PostDeployPolicy:
+    """Phase 5 beyond health (``post_deploy:``): the guide's key metrics over the window that ends when the
+    check runs, on the released services' new revisions; and the alert rules monitoring must have loaded."""
+
+    window_seconds: float = 300.0
+    latency_p95_seconds: float = 2.0
+    error_rate: float = 0.01
+    #: Fewer requests than this in the window cannot validate anything: the check fails safe.
+    min_requests: int = 10
+    #: Alert rules (by name) the metrics backend must have loaded and be evaluating.
+    alerts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("window_seconds", "latency_p95_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"post_deploy.{name} must be a positive number")
+        if (
+            isinstance(self.error_rate, bool)
+            or not isinstance(self.error_rate, int | float)
+            or not 0 < self.error_rate < 1
+        ):
+            raise ConfigError("post_deploy.error_rate must be between 0 and 1 (0.01 is 1 %)")
+        if isinstance(self.min_requests, bool) or not isinstance(self.min_requests, int) or self.min_requests < 1:
+            raise ConfigError("post_deploy.min_requests must be a whole number of at least 1")
+        if not all(isinstance(a, str) and _METRIC_RE.fullmatch(a) for a in self.alerts):
+            raise ConfigError("post_deploy.alerts must list alert rule names, e.g. [VaraiServiceDown]")
+
+
 @dataclass(frozen=True)
 class TerraformConfig:
     module: Path
@@ -538,6 +642,9 @@ class EnvironmentConfig:
     #: The environment whose ledger must show this version passed, with the same widget build,
     #: before it is released here (production: staging); None: no such rule.
     promoted_from: str | None = None
+    #: What the public gateway enforces toward the widget (CORS, API keys, rate limits, TLS).
+    gateway: GatewayPolicy = field(default_factory=GatewayPolicy)
+    post_deploy: PostDeployPolicy = field(default_factory=PostDeployPolicy)
 
     @property
     def gateway_conn_id(self) -> str:
@@ -718,6 +825,15 @@ def _drills(raw: dict, connections: dict, backups: BackupPolicy | None, path: Pa
     return policy
 
 
+def _post_deploy(raw: dict, path: Path) -> PostDeployPolicy:
+    section = dict(_section(raw, "post_deploy", path))
+    section["alerts"] = tuple(section.get("alerts") or ())
+    try:
+        return _build(PostDeployPolicy, section, f"{path}: post_deploy")
+    except ConfigError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from exc
+
+
 def _repo_path(value: Any) -> Path:
     path = Path(str(value))
     return path if path.is_absolute() else REPO_ROOT / path
@@ -827,4 +943,6 @@ def load_environment(name: str, directory: Path | None = None) -> EnvironmentCon
         approval=approval,
         notifications=notifications,
         promoted_from=_promoted_from(raw, name, path),
+        gateway=GatewayPolicy.from_section(_section(raw, "gateway", path), str(path)),
+        post_deploy=_post_deploy(raw, path),
     )

@@ -26,7 +26,7 @@ from varai_deploy.ledger import FAILED, PASSED, ROLLED_BACK, Ledger
 from varai_deploy.platforms.cloud_run import revision_name, slug
 from varai_deploy.sandbox.cloudrun_fake import LOCATION, PROJECT, received_log
 from varai_deploy.sandbox.serving import SignalFlag
-from varai_deploy.sandbox.traffic import Generator, RequestLog, is_failure, read_records
+from varai_deploy.sandbox.traffic import Generator, RequestLog, is_failure, read_records, shoppers_key
 from varai_deploy.services import SERVICE_NAMES, SERVICES
 
 pytestmark = pytest.mark.integration
@@ -115,13 +115,14 @@ class Staging:
 
 
 class Load:
-    """Steady requests through staging's load balancer (the sandbox's traffic generator), logged to a file."""
+    """Steady requests through staging's load balancer (the sandbox's traffic generator, with staging's shoppers'
+    API key), logged to a file."""
 
-    def __init__(self, url: str, log: Path, rps: float = 30) -> None:
+    def __init__(self, url: str, log: Path, api_key: str, rps: float = 30) -> None:
         parts = urlsplit(url)
         self.log = log
         self.flag = SignalFlag(signals=())
-        generator = Generator(parts.hostname, parts.port, rps, RequestLog(log))
+        generator = Generator(parts.hostname, parts.port, rps, RequestLog(log), api_key=api_key)
         self.thread = threading.Thread(target=generator.run, args=(self.flag, 3600), daemon=True)
         self.thread.start()
 
@@ -140,8 +141,9 @@ def staging(sandbox) -> Staging:
 
 
 @pytest.fixture(scope="module")
-def load(staging, tmp_path_factory):
-    load = Load(staging.lb, tmp_path_factory.mktemp("load") / "requests.jsonl")
+def load(staging, sandbox, tmp_path_factory):
+    key = shoppers_key(sandbox.settings.home, "staging")
+    load = Load(staging.lb, tmp_path_factory.mktemp("load") / "requests.jsonl", key)
     try:
         yield load
     finally:

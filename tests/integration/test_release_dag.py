@@ -13,6 +13,7 @@ import urllib.request
 
 import pytest
 
+from tests.support.sandbox import shopper
 from tests.support.stack import GATEWAY_PORT, gateway_versions, release, served
 from varai_deploy.services import SERVICE_NAMES, SERVICES
 
@@ -47,13 +48,15 @@ def one_version_serving(stack) -> tuple[str, dict[str, str]]:
 
 
 def call_probe(name: str) -> tuple[int, str | None, dict]:
+    from varai_deploy.sandbox import Sandbox
+
     method, path = SERVICES[name].probe
     data = json.dumps({"event": "widget_view", "image_features": [0.1, 0.2]}).encode() if method == "POST" else None
     request = urllib.request.Request(
         f"http://127.0.0.1:{GATEWAY_PORT}{path}",
         data=data,
         method=method,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **shopper(Sandbox().settings)},
     )
     with urllib.request.urlopen(request, timeout=5) as resp:
         return resp.status, resp.headers["X-Served-Version"], json.loads(resp.read())

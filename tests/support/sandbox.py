@@ -17,7 +17,12 @@ from varai_deploy.sandbox.settings import PLUGINS_DIR, REPO_ROOT
 
 
 def request(
-    url_or_port: str | int, path: str, method: str = "GET", body: Any = None, timeout: float = 5.0
+    url_or_port: str | int,
+    path: str,
+    method: str = "GET",
+    body: Any = None,
+    timeout: float = 5.0,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], Any]:
     """One HTTP request on a fresh connection: (status, headers, JSON or raw body)."""
     if isinstance(url_or_port, int):
@@ -28,8 +33,8 @@ def request(
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         payload = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if payload is not None else {}
-        conn.request(method, path, body=payload, headers=headers)
+        sent = {"Content-Type": "application/json"} if payload is not None else {}
+        conn.request(method, path, body=payload, headers={**sent, **(headers or {})})
         resp = conn.getresponse()
         raw = resp.read()
         try:
@@ -39,6 +44,13 @@ def request(
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
     finally:
         conn.close()
+
+
+def shopper(settings, environment: str = "sandbox") -> dict[str, str]:
+    """The headers the sandbox's synthetic shoppers send through its gateway: their widget API key."""
+    from varai_deploy.sandbox.credentials import api_key
+
+    return {"X-API-Key": api_key(settings, "sandbox-shoppers", environment)}
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition") -> Any:

@@ -58,10 +58,10 @@ def sandbox_env(sandbox: Sandbox, settings: SandboxSettings, monkeypatch) -> San
     monkeypatch.setenv("VARAI_SANDBOX_GATEWAY_PORT", str(settings.gateway_port))
     monkeypatch.setenv("VARAI_SANDBOX_PORT_BASE", str(settings.service_port_base))
     monkeypatch.setenv("VARAI_SANDBOX_COMPONENTS", "none")
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_VARAI_GATEWAY",
-        f'{{"conn_type": "http", "host": "127.0.0.1", "port": {settings.gateway_port}, "schema": "http"}}',
-    )
+    from varai_deploy.sandbox.components import read_connections_env
+
+    # As `sandbox up` wrote it: with the API key the release's gateway checks use.
+    monkeypatch.setenv("AIRFLOW_CONN_VARAI_GATEWAY", read_connections_env(settings)["AIRFLOW_CONN_VARAI_GATEWAY"])
     monkeypatch.setenv(
         "AIRFLOW_CONN_VARAI_METRICS",
         f'{{"conn_type": "http", "host": "127.0.0.1", "port": {settings.prometheus_port}}}',

@@ -112,11 +112,50 @@ def test_minimal_config_gets_safe_production_defaults(tmp_path):
         (BASE + "analysis: {series: {exclude: 'a=\"b\"} or vector(1)'}}\n", "exclude must be one label matcher"),
         (BASE + "analysis: {series: {latency_unit_seconds: 0}}\n", "latency_unit_seconds must be a positive"),
         (BASE + "analysis: {series: {lables: x}}\n", "analysis.series: .*unexpected keyword argument 'lables'"),
+        (BASE + "gateway: {allowed_origins: [shop.example.com]}\n", "allowed_origins has 'shop.example.com': use"),
+        (BASE + "gateway: {allowed_origins: ['https://shop.example.com/']}\n", "allowed_origins has"),
+        (BASE + "gateway: {allowed_origins: 'https://*'}\n", "gateway.allowed_origins must be a list"),
+        (BASE + "gateway: {rate_limit: {requests: 0}}\n", "rate_limit.requests must be a whole number"),
+        (
+            BASE + "gateway: {rate_limit: {requests: 5, per: 60}}\n",
+            r"rate_limit must be \{requests: N, per_seconds: S\}",
+        ),
+        (BASE + "gateway: {require_tls: maybe}\n", "require_tls must be true or false"),
     ],
 )
 def test_bad_config_says_what_to_fix(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_environment("sandbox", _write(tmp_path, "sandbox", text))
+
+
+def test_a_gateway_without_config_lets_no_browser_in_and_requires_tls(tmp_path):
+    policy = load_environment("sandbox", _write(tmp_path, "sandbox", BASE)).gateway
+    assert (policy.allowed_origins, policy.require_tls) == ((), True)
+    assert not policy.origin_allowed("https://shop.example.com")
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("https://frames.myshopify.com", True),
+        ("https://a.b.myshopify.com", True),
+        ("https://frames.myshopify.com.evil.example", False),
+        ("http://frames.myshopify.com", False),
+        ("http://127.0.0.1:8000", True),
+        ("http://127.0.0.1:shop.example", False),  # a * after ":" is a port
+        ("http://127.0.0.1", False),
+        ("https://shop.example.com", True),
+        ("https://shop.example.com:8443", False),
+        (None, False),
+    ],
+)
+def test_storefront_origins_match_the_configured_patterns(origin, allowed):
+    from varai_deploy.config import GatewayPolicy
+
+    policy = GatewayPolicy(
+        allowed_origins=("https://*.myshopify.com", "http://127.0.0.1:*", "https://shop.example.com")
+    )
+    assert policy.origin_allowed(origin) is allowed
 
 
 def test_missing_environment_file_names_the_path(tmp_path):

@@ -105,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
         ("fail-over", "point the gateway at the region (refused while it is down)"),
     ):
         region_sub.add_parser(name, help=text).add_argument("region")
+    keys = sub.add_parser("api-key", help="merchants' widget API keys on the gateway (the sandbox's or staging's)")
+    keys.add_argument("--environment", choices=("sandbox", "staging"), default="sandbox")
+    keys_sub = keys.add_subparsers(dest="key_command", required=True)
+    issue = keys_sub.add_parser("issue", help="a new key for a merchant (replacing its old one), printed once")
+    issue.add_argument("merchant")
+    issue.add_argument("--requests", type=int, help="its own rate limit: requests per --per-seconds")
+    issue.add_argument("--per-seconds", type=float)
+    keys_sub.add_parser("revoke", help="refuse a merchant's key from the next request on").add_argument("merchant")
+    keys_sub.add_parser("list", help="who holds a key, revoked or not, and their plan (never the keys)")
     return parser
 
 
@@ -160,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_statuspage(sandbox, args)
         elif args.command == "region":
             return run_region(sandbox, args)
+        elif args.command == "api-key":
+            return run_api_key(sandbox, args)
     except SandboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -189,6 +200,28 @@ def run_fault(sandbox: Any, args: argparse.Namespace) -> int:
         if args.now:
             told = sandbox.apply_faults(args.version)
             print(f"applied now to: {', '.join(told)}" if told else f"no process of {args.version} is running")
+    return 0
+
+
+def run_api_key(sandbox: Any, args: argparse.Namespace) -> int:
+    from varai_deploy.sandbox import api_keys, gateway, staging
+
+    home = sandbox.settings.home
+    keys_file = (gateway.gateway_dir(home) if args.environment == "sandbox" else staging.gateway_dir(home)) / (
+        api_keys.KEYS_FILE
+    )
+    try:
+        if args.key_command == "issue":
+            key = api_keys.issue(keys_file, args.merchant, args.requests, args.per_seconds)
+            print(f"{args.merchant}: {key}")
+            print("Give it to the merchant now: the gateway keeps only its hash.", file=sys.stderr)
+        elif args.key_command == "revoke":
+            api_keys.revoke(keys_file, args.merchant)
+            print(f"{args.merchant}: revoked; the gateway refuses it from the next request on")
+        else:
+            print(json.dumps(api_keys.merchants(keys_file), indent=2))
+    except (ValueError, KeyError) as exc:
+        raise SandboxError(str(exc).strip("'\"")) from exc
     return 0
 
 

@@ -84,7 +84,18 @@ def enabled(settings: SandboxSettings) -> list[Component]:
 
 def connections_env(settings: SandboxSettings) -> str:
     """``export AIRFLOW_CONN_<ID>=<json>`` lines for every enabled component's connections."""
+    from varai_deploy.sandbox.credentials import api_key
+
     lines = ["# Written by `python -m varai_deploy.sandbox up`: the sandbox's Airflow connections (secrets: 0600)."]
+    # The gateway, with the API key a release's security check uses (api_keys.SANDBOX_MERCHANTS).
+    gateway = {
+        "conn_type": "http",
+        "host": settings.host,
+        "port": settings.gateway_port,
+        "schema": "http",
+        "password": api_key(settings, "release-check"),
+    }
+    lines.append(f"export AIRFLOW_CONN_VARAI_GATEWAY={shlex.quote(json.dumps(gateway, sort_keys=True))}")
     for component in enabled(settings):
         if component.connections is None:
             continue

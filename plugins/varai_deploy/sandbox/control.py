@@ -139,6 +139,7 @@ class Sandbox:
                 waits.append((name, colour, slot, self._restart_instance(name, colour, slot, instance)))
             write_routes(self.settings, state)
             write_scrape_targets(self.settings, state)
+            self._prepare_gateway()
             prometheus.write_config(s)
             if start_prometheus:
                 state["components"]["prometheus"] = self._spawn_component(
@@ -783,6 +784,18 @@ class Sandbox:
             time.sleep(0.05)
         tail = "\n  ".join(processes.log_tail(s.log_file(component.name), 10))
         raise SandboxError(f"the sandbox {component.name} did not become ready on :{port}; its log ends:\n  {tail}")
+
+    def _prepare_gateway(self) -> None:
+        """The gateway's policy (the sandbox environment's ``gateway:``) and its callers' keys."""
+        from varai_deploy.config import ConfigError, load_environment
+        from varai_deploy.sandbox import credentials, edge
+        from varai_deploy.sandbox.gateway import gateway_dir
+
+        try:
+            policy = load_environment("sandbox").gateway
+        except ConfigError as exc:
+            raise SandboxError(f"the sandbox's gateway policy: {exc}") from exc
+        edge.prepare(gateway_dir(self.settings.home), policy, lambda m: credentials.api_key(self.settings, m))
 
     def _gateway_marker(self, port: int) -> Marker:
         s = self.settings

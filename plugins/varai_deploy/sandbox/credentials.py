@@ -32,3 +32,10 @@ def secret(settings: SandboxSettings, name: str) -> str:
             values[name] = secrets.token_urlsafe(24)
             write_text_atomic(path, json.dumps(values))
         return values[name]
+
+
+def api_key(settings: SandboxSettings, merchant: str, environment: str = "sandbox") -> str:
+    """The plain widget API key of one of the sandbox's own callers (api_keys.SANDBOX_MERCHANTS) on
+    ``environment``'s gateway (the sandbox's, or staging's load balancer)."""
+    prefix = "" if environment == "sandbox" else f"{environment}_"
+    return secret(settings, f"{prefix}api_key_{merchant}")

@@ -15,6 +15,10 @@ mid-request may have been processed (a POST) and stays a 502.
 
 It is the global front end of the sandbox's regions: a route lists the instances of the active
 region only, and every answer it relays says which region served it (``X-Served-Region``).
+
+Before routing, it is the API gateway toward the storefront widget (edge.py): CORS for storefront
+origins, merchants' API keys, a rate limit per key, security headers; its policy and keys live in
+``<home>/gateway/``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from varai_deploy.sandbox.edge import Edge, Verdict
 from varai_deploy.sandbox.routes import RouteTable
 from varai_deploy.sandbox.serving import HOP_BY_HOP, QuietHandler, bind_or_explain, serve_until_signalled
 from varai_deploy.services import service_for_path
@@ -124,7 +129,22 @@ def forward(
         conn.close()
 
 
-def make_handler(routes: RouteTable, balancer: Balancer | None = None) -> type[QuietHandler]:
+def gateway_dir(home: Path) -> Path:
+    """Where the gateway's policy and merchants' keys live."""
+    return home / "gateway"
+
+
+def send_verdict(handler: QuietHandler, verdict: Verdict, own: list[tuple[str, str]]) -> None:
+    """The gateway's own answer to a request its edge stopped (a preflight's 204 has no body)."""
+    status, payload = verdict.answer
+    if status == 204:
+        handler.send_payload(204, b"", [*own, *verdict.headers], content_type="text/plain")
+    else:
+        handler.send_json(status, payload, [*own, *verdict.headers])
+
+
+def make_handler(routes: RouteTable, balancer: Balancer | None = None, edge: Edge | None = None) -> type[QuietHandler]:
+    """``edge``: the widget-facing checks (edge.py); None lets every request through (routing tests)."""
     balancer = balancer or Balancer()
 
     class Handler(QuietHandler):
@@ -132,18 +152,27 @@ def make_handler(routes: RouteTable, balancer: Balancer | None = None) -> type[Q
             if self.path.split("?", 1)[0] == "/_sandbox/routes":
                 self.send_json(200, {"routes": routes.current()}, OWN_HEADERS)
                 return
+            verdict = edge.admit(self.command, self.path, list(self.headers.items())) if edge else Verdict(None)
+            if verdict.answer is not None:
+                self.read_body()
+                send_verdict(self, verdict, OWN_HEADERS)
+                return
             service = service_for_path(self.path).name
             body = self.read_body()
             headers = [
                 (k, v)
-                for k, v in self.headers.items()
+                for k, v in (verdict.forward_headers if edge else self.headers.items())
                 if k.lower() not in HOP_BY_HOP and k.lower() not in ("content-length", "x-forwarded-for")
             ]
             headers += [("X-Forwarded-For", self.client_address[0]), ("X-Forwarded-Proto", "http")]
             route = routes.route_for(service)
             for attempt in (1, 2):
                 if not route:
-                    self.send_json(503, {"error": f"no live revision of {service}", "service": service}, OWN_HEADERS)
+                    self.send_json(
+                        503,
+                        {"error": f"no live revision of {service}", "service": service},
+                        [*OWN_HEADERS, *verdict.headers],
+                    )
                     return
                 try:
                     status, resp_headers, data = forward_any(
@@ -165,12 +194,14 @@ def make_handler(routes: RouteTable, balancer: Balancer | None = None) -> type[Q
                             "version": route["version"],
                             "detail": str(exc),
                         },
-                        OWN_HEADERS,
+                        [*OWN_HEADERS, *verdict.headers],
                     )
                     return
                 if route.get("region"):
                     resp_headers.append(("X-Served-Region", route["region"]))
-                self._relay(status, resp_headers, data)
+                added = {name.lower() for name, _ in verdict.headers}
+                kept = [(k, v) for k, v in resp_headers if k.lower() not in added]
+                self._relay(status, [*kept, *verdict.headers], data)
                 return
 
         def _relay(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
@@ -199,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     routes = RouteTable(args.home / "routes.json")
-    server = bind_or_explain(args.host, args.port, make_handler(routes), "gateway")
+    server = bind_or_explain(args.host, args.port, make_handler(routes, edge=Edge(gateway_dir(args.home))), "gateway")
     if server is None:
         return 2
     print(f"gateway: serving on {args.host}:{args.port}, routes from {routes.path}", flush=True)

@@ -8,7 +8,8 @@ to the Cloud Run service that owns its prefix (a serverless NEG per service).
 A request to ``/recommendations?...`` goes to the local Cloud Run's service URL for ``recommendation-staging``
 (``<cloudrun>/run/recommendation-staging/recommendations?...``), which splits it by the service's traffic and
 counts it as Cloud Run does; the answer comes back as the revision gave it (``X-Served-Version`` ...). A
-backend that does not answer is a 502, as the load balancer gives.
+backend that does not answer is a 502, as the load balancer gives. Before that, staging's API gateway checks
+what the widget sends (edge.py: CORS, merchants' keys, rate limits; ``<home>/staging/gateway/``).
 
 ``--shoppers-rps``: staging's own steady traffic (the sandbox traffic generator, in this process, logging to
 ``<home>/staging/requests.jsonl``), so a release's analysis on staging judges real requests; 0: none.
@@ -25,6 +26,8 @@ from urllib.parse import urlsplit
 from varai_deploy.sandbox.cdn_server import HEALTH_PATH, Origin
 from varai_deploy.sandbox.cdn_server import make_handler as bucket_handler
 from varai_deploy.sandbox.cloudrun_fake import OWN_HEADERS, forward
+from varai_deploy.sandbox.edge import Edge, Verdict
+from varai_deploy.sandbox.gateway import send_verdict
 from varai_deploy.sandbox.serving import QuietHandler, SignalFlag, bind_or_explain, serve_until_signalled
 from varai_deploy.services import service_for_path
 
@@ -36,7 +39,7 @@ def shoppers_log(home: Path) -> Path:
     return home / "staging" / "requests.jsonl"
 
 
-def make_handler(origin: Origin, cloudrun: str, service_name: str) -> type[QuietHandler]:
+def make_handler(origin: Origin, cloudrun: str, service_name: str, edge: Edge | None = None) -> type[QuietHandler]:
     target = urlsplit(cloudrun)
     port = target.port or 80
 
@@ -56,27 +59,31 @@ def make_handler(origin: Origin, cloudrun: str, service_name: str) -> type[Quiet
         do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
 
         def _to_cloud_run(self, path: str) -> None:
-            service = service_name.format(service=service_for_path(path).name)
+            verdict = edge.admit(self.command, self.path, list(self.headers.items())) if edge else Verdict(None)
             body = self.read_body()
+            if verdict.answer is not None:
+                send_verdict(self, verdict, [])
+                return
+            service = service_name.format(service=service_for_path(path).name)
+            sent = verdict.forward_headers if edge else self.headers.items()
             try:
-                status, headers, answer = forward(
-                    port, self.command, f"/run/{service}{self.path}", self.headers.items(), body
-                )
+                status, headers, answer = forward(port, self.command, f"/run/{service}{self.path}", sent, body)
             except OSError as exc:
                 self.send_payload(502, f"502 {service} did not answer: {exc}\n".encode(), [], "text/plain")
                 return
             content_type = next((v for k, v in headers if k.lower() == "content-type"), "text/plain")
-            kept = [(k, v) for k, v in headers if k.lower() not in OWN_HEADERS]
-            self.send_payload(status, answer, kept, content_type)
+            added = {name.lower() for name, _ in verdict.headers}
+            kept = [(k, v) for k, v in headers if k.lower() not in OWN_HEADERS and k.lower() not in added]
+            self.send_payload(status, answer, [*kept, *verdict.headers], content_type)
 
     return Handler
 
 
 def start_shoppers(home: Path, host: str, port: int, rps: float) -> None:
     """The traffic generator against this address, in a daemon thread (it ends with the process)."""
-    from varai_deploy.sandbox.traffic import MAX_SECONDS, Generator, RequestLog
+    from varai_deploy.sandbox.traffic import MAX_SECONDS, Generator, RequestLog, shoppers_key
 
-    generator = Generator(host, port, rps, RequestLog(shoppers_log(home)))
+    generator = Generator(host, port, rps, RequestLog(shoppers_log(home)), api_key=shoppers_key(home, "staging"))
     never = SignalFlag(signals=())  # the process's own SIGTERM handling stops the server, and with it this
     threading.Thread(target=generator.run, args=(never, MAX_SECONDS), name="shoppers", daemon=True).start()
 
@@ -92,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bucket", required=True, help="the backend bucket served under /widgets/")
     parser.add_argument("--shoppers-rps", type=float, default=0.0)
     args = parser.parse_args(argv)
-    handler = make_handler(Origin(args.storage, args.bucket), args.cloudrun, args.service_name)
+    from varai_deploy.sandbox.staging import gateway_dir
+
+    edge = Edge(gateway_dir(args.home))
+    handler = make_handler(Origin(args.storage, args.bucket), args.cloudrun, args.service_name, edge)
     server = bind_or_explain(args.host, args.port, handler, NAME)
     if server is None:
         return 2

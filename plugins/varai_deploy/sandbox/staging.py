@@ -4,7 +4,8 @@ against the local Cloud Run, with nothing but Connections pointing elsewhere.
 What ``up`` provides for it (component ``staging``, offset 13, after ``cloudrun``):
 
 - the load balancer (``load_balancer``), staging's public address: its URL map sends ``/widgets/`` to the
-  staging widget bucket and every other path to the ``{service}-staging`` Cloud Run service owning its prefix;
+  staging widget bucket and every other path to the ``{service}-staging`` Cloud Run service owning its prefix,
+  past the API gateway's checks toward the widget (edge.py; policy and keys in ``<home>/staging/gateway/``);
   with staging's shoppers (``staging_traffic_rps``) whose requests the analysis judges;
 - the five ``{service}-staging`` services on the local Cloud Run, created once at ``BASELINE`` as
   include/terraform/gcp creates them before staging's first release;
@@ -62,16 +63,29 @@ def ready(settings: SandboxSettings, port: int) -> bool:
     return http_status(settings.host, port, HEALTH_PATH) == 200
 
 
+def gateway_dir(home: Path) -> Path:
+    return home / "staging" / "gateway"
+
+
 def prepare(settings: SandboxSettings, port: int) -> None:
+    from varai_deploy.config import ConfigError, load_environment
+    from varai_deploy.sandbox import credentials, edge
+
     missing = [name for name in NEEDS if name not in (settings.components or ())]
     if missing:
         raise SandboxError(f"the sandbox's staging needs the component(s) {', '.join(missing)} too")
+    try:  # the sandbox's: staging's storefronts here are pages on loopback, without TLS
+        policy = load_environment("sandbox").gateway
+    except ConfigError as exc:
+        raise SandboxError(f"staging's gateway policy: {exc}") from exc
+    edge.prepare(gateway_dir(settings.home), policy, lambda m: credentials.api_key(settings, m, "staging"))
 
 
 def staging_config(staging: dict, sandbox: dict, home: Path) -> dict:
     """The shipped ``staging`` config as the sandbox runs it: its Terraform the sandbox's provider-free module
     naming staging's Artifact Registry images, in a local state every worker on this one machine shares; its
-    release and analysis windows the sandbox's (Cloud Run's metric series kept), so a release takes a minute."""
+    release and analysis windows the sandbox's (Cloud Run's metric series kept), so a release takes a minute; its
+    gateway policy the sandbox's (storefronts on loopback, no TLS)."""
     config = json.loads(json.dumps(staging))
     config["terraform"] = {
         "module": "include/terraform/sandbox",
@@ -81,6 +95,7 @@ def staging_config(staging: dict, sandbox: dict, home: Path) -> dict:
         "outputs": staging["terraform"]["outputs"],
     }
     config["release"] = dict(sandbox["release"])
+    config["gateway"] = dict(sandbox["gateway"])
     config["analysis"] = {**sandbox["analysis"], "series": staging["analysis"]["series"]}
     return config
 
@@ -138,13 +153,19 @@ def create_services(cloudrun: str) -> None:
 
 
 def connections(settings: SandboxSettings, port: int) -> dict[str, dict[str, Any]]:
+    from varai_deploy.sandbox import credentials
+
     def served(component: str, conn_id: str) -> dict[str, Any]:
         return load(component).connections(settings, settings.component_port(component))[conn_id]
 
     cloud_run = served("cloudrun", "varai_cloudrun")
     cdn = served("storage", "varai_cdn")
     return {
-        "varai_staging_gateway": {"conn_type": "http", "host": settings.url_for_port(port)},
+        "varai_staging_gateway": {
+            "conn_type": "http",
+            "host": settings.url_for_port(port),
+            "password": credentials.api_key(settings, "release-check", "staging"),
+        },
         "varai_staging_metrics": {"conn_type": "http", "host": settings.prometheus_url},
         "varai_staging_ledger": served("postgres", "varai_ledger"),
         "varai_staging_app_db": served("postgres", "varai_app_db"),

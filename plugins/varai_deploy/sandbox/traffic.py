@@ -218,10 +218,21 @@ def report(
 
 # -- the generator -----------------------------------------------------------------------------
 class Generator:
-    def __init__(self, host: str, port: int, rps: float, log: RequestLog, routes_file: Path | None = None) -> None:
+    """``api_key``: the shoppers' widget API key, sent as the widget sends it (``X-API-Key``)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        rps: float,
+        log: RequestLog,
+        routes_file: Path | None = None,
+        api_key: str | None = None,
+    ) -> None:
         from varai_deploy.sandbox.routes import RouteTable
 
         self.host, self.port, self.rps, self.log = host, port, rps, log
+        self.api_key = api_key
         self.routes = RouteTable(routes_file) if routes_file else None
         self.calls = plan()
         self.workers = max(8, min(128, math.ceil(rps * 3)))
@@ -241,6 +252,8 @@ class Generator:
 
     def send(self, call: Call) -> dict[str, Any]:
         headers = {"User-Agent": USER_AGENT, "Connection": "close"}
+        if self.api_key:
+            headers["X-API-Key"] = self.api_key
         if call.body is not None:
             headers["Content-Type"] = "application/json"
         ts = time.time()
@@ -344,6 +357,16 @@ def _error_text(data: bytes) -> str | None:
     return str(error)[:150] if error else None
 
 
+def shoppers_key(home: Path, environment: str = "sandbox") -> str | None:
+    """The synthetic shoppers' API key, as ``sandbox up`` made it (None before any up)."""
+    from varai_deploy.sandbox.credentials import api_key
+    from varai_deploy.sandbox.settings import SandboxSettings
+
+    if not (home / "credentials.json").is_file():
+        return None
+    return api_key(SandboxSettings(home=home), "sandbox-shoppers", environment)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m varai_deploy.sandbox.traffic")
     parser.add_argument("--home", required=True, type=Path)
@@ -367,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = SignalFlag()  # the handler takes no lock: a lock-taking one can deadlock the main thread
     log = RequestLog(args.home / "traffic" / "requests.jsonl")
-    generator = Generator(host, port, args.rps, log, args.home / "routes.json")
+    generator = Generator(host, port, args.rps, log, args.home / "routes.json", api_key=shoppers_key(args.home))
     print(
         f"traffic: pid {os.getpid()}, {args.rps:g} req/s to {args.gateway} for at most "
         f"{args.max_seconds:g}s with {generator.workers} workers; log {log.path}",

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg2
 import pytest
 
-from tests.support.sandbox import deploy, request, wait_for
+from tests.support.sandbox import deploy, request, shopper, wait_for
 from varai_deploy.sandbox import Sandbox, SandboxSettings, app_data, postgres, processes
 from varai_deploy.sandbox.components import load
 from varai_deploy.sandbox.credentials import secret
@@ -51,10 +51,13 @@ def app_sandbox(app_settings: SandboxSettings) -> Iterator[Sandbox]:
         assert not left, f"processes left behind: {left}"
 
 
-def work(url: str, service: str) -> tuple[int, dict]:
-    """One request to the service's working endpoint (its probe)."""
+def work(url: str, service: str, settings=None) -> tuple[int, dict]:
+    """One request to the service's working endpoint (its probe); through the gateway (``settings``
+    given), with the shoppers' API key."""
     method, path = SERVICES[service].probe
-    status, _, payload = request(url, path, method, body=BODIES.get(path) if method == "POST" else None)
+    headers = shopper(settings) if settings is not None else None
+    body = BODIES.get(path) if method == "POST" else None
+    status, _, payload = request(url, path, method, body=body, headers=headers)
     return status, payload
 
 
@@ -104,7 +107,7 @@ def test_each_working_request_is_a_row_with_its_version_and_time_health_checks_n
 
     before = datetime.now(UTC) - timedelta(seconds=1)  # the server's clock is this machine's: a second of slack
     for name in SERVICES:
-        assert work(s.gateway_url, name)[0] in (200, 202), name
+        assert work(s.gateway_url, name, s)[0] in (200, 202), name
     assert work(candidate["url"], "ai-discovery")[0] == 200
     after = datetime.now(UTC) + timedelta(seconds=1)
 
@@ -126,7 +129,7 @@ def test_each_working_request_is_a_row_with_its_version_and_time_health_checks_n
     for service in SERVICES.values():
         assert request(s.gateway_url, service.health_path)[0] == 200, service.name
     assert request(candidate["url"], "/metrics")[0] == 200
-    assert request(s.gateway_url, "/recommendations?face_shape=triangle")[0] == 400
+    assert request(s.gateway_url, "/recommendations?face_shape=triangle", headers=shopper(s))[0] == 400
     assert app_data.counts(s) == counts
 
 
@@ -140,15 +143,15 @@ def test_a_dropped_table_fails_the_service_with_503_until_it_is_restored_without
     execute(s, "DROP TABLE discovery_searches")
 
     for _ in range(3):
-        status, payload = work(s.gateway_url, "ai-discovery")
+        status, payload = work(s.gateway_url, "ai-discovery", s)
         assert status == 503
         assert payload["error"].startswith("database unavailable: ") and "discovery_searches" in payload["error"]
     assert request(s.gateway_url, "/ai/health")[0] == 200
-    assert work(s.gateway_url, "recommendation")[0] == 200  # the other services keep their own tables
+    assert work(s.gateway_url, "recommendation", s)[0] == 200  # the other services keep their own tables
     assert metric(live["url"], "503", "discover") == 3  # counted as the answers they are
 
     app_data.migrate(app_data.read_dsn(s.home))  # the table is back (a restore)
-    assert work(s.gateway_url, "ai-discovery")[0] == 200
+    assert work(s.gateway_url, "ai-discovery", s)[0] == 200
     assert [r["version"] for r in rows(s, "discovery_searches")] == ["v1.0.0"]
     assert app_sandbox.status()["services"]["ai-discovery"]["live"]["pid"] == live["pid"]
     log = s.log_file("ai-discovery-blue").read_text()
@@ -160,18 +163,18 @@ def test_a_database_that_is_down_fails_the_service_with_503_and_it_writes_again_
 ) -> None:
     s = app_settings
     live = deploy(app_sandbox, "analytics", "v1.0.0")
-    assert work(s.gateway_url, "analytics")[0] == 202
+    assert work(s.gateway_url, "analytics", s)[0] == 202
     postgres = load("postgres")
     postgres.shutdown(s, app_sandbox.store.read()["components"]["postgres"])
 
     started = time.monotonic()
-    status, payload = work(s.gateway_url, "analytics")
+    status, payload = work(s.gateway_url, "analytics", s)
     assert status == 503 and payload["error"].startswith("database unavailable: ")
     assert time.monotonic() - started < app_data.CONNECT_TIMEOUT_SECONDS + 1
     assert request(s.gateway_url, "/analytics/health")[0] == 200
 
     app_sandbox.up()  # PostgreSQL again, the service process untouched
-    assert work(s.gateway_url, "analytics")[0] == 202
+    assert work(s.gateway_url, "analytics", s)[0] == 202
     assert app_data.counts(s)["analytics_events"] == 2
     assert app_sandbox.status()["services"]["analytics"]["live"]["pid"] == live["pid"]
 
@@ -186,14 +189,14 @@ def test_a_table_locked_by_another_session_fails_the_request_within_the_statemen
         with holder.cursor() as cur:
             cur.execute("LOCK TABLE recommendation_feedback IN ACCESS EXCLUSIVE MODE")
         started = time.monotonic()
-        status, payload = work(s.gateway_url, "recommendation")
+        status, payload = work(s.gateway_url, "recommendation", s)
         waited = time.monotonic() - started
         assert status == 503 and "statement timeout" in payload["error"]
         assert app_data.STATEMENT_TIMEOUT_MS / 1000 <= waited < app_data.STATEMENT_TIMEOUT_MS / 1000 + 2
     finally:
         holder.rollback()
         holder.close()
-    assert work(s.gateway_url, "recommendation")[0] == 200
+    assert work(s.gateway_url, "recommendation", s)[0] == 200
 
 
 @pytest.mark.parametrize("server_running", [True, False], ids=["server-running", "after-down"])
@@ -224,7 +227,7 @@ def test_up_on_a_home_made_before_the_application_database_creates_it_and_its_sc
         sb.up()
         assert app_data.counts(s) == dict.fromkeys(app_data.TABLES.values(), 0)
         deploy(sb, "face-analysis", "v2.0.0")
-        assert work(s.gateway_url, "face-analysis")[0] == 200
+        assert work(s.gateway_url, "face-analysis", s)[0] == 200
         assert [r["version"] for r in rows(s, "face_analyses")] == ["v2.0.0"]
         sb.up()  # idempotent: the schema again, the rows kept
         assert app_data.counts(s)["face_analyses"] == 1
@@ -253,9 +256,9 @@ def test_the_password_reaches_services_in_a_private_file_and_airflow_in_connecti
     assert app_db == {**exports["AIRFLOW_CONN_VARAI_LEDGER"], "schema": "varai_app"}
 
     live = deploy(app_sandbox, "ai-discovery", "v1.0.0")
-    assert work(s.gateway_url, "ai-discovery")[0] == 200
+    assert work(s.gateway_url, "ai-discovery", s)[0] == 200
     execute(s, "DROP TABLE discovery_searches")  # so the log has a database error in it too
-    assert work(s.gateway_url, "ai-discovery")[0] == 503
+    assert work(s.gateway_url, "ai-discovery", s)[0] == 503
     assert password not in " ".join(processes._cmdline(live["pid"]))
     logs = list(s.home.rglob("*.log"))
     assert s.log_file("ai-discovery-blue") in logs
@@ -272,7 +275,7 @@ def test_a_service_without_the_dsn_file_serves_without_writing_and_says_so_once(
         sb.up()
         deploy(sb, "recommendation", "v1.0.0")
         for _ in range(3):
-            assert work(s.gateway_url, "recommendation")[0] == 200
+            assert work(s.gateway_url, "recommendation", s)[0] == 200
         assert not app_data.dsn_file(s.home).exists()
         assert s.log_file("recommendation-blue").read_text().count("not recording data") == 1
     finally:

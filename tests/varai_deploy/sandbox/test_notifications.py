@@ -147,7 +147,11 @@ def test_up_starts_both_status_lists_them_and_their_connections_go_to_airflow(
         exports = {
             k: json.loads(shlex.split(v)[0]) for k, v in (ln.removeprefix("export ").split("=", 1) for ln in lines)
         }
-        assert set(exports) == {"AIRFLOW_CONN_VARAI_SLACK", "AIRFLOW_CONN_VARAI_EMAIL_ENDPOINT"}
+        assert set(exports) == {
+            "AIRFLOW_CONN_VARAI_GATEWAY",
+            "AIRFLOW_CONN_VARAI_SLACK",
+            "AIRFLOW_CONN_VARAI_EMAIL_ENDPOINT",
+        }
         slack, email = exports["AIRFLOW_CONN_VARAI_SLACK"], exports["AIRFLOW_CONN_VARAI_EMAIL_ENDPOINT"]
         assert (slack["conn_type"], slack["host"]) == ("slackwebhook", f"{endpoints['slack']}/services")
         assert (email["conn_type"], email["port"]) == ("http", s.gateway_port + 55)

@@ -8,15 +8,16 @@ from collections import Counter
 
 import pytest
 
-from tests.support.sandbox import deploy, request, wait_listening
+from tests.support.sandbox import deploy, request, shopper, wait_listening
 from varai_deploy.sandbox import Sandbox, SandboxError, SandboxSettings, processes
 from varai_deploy.services import SERVICE_NAMES, SERVICES
 
 
-def _probe(gateway: str, service: str) -> tuple[int, dict[str, str], object]:
+def _probe(sb: Sandbox, service: str) -> tuple[int, dict[str, str], object]:
+    """The service's working endpoint through the gateway, as the shoppers call it (their API key)."""
     method, path = SERVICES[service].probe
     body = {"image": "data:image/png;base64,AAAA"} if method == "POST" else None
-    return request(gateway, path, method=method, body=body)
+    return request(sb.settings.gateway_url, path, method=method, body=body, headers=shopper(sb.settings))
 
 
 def test_up_status_down_leaves_no_process(settings: SandboxSettings) -> None:
@@ -81,7 +82,7 @@ def test_every_service_is_routed_to_its_live_colour_and_colours_stand_side_by_si
         assert status == 200
         assert (headers["x-served-version"], headers["x-served-colour"]) == ("v1.0.0", "blue")
         assert headers["x-served-service"] == service
-        status, headers, body = _probe(gw, service)
+        status, headers, body = _probe(sandbox, service)
         assert status in (200, 202), body
         assert (headers["x-served-version"], headers["x-served-colour"]) == ("v1.0.0", "blue")
 
@@ -107,7 +108,7 @@ def test_every_service_is_routed_to_its_live_colour_and_colours_stand_side_by_si
         result = sandbox.switch(service, "green")
         assert result["previous"]["version"] == "v1.0.0"
         assert sandbox.switch(service, "green")["live"]["version"] == "v1.1.0"  # idempotent
-        status, headers, _ = _probe(gw, service)
+        status, headers, _ = _probe(sandbox, service)
         assert status in (200, 202)
         assert (headers["x-served-version"], headers["x-served-colour"]) == ("v1.1.0", "green")
     # The old colour keeps running after the switch (rollback is instant) until retired.
@@ -138,10 +139,12 @@ def test_switching_under_concurrent_load_never_drops_a_request(sandbox: Sandbox)
     failures: list[str] = []
     lock = threading.Lock()
 
+    key = shopper(sandbox.settings)
+
     def hammer(path: str) -> None:
         while not stop.is_set():
             try:
-                status, headers, _ = request(gw, path)
+                status, headers, _ = request(gw, path, headers=key)
             except OSError as exc:
                 with lock:
                     failures.append(f"{type(exc).__name__}: {exc}")

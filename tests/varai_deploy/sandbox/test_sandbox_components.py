@@ -38,7 +38,12 @@ def test_up_starts_them_status_lists_them_down_stops_them(with_stand_ins: Sandbo
         env_file = s.connections_env_file
         assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
         exports = read_connections_env(s)
-        assert set(exports) == {"AIRFLOW_CONN_VARAI_WORDPRESS_SVN", "AIRFLOW_CONN_VARAI_MAGENTO_MARKETPLACE"}
+        # the gateway (with its check key) always; then only what the chosen components serve
+        assert set(exports) == {
+            "AIRFLOW_CONN_VARAI_GATEWAY",
+            "AIRFLOW_CONN_VARAI_WORDPRESS_SVN",
+            "AIRFLOW_CONN_VARAI_MAGENTO_MARKETPLACE",
+        }
         assert json.loads(exports["AIRFLOW_CONN_VARAI_WORDPRESS_SVN"])["password"]
 
         # A stand-in that died is started again by the next `up`, on the same port, with the same secrets.

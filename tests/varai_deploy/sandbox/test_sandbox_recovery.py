@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.support.sandbox import deploy, request, wait_for, wait_listening
+from tests.support.sandbox import deploy, request, shopper, wait_for, wait_listening
 from varai_deploy.sandbox import PortInUseError, Sandbox, SandboxError, SandboxSettings, processes
 
 
@@ -85,7 +85,7 @@ def test_kill_9_of_gateway_supervisor_and_every_live_instance_then_up_brings_bac
     assert not {i["pid"] for i in live["instances"]} & set(blue_pids)
     assert live["restarts"] == []  # up's recovery, not the supervisor's
     assert (idle["version"], idle["pid"]) == ("v1.1.0", green_pid)  # untouched
-    code, headers, _ = request(sandbox.settings.gateway_url, "/ai/discover?q=round")
+    code, headers, _ = request(sandbox.settings.gateway_url, "/ai/discover?q=round", headers=shopper(sandbox.settings))
     assert code == 200
     assert (headers["x-served-version"], headers["x-served-colour"]) == ("v1.0.0", "blue")
 

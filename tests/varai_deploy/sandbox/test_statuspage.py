@@ -398,6 +398,7 @@ def test_up_starts_it_status_lists_it_its_connection_goes_to_airflow_and_down_st
         exports = {
             k: json.loads(shlex.split(v)[0]) for k, v in (ln.removeprefix("export ").split("=", 1) for ln in lines)
         }
+        assert exports.pop("AIRFLOW_CONN_VARAI_GATEWAY")["port"] == s.gateway_port  # always there
         assert exports == {
             "AIRFLOW_CONN_VARAI_STATUSPAGE": COMPONENT.connections(s, s.component_port("statuspage"))[
                 "varai_statuspage"
