@@ -7,16 +7,15 @@ what the page looked like. Versions are v5.x, this module's own.
 
 from __future__ import annotations
 
-import os
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import local_airflow
 from tests.support.airflow_cluster import AirflowApi, login
+from tests.support.browser import chromium, eventually, sees, visible_text
 from tests.support.stack import gateway_versions
 from varai_deploy.services import SERVICE_NAMES
 
@@ -25,7 +24,6 @@ pytestmark = pytest.mark.integration
 PORT = 19881
 BASE = f"http://127.0.0.1:{PORT}"
 RELEASE = "ai_discovery_release"
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
 @pytest.fixture(scope="module")
@@ -35,58 +33,9 @@ def airflow(stack, sandbox) -> Iterator[str]:
 
 
 @pytest.fixture
-def browser(tmp_path, monkeypatch):
-    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never fetch a driver: Debian's is given
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "make setup installs chromium and chromium-driver"
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.implicitly_wait(10)
-    shots = Path(os.environ.get("VARAI_SCREENSHOTS", tmp_path))
-    shots.mkdir(parents=True, exist_ok=True)
-    driver.shoot = lambda name: driver.save_screenshot(str(shots / f"{name}.png"))
-    try:
+def browser(tmp_path):
+    with chromium(tmp_path) as driver:
         yield driver
-    finally:
-        driver.shoot("last")
-        driver.quit()
-
-
-def eventually(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    """Until ``check()`` holds (the UI renders and refetches on its own time)."""
-    from selenium.common.exceptions import WebDriverException
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except WebDriverException:
-            pass  # an element re-rendered under us: look again
-        time.sleep(0.3)
-    raise AssertionError(f"not seen within {timeout:.0f} s: {what}")
-
-
-def visible_text(driver) -> str:
-    """What a person sees: Selenium's text is only what is rendered visible (not a collapsed group)."""
-    from selenium.webdriver.common.by import By
-
-    return driver.find_element(By.TAG_NAME, "body").text
-
-
-def sees(driver, text: str, timeout: float = 20) -> None:
-    eventually(lambda: text in visible_text(driver), repr(text), timeout)
 
 
 def click(driver, css: str) -> None:

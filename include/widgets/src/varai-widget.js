@@ -15,7 +15,9 @@
  * data-varai-label (label), data-varai-auto-init="false" on the script tag to skip automatic set-up.
  *
  * The button opens a search box; a search calls the AI Discovery API, GET <apiBase>/ai/discover?q=...,
- * with the key in the X-API-Key header, and lists the frames it suggests.
+ * with the key in the X-API-Key header, and lists the frames it suggests. A refused key (401/403) and
+ * the rate limit (429, with Retry-After) are told to the shopper in plain words; the merchant finds
+ * the reason in the browser console.
  */
 (function (window, document) {
   'use strict';
@@ -120,6 +122,32 @@
     return results;
   }
 
+  // An answer that is not a 2xx: its status, and Retry-After when the gateway's rate limit refused it.
+  function failure(response) {
+    var error = new Error('AI Discovery answered HTTP ' + response.status);
+    error.status = response.status;
+    var retry = response.headers && response.headers.get ? parseInt(response.headers.get('Retry-After'), 10) : NaN;
+    error.retryAfter = isNaN(retry) ? null : retry;
+    return error;
+  }
+
+  // What a shopper reads; the merchant finds why in the console.
+  function failureMessage(error) {
+    var status = error && error.status;
+    if (status === 429) {
+      return 'Lots of shoppers are searching right now; please try again in ' +
+        (error.retryAfter ? error.retryAfter + ' s.' : 'a moment.');
+    }
+    if (status === 401 || status === 403) {
+      if (window.console && window.console.warn) {
+        window.console.warn('VarAI widget: the AI Discovery API refused this shop (HTTP ' + status +
+          '); check its data-varai-api-key and that the shop\'s address is allowed.');
+      }
+      return 'Frame suggestions are not available on this shop yet.';
+    }
+    return 'Sorry, frame suggestions are unavailable right now.';
+  }
+
   function discover(query, options) {
     options = options || {};
     var apiBase = stripTrailingSlashes(options.apiBase || DEFAULT_API_BASE);
@@ -141,7 +169,7 @@
     }
     return window.fetch(url, request).then(function (response) {
       if (!response.ok) {
-        throw new Error('AI Discovery answered HTTP ' + response.status);
+        throw failure(response);
       }
       return response.json();
     }).then(function (body) {
@@ -238,7 +266,7 @@
       self.lastError = error;
       self.results = [];
       self.list.textContent = '';
-      self.status.textContent = 'Sorry, frame suggestions are unavailable right now.';
+      self.status.textContent = failureMessage(error);
       return [];
     });
   };

@@ -126,6 +126,23 @@ def test_init_errors_failures_and_double_loading(node: str, out_dir: Path, scrip
     assert twice == {"sameObject": True, "widgets": 0}
 
 
+@pytest.mark.parametrize("script", BUILT_SCRIPTS)
+def test_a_refused_key_and_the_rate_limit_are_told_in_words_and_the_merchant_is_told_why(
+    node: str, out_dir: Path, script: str
+) -> None:
+    seen = harness(node, out_dir / "html" / script, "refused")
+    assert seen["statuses"] == [
+        "Frame suggestions are not available on this shop yet.",
+        "Lots of shoppers are searching right now; please try again in 7 s.",
+        "Lots of shoppers are searching right now; please try again in a moment.",
+    ]
+    assert seen["retryAfter"] is None  # the last 429 came without Retry-After
+    assert seen["warnings"] == [
+        "VarAI widget: the AI Discovery API refused this shop (HTTP 401); check its data-varai-api-key and that "
+        "the shop's address is allowed."
+    ]
+
+
 def test_the_source_is_the_one_in_include(out_dir: Path) -> None:
     source = (REPO_ROOT / "include/widgets/src/varai-widget.js").read_bytes()
     assert (out_dir / "html/dist/varai-widget.js").read_bytes() == source.replace(b"__VARAI_VERSION__", b"1.4.2")

@@ -90,8 +90,9 @@ function makeEnvironment({ scriptAttributes = null, scriptInHead = false, placeh
   return { window, document, requests, script };
 }
 
-function json(status, body) {
-  return { ok: status >= 200 && status < 300, status, json: () => Promise.resolve(body) };
+function json(status, body, headers = {}) {
+  const get = (name) => (name in headers ? String(headers[name]) : null);
+  return { ok: status >= 200 && status < 300, status, headers: { get }, json: () => Promise.resolve(body) };
 }
 
 const SUGGESTIONS = {
@@ -174,6 +175,24 @@ async function main() {
     out.error = widget.lastError && widget.lastError.message;
     out.empty = await widget.search('   ');
     out.emptyStatus = widget.status.textContent;
+  } else if (scenario === 'refused') {
+    const answers = [
+      json(401, { error: 'this API key is not valid', code: 'api_key_invalid' }),
+      json(429, { error: 'slow down', code: 'rate_limited' }, { 'Retry-After': '7' }),
+      json(429, { error: 'slow down', code: 'rate_limited' }),
+    ];
+    const env = makeEnvironment({ fetchAnswer: () => answers.shift() });
+    const warnings = [];
+    env.window.console = { warn: (message) => warnings.push(message) };
+    load(env);
+    const widget = env.window.VaraiWidget.init({ apiKey: 'pk_wrong' });
+    out.statuses = [];
+    for (let i = 0; i < 3; i++) {
+      await widget.search('round');
+      out.statuses.push(widget.status.textContent);
+    }
+    out.retryAfter = widget.lastError.retryAfter;
+    out.warnings = warnings;
   } else if (scenario === 'double-load') {
     const env = makeEnvironment({
       scriptAttributes: { 'data-varai-api-key': 'pk_test', 'data-varai-auto-init': 'false' },
