@@ -34,14 +34,15 @@ ENV = {
     "VARAI_SANDBOX_COMPONENTS": "none",
 }
 os.environ.update(ENV)
-# The plain path runs in this process, so it needs the connections airflow.sh would derive.
-os.environ["AIRFLOW_CONN_VARAI_GATEWAY"] = '{"conn_type": "http", "host": "127.0.0.1", "port": 19280}'
+# The plain path runs in this process, so it needs the connections airflow.sh would derive (the gateway's,
+# with its check key, once `up` wrote it).
 os.environ["AIRFLOW_CONN_VARAI_METRICS"] = '{"conn_type": "http", "host": "127.0.0.1", "port": 19290}'
 
 
 def plain_release(version: str) -> float:
     """The DAG's steps, in order, with the same library calls its tasks make."""
     from varai_deploy.config import load_environment
+    from varai_deploy.gateway_checks import check_search, check_security
     from varai_deploy.hooks.gateway import GatewayHook
     from varai_deploy.hooks.prometheus import PrometheusHook
     from varai_deploy.operators.terraform import release_variables, terraform_for
@@ -100,6 +101,8 @@ def plain_release(version: str) -> float:
         if previous:
             platform.retire(candidate["service"], previous)
     check_gateway(env, version, services)
+    check_search(env, version, services)
+    check_security(env)
     return time.monotonic() - started
 
 
@@ -130,8 +133,11 @@ def main() -> None:
     from varai_deploy.sandbox import Sandbox
 
     subprocess.run([str(ROOT / "airflow.sh"), "db", "migrate"], capture_output=True, check=True)
+    from varai_deploy.sandbox.components import read_connections_env
+
     sandbox = Sandbox()
     sandbox.up()
+    os.environ["AIRFLOW_CONN_VARAI_GATEWAY"] = read_connections_env(sandbox.settings)["AIRFLOW_CONN_VARAI_GATEWAY"]
     try:
         stage = run_release({"version": "v1.0.0", "marketplaces": []})
         assert stage.succeeded, stage.errors

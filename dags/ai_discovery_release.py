@@ -3,7 +3,8 @@
 validate -> lock -> infrastructure (Terraform plan, a human's approval where the environment requires
 it, apply) -> backend (candidates per service, then traffic per service,
 then analysis against real metrics, then retire or roll back) -> widgets (build once, then publish and
-verify per marketplace) -> post_deploy.
+verify per marketplace) -> post_deploy (health through the gateway, then the widget's search from a
+storefront origin and the gateway's security, the guide's key metrics and the alert rules).
 
 Trigger it from the UI form, from CI through the REST API
 (``POST /api/v2/dags/ai_discovery_release/dagRuns`` with ``{"conf": {"version": "v1.4.2", ...}}``),
@@ -213,7 +214,9 @@ def ai_discovery_release():
         backend_released(checked) >> build
         published >> summary
 
-    with TaskGroup("post_deploy", tooltip="Phase 5: end-to-end checks through the gateway") as post_deploy:
+    with TaskGroup(
+        "post_deploy", tooltip="Phase 5: health, the widget's search, security, performance and monitoring"
+    ) as post_deploy:
 
         @task(trigger_rule="none_failed")
         def health_checks(released: list[str], params=None) -> dict:
@@ -224,7 +227,51 @@ def ai_discovery_release():
             print(f"Release {params['version']} on {params['environment']}:\n{format_summary(report)}")
             return report
 
-        health_checks(checked)
+        @task
+        def integration(released: list[str], params=None) -> dict:
+            """The widget's search through the gateway, from a storefront origin, answered by this version."""
+            from varai_deploy.config import load_environment
+            from varai_deploy.gateway_checks import check_search
+
+            found = check_search(load_environment(params["environment"]), params["version"], released)
+            print(f"Search from {found['origin']}: {found['suggestions']} suggestions from {found['version']}")
+            return found
+
+        @task
+        def security(params=None) -> dict:
+            """CORS, API keys, rate limit, security headers and TLS as the environment's gateway: policy says."""
+            from varai_deploy.config import load_environment
+            from varai_deploy.gateway_checks import check_security, format_report
+
+            report = check_security(load_environment(params["environment"]))
+            print(f"Gateway security on {params['environment']}:\n{format_report(report)}")
+            return report
+
+        @task
+        def performance(released: list[str], params=None) -> dict:
+            """The guide's key metrics (p95, error rate) on the released revisions, from the metrics backend."""
+            from varai_deploy.config import load_environment
+            from varai_deploy.post_deploy_metrics import check_performance
+
+            report = check_performance(load_environment(params["environment"]), params["version"], released)
+            for service, row in report.items():
+                print(f"{service}: {row}")
+            return report
+
+        @task
+        def monitoring(params=None) -> dict:
+            """The guide's critical and warning alert rules: loaded in the rule evaluator, and evaluating."""
+            from varai_deploy.config import load_environment
+            from varai_deploy.post_deploy_metrics import check_monitoring
+
+            report = check_monitoring(load_environment(params["environment"]))
+            for alert, state in report.items():
+                print(f"{alert}: {state}")
+            return report
+
+        healthy = health_checks(checked)
+        healthy >> integration(checked) >> security()
+        healthy >> [performance(checked), monitoring()]
 
     # One operation per environment at a time: the lock is the setup, its release the teardown that
     # runs however the tasks between them ended.
@@ -238,6 +285,7 @@ def ai_discovery_release():
         version="{{ params.version }}",
         emit_outcome=True,
         widgets_summary_task_id="widgets.summary",
+        post_deploy_group="post_deploy",
     )
     validate >> proceed() >> lock >> infra
     validate >> dry_run

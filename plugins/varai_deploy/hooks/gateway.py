@@ -51,3 +51,12 @@ class GatewayHook(HttpHook):
         return GatewayAnswer(
             path, resp.status_code, resp.headers.get("X-Served-Version"), resp.headers.get("X-Served-Colour")
         )
+
+    def api_key(self) -> str | None:
+        """The widget API key the connection holds (its password), which the release's checks use."""
+        return self.get_connection(self.http_conn_id).password or None
+
+    def call(self, method: str, path: str, headers: dict[str, str] | None = None):
+        """One request as a storefront's browser or the widget would send it: the raw ``requests`` answer."""
+        session = self.get_conn()
+        return session.request(method, self.url + path, headers=headers or {}, timeout=self.timeout)

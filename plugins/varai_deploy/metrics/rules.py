@@ -70,3 +70,16 @@ def latency_p95(scope: Scope, rate_window: int, for_seconds: int, step: int) -> 
 
 def request_count(scope: Scope, window: int) -> str:
     return f"sum by ({scope.by}) (increase({scope.series['requests']}{scope.selector()}[{window}s]))"
+
+
+def window_requests(scope: Scope, window: int, extra: str = "") -> str:
+    """Requests in the last ``window`` seconds (``extra``: a further matcher, e.g. the server errors)."""
+    return f"sum by ({scope.by}) (increase({scope.series['requests']}{scope.selector(extra)}[{window}s]))"
+
+
+def window_latency_p95(scope: Scope, window: int) -> str:
+    """p95 latency in seconds over the last ``window`` seconds."""
+    buckets = f"sum by ({scope.by}, le) (increase({scope.series['latency_buckets']}{scope.selector()}[{window}s]))"
+    unit = float(scope.series["latency_unit_seconds"])
+    quantile = f"histogram_quantile(0.95, {buckets})"
+    return quantile if unit == 1 else f"{quantile} * {unit:g}"

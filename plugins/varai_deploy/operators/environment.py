@@ -184,6 +184,7 @@ class FinishOperationOperator(EnvironmentOperator):
         version: str = "",
         emit_outcome: bool = False,
         widgets_summary_task_id: str | None = None,
+        post_deploy_group: str | None = None,
         **kwargs,
     ):
         if emit_outcome:
@@ -197,6 +198,9 @@ class FinishOperationOperator(EnvironmentOperator):
         self.version = version
         self.emit_outcome = emit_outcome
         self.widgets_summary_task_id = widgets_summary_task_id
+        #: The task group of Phase 5's checks (integration, security, performance, monitoring), whose results
+        #: join the summary when they ran.
+        self.post_deploy_group = post_deploy_group
 
     def execute(self, context) -> dict[str, Any]:
         from varai_deploy.ledger import Actor
@@ -249,8 +253,32 @@ class FinishOperationOperator(EnvironmentOperator):
             widgets[channel] = f"live: {places or 'published'}" if row.get("live") else f"FAILED: {row.get('error')}"
         lines = [f"  {service}: {where}" for service, where in live.items()]
         lines += [f"  widget {channel}: {where}" for channel, where in widgets.items()] or ["  widgets: none published"]
+        checks = self._checks(ti)
+        if "integration" in checks:
+            found = checks["integration"]
+            lines.append(
+                f"  widget search through the gateway: {found['suggestions']} suggestions from {found['version']}"
+                f" (as from {found['origin']})"
+            )
+        for service, row in (checks.get("performance") or {}).items():
+            lines.append(
+                f"  {service} since the release: {row['requests']} requests, errors {row['error_rate']:.2%}, "
+                f"p95 {row['latency_p95_seconds']} s"
+            )
+        for name in ("security", "monitoring"):
+            if name in checks:
+                lines.append(
+                    f"  {name}: " + ", ".join(f"{k} {v.split(':')[0].split(' (')[0]}" for k, v in checks[name].items())
+                )
         self.log.info("Where things are now in %s:\n%s", self.environment, "\n".join(lines))
-        return {"live": live, "widgets": widgets}
+        return {"live": live, "widgets": widgets, "checks": checks}
+
+    def _checks(self, ti) -> dict[str, Any]:
+        if not self.post_deploy_group:
+            return {}
+        names = ("integration", "security", "performance", "monitoring")
+        pulled = {name: ti.xcom_pull(task_ids=f"{self.post_deploy_group}.{name}") for name in names}
+        return {name: value for name, value in pulled.items() if value}
 
     def _tell(self, context, actor, outcome: dict[str, Any], failed_states: dict[str, str]) -> None:
         """The outcome, to the people the environment routes it to; never fails the teardown."""

@@ -57,10 +57,18 @@ class Metrics:
     """Request count by code and latency, labelled with the revision that served them."""
 
     def __init__(self, service: str, version: str, colour: str) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            Histogram,
+            ProcessCollector,
+            disable_created_metrics,
+        )
 
         disable_created_metrics()  # *_created series only add noise to every scrape
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # memory and CPU: the resource-usage alert's
         self.labels = {"service": service, "version": version, "colour": colour}
         self.requests = Counter(
             "varai_http_requests",

@@ -126,8 +126,11 @@ def test_the_generated_rules_and_config_pass_promtool(tmp_path):
     assert rules == s.home / "prometheus" / "rules" / "backups.yml"
     checked = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, check=False)
     assert checked.returncode == 0 and "SUCCESS: 3 rules found" in checked.stdout, checked.stdout + checked.stderr
+    services = prometheus.service_rules_file(s)
+    checked = subprocess.run([PROMTOOL, "check", "rules", str(services)], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0 and "SUCCESS: 4 rules found" in checked.stdout, checked.stdout + checked.stderr
     checked = subprocess.run([PROMTOOL, "check", "config", str(config)], capture_output=True, text=True, check=False)
-    assert checked.returncode == 0 and "SUCCESS: 1 rule files found" in checked.stdout, checked.stderr
+    assert checked.returncode == 0 and "SUCCESS: 2 rule files found" in checked.stdout, checked.stderr
 
 
 def test_the_scrape_target_follows_the_pushgateways_port_and_is_left_out_without_it(tmp_path):
@@ -185,16 +188,20 @@ def test_an_up_applies_new_config_and_rules_to_the_running_prometheus_without_a_
         old.up()
         pid = old.store.read()["components"]["prometheus"]["pid"]
         assert loaded_rules(s) == {
-            "varai-backups": ["DatabaseBackupTooOld", "DatabaseBackupFailed", "BackupMetricsUnreachable"]
+            "varai-backups": ["DatabaseBackupTooOld", "DatabaseBackupFailed", "BackupMetricsUnreachable"],
+            "varai-services": [a["alert"] for a in prometheus.SERVICE_ALERTS],
         }
-        # Critical alerts that say what to do, evaluated without error by this Prometheus.
+        # Alerts that say what to do, evaluated without error by this Prometheus; the backups' are critical.
         rules = wait_for(lambda: evaluated_rules(s), timeout=10, what="the rules' first evaluation")
         for rule in rules:
-            assert rule["labels"] == {"severity": "critical"} and {"summary", "description"} <= set(rule["annotations"])
+            assert rule["labels"]["severity"] in ("critical", "warning")
+            assert {"summary", "description"} <= set(rule["annotations"])
+            if rule["name"].startswith(("Database", "Backup")):
+                assert rule["labels"] == {"severity": "critical"}
         assert scrape_urls(s) == {}
         prometheus.rules_file(s).write_text("groups: []\n")
         os.kill(pid, signal.SIGHUP)
-        wait_for(lambda: loaded_rules(s) == {}, timeout=10, what="Prometheus to load the edited rules")
+        wait_for(lambda: "varai-backups" not in loaded_rules(s), timeout=10, what="Prometheus to load the edited rules")
 
         Sandbox(with_pushgateway).up()
         wait_for(lambda: len(loaded_rules(s).get("varai-backups", [])) == 3, timeout=10, what="the rules again")
