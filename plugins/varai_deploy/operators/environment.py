@@ -262,7 +262,7 @@ class FinishOperationOperator(EnvironmentOperator):
             )
         for service, row in (checks.get("performance") or {}).items():
             lines.append(
-                f"  {service} since the release: {row['requests']} requests, errors {row['error_rate']:.2%}, "
+                f"  {service} on its new revision: {row['requests']} requests, errors {row['error_rate']:.2%}, "
                 f"p95 {row['latency_p95_seconds']} s"
             )
         for name in ("security", "monitoring"):
