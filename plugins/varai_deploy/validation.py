@@ -57,7 +57,11 @@ def check_credentials(env: EnvironmentConfig, marketplaces: list[str] | tuple[st
 
     from varai_deploy.widgets.channels import ROLES, SECRET_ROLES
 
-    secret_roles = {**SECRET_ROLES, "ledger": "the ledger's database password"}
+    secret_roles = {
+        **SECRET_ROLES,
+        "ledger": "the ledger's database password",
+        "gateway": "the widget API key the release checks the gateway's search and security with",
+    }
     platform = ["cloud_run"] if env.platform == "cloudrun" else []
     roles = dict.fromkeys(
         ["gateway", "metrics", "ledger", *platform, *(role for channel in marketplaces for role in ROLES[channel])]

@@ -97,8 +97,15 @@ def test_a_good_release_under_steady_traffic_fails_no_request(stack, sandbox, tr
             {"mode": "unhealthy", "after_seconds": 4},
             "face-analysis v3.3.0 failed 3 consecutive health checks",
         ),
+        # Healthy, fast and error-free, but its search finds nothing: only the widget's search shows it.
+        (
+            "v3.6.0",
+            "ai-discovery",
+            {"mode": "no_results"},
+            "the widget's search through the gateway failed on ai-discovery v3.6.0: GET http://127.0.0.1:",
+        ),
     ],
-    ids=["error-rate", "latency-p95", "health-checks"],
+    ids=["error-rate", "latency-p95", "health-checks", "search"],
 )
 def test_each_rule_rolls_a_bad_release_back(stack, sandbox, traffic, version, service, fault, message):
     good = good_state(stack)

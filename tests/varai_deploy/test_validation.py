@@ -100,12 +100,19 @@ def test_resources_refuse_a_candidate_port_held_by_another_program(sandbox_env, 
 
 
 def _service_connections(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_VARAI_GATEWAY", '{"conn_type": "http", "host": "127.0.0.1"}')
+    monkeypatch.setenv("AIRFLOW_CONN_VARAI_GATEWAY", '{"conn_type": "http", "host": "127.0.0.1", "password": "vk"}')
     monkeypatch.setenv("AIRFLOW_CONN_VARAI_METRICS", '{"conn_type": "http", "host": "127.0.0.1"}')
     monkeypatch.setenv(
         "AIRFLOW_CONN_VARAI_LEDGER",
         '{"conn_type": "postgres", "host": "127.0.0.1", "login": "varai", "password": "pw"}',
     )
+
+
+def test_a_gateway_connection_without_the_check_key_is_refused_before_anything_changes(monkeypatch):
+    _service_connections(monkeypatch)
+    monkeypatch.setenv("AIRFLOW_CONN_VARAI_GATEWAY", '{"conn_type": "http", "host": "127.0.0.1"}')
+    with pytest.raises(ValidationError, match=r"'varai_gateway' \(gateway\) has no password: the widget API key"):
+        check_credentials(load_environment("sandbox"))
 
 
 def test_credentials_of_the_chosen_marketplaces_are_checked(monkeypatch):

@@ -38,6 +38,12 @@ def rule_figures(verdict: dict[str, Any] | None) -> tuple[str, str, str]:
         return f"p95 latency of {service}", f"{value:.2f}s{over}", f"{threshold:g}s"
     if rule == "health":
         return f"health checks of {service}", f"{value} failed in a row", f"{threshold}"
+    if rule == "search":
+        return (
+            f"the widget's search on {service}",
+            str(verdict.get("reason") or "failed"),
+            "suggestions from the new version",
+        )
     if rule == "inconclusive":
         within = f" within {window:g}s" if isinstance(window, int | float) else ""
         return "analysis inconclusive", str(verdict.get("reason") or "no verdict"), f"a verdict{within}"

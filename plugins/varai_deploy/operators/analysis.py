@@ -37,6 +37,8 @@ def describe_verdict(verdict: dict[str, Any] | None) -> str:
         )
     if rule == "health":
         return f"{service} {version} failed {value} consecutive health checks (threshold {threshold})"
+    if rule == "search":
+        return f"the widget's search through the gateway failed on {service} {version}: {verdict.get('reason')}"
     if rule == "inconclusive":
         return f"analysis inconclusive after {verdict['window_seconds']:g}s, failing safe: {verdict.get('reason')}"
     return f"analysis passed after {verdict.get('seconds_after_switch')}s: " + "; ".join(measurements(verdict))
@@ -129,6 +131,9 @@ class ReleaseAnalysisOperator(EnvironmentOperator):
 
         actor = Actor.from_context(context)
         passed = event["verdict"] == "pass"
+        if passed:
+            event = self._with_search(event)
+            passed = event["verdict"] == "pass"
         reason = describe_verdict(event)
         for switch in as_list(self.switched):
             version = switch["live"]["version"]
@@ -139,3 +144,27 @@ class ReleaseAnalysisOperator(EnvironmentOperator):
         else:
             self.log.info("Verdict %s: %s", event["verdict"], reason)
         return {**event, "switches": as_list(self.switched)}
+
+    def _with_search(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The metrics passed; a switched ai-discovery must also answer the widget's search through the
+        gateway (suggestions, from its new version), or the verdict is a rollback: a search that finds
+        nothing looks healthy to every metric rule."""
+        from varai_deploy.gateway_checks import check_search
+
+        switch = next((s for s in as_list(self.switched) if s["service"] == "ai-discovery"), None)
+        if switch is None:
+            return event
+        version = switch["live"]["version"]
+        try:
+            found = check_search(self.env_config, version, ["ai-discovery"])
+        except Exception as exc:  # anything short of suggestions from the new version fails safe
+            return {
+                **event,
+                "verdict": "rollback",
+                "rule": "search",
+                "service": "ai-discovery",
+                "version": version,
+                "reason": str(exc) or type(exc).__name__,
+            }
+        self.log.info("The widget's search through the gateway: %s suggestions from %s", found["suggestions"], version)
+        return {**event, "search": found}

@@ -49,6 +49,9 @@ MODES: dict[str, str | None] = {
     # that made it returns only latency_seconds later (a slow API answer; what a worker that dies
     # mid-switch leaves behind)
     "slow_switch": "latency_seconds",
+    # the search finds nothing: /ai/discover answers 200 with no suggestions (health, errors and latency
+    # look fine; only the widget's search shows it)
+    "no_results": None,
 }
 CRASH_EXIT_CODE = 3
 CRASH_MESSAGE = "fault injected: crash at start"
@@ -209,6 +212,7 @@ class ActiveFaults:
     flap_period_seconds: float = 0.0
     #: ...once this many seconds after start have passed (healthy until then).
     flap_after_seconds: float = 0.0
+    no_results: bool = False
 
     @classmethod
     def for_process(cls, faults_file: Path, version: str, service: str) -> ActiveFaults:
@@ -232,6 +236,8 @@ class ActiveFaults:
             elif fault.mode == "flap":
                 active["flap_period_seconds"] = float(fault.period_seconds or 0)
                 active["flap_after_seconds"] = float(fault.after_seconds or 0)
+            elif fault.mode == "no_results":
+                active["no_results"] = True
         return cls(**active)
 
     def describe(self) -> list[str]:
@@ -246,6 +252,8 @@ class ActiveFaults:
         if self.flap_period_seconds:
             after = f", after={self.flap_after_seconds:g}s" if self.flap_after_seconds else ""
             out.append(f"flap(period={self.flap_period_seconds:g}s{after})")
+        if self.no_results:
+            out.append("no_results")
         return out
 
     def flap_unhealthy(self, elapsed: float) -> bool:

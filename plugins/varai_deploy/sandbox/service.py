@@ -218,9 +218,9 @@ class ServiceApp:
             overlap = len(words & set(f"{frame[1]} {frame[2]}".lower().replace("-", " ").split()))
             return overlap, _stable_int(q + frame[0]) % 1000
 
-        ranked = sorted(FRAMES, key=score, reverse=True)[:3]
+        ranked = [] if self.faults.no_results else sorted(FRAMES, key=score, reverse=True)[:3]
         suggestions = [{"sku": sku, "name": name, "style": style} for sku, name, style in ranked]
-        row = {"query": q, "result_count": len(ranked), "top_sku": ranked[0][0]}
+        row = {"query": q, "result_count": len(ranked), "top_sku": ranked[0][0] if ranked else None}
         return 200, {"query": q, "suggestions": suggestions}, row
 
     def analyze(self, _query: dict[str, list[str]], body: bytes) -> tuple[int, dict, dict | None]:

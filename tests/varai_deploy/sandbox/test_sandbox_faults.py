@@ -84,6 +84,20 @@ def test_a_slow_version_is_slow_for_users_but_its_health_probe_is_not(sandbox: S
     assert time.monotonic() - started >= 1.0
 
 
+def test_a_version_whose_search_finds_nothing_looks_healthy_to_everything_but_a_search(sandbox: Sandbox) -> None:
+    from tests.support.sandbox import request, wait_listening
+
+    sandbox.register_fault("v4.0.1", "no_results", ["ai-discovery"])
+    assert ActiveFaults.for_process(sandbox.settings.home / "faults.json", "v4.0.1", "ai-discovery").describe() == [
+        "no_results"
+    ]
+    candidate = sandbox.start_candidate("ai-discovery", "v4.0.1")
+    wait_listening(candidate["url"])
+    assert request(candidate["url"], "/ai/health")[0] == 200
+    status, _, body = request(candidate["url"], "/ai/discover?q=round+frames")
+    assert (status, body["suggestions"]) == (200, [])
+
+
 # -- flap: health comes and goes by the clock ---------------------------------------------------
 def test_flap_is_registered_with_its_period(sb: Sandbox) -> None:
     sb.register_fault("v2.0.0", "flap", ["analytics"], period_seconds=1.5)
