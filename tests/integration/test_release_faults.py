@@ -371,3 +371,31 @@ def test_no_secret_reaches_a_task_log_xcom_or_any_file_of_airflow(cluster, sandb
         if value.encode() in path.read_bytes()
     ]
     assert not hits, hits
+
+
+def test_a_revoked_check_key_fails_phase_5_naming_the_check_and_frees_the_environment(cluster, sandbox):
+    """Phase 5 failing after the analysis passed: what passed stays live (the metrics judged it), the run fails
+    naming the check and why, the lock is released, and the outcome lists what the checks saw."""
+    from varai_deploy.sandbox import api_keys, credentials
+    from varai_deploy.sandbox.gateway import gateway_dir
+
+    good_release(cluster, ["analytics"])
+    keys = gateway_dir(sandbox.settings.home) / api_keys.KEYS_FILE
+    api_keys.revoke(keys, "release-check")
+    try:
+        version = next_version()
+        run_id, state = release(cluster, version, ["analytics"])
+    finally:
+        plan = api_keys.SANDBOX_MERCHANTS["release-check"]
+        api_keys.install(keys, "release-check", credentials.api_key(sandbox.settings, "release-check"), plan)
+    assert state == "failed", cluster.describe_run(RELEASE, run_id)
+    seen = states(cluster, RELEASE, run_id)
+    assert (seen["post_deploy.integration"], seen["post_deploy.security"]) == ("failed", "upstream_failed")
+    assert (seen["post_deploy.performance"], seen["post_deploy.monitoring"]) == ("success", "success")
+    log = cluster.task_log(RELEASE, run_id, "post_deploy.integration", try_number=1)
+    assert "HTTP 401" in log and "this API key was revoked" in log, log[-2000:]
+    assert served("analytics") == version and verdict("analytics", version) == PASSED
+    assert_lock_free()
+    outcome = cluster.xcom(RELEASE, run_id, "finish")
+    assert outcome["outcome"] == "failed" and "post_deploy.integration" in outcome["failed_tasks"]
+    assert set(outcome["checks"]) == {"performance", "monitoring"}

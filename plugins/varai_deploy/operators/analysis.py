@@ -146,25 +146,30 @@ class ReleaseAnalysisOperator(EnvironmentOperator):
         return {**event, "switches": as_list(self.switched)}
 
     def _with_search(self, event: dict[str, Any]) -> dict[str, Any]:
-        """The metrics passed; a switched ai-discovery must also answer the widget's search through the
-        gateway (suggestions, from its new version), or the verdict is a rollback: a search that finds
-        nothing looks healthy to every metric rule."""
+        """The metrics passed; with ai-discovery or the api-gateway switched, the widget's search through the
+        gateway must also answer suggestions (from ai-discovery's new version, when that was switched), or the
+        verdict is a rollback: a search that finds nothing, or a gateway refusing storefronts, looks healthy
+        to every metric rule."""
         from varai_deploy.gateway_checks import check_search
 
-        switch = next((s for s in as_list(self.switched) if s["service"] == "ai-discovery"), None)
-        if switch is None:
+        switched = {s["service"]: s["live"]["version"] for s in as_list(self.switched)}
+        searched = [name for name in ("ai-discovery", "api-gateway") if name in switched]
+        if not searched:
             return event
-        version = switch["live"]["version"]
+        version = switched[searched[0]]
+        released = ["ai-discovery"] if "ai-discovery" in switched else []
         try:
-            found = check_search(self.env_config, version, ["ai-discovery"])
-        except Exception as exc:  # anything short of suggestions from the new version fails safe
+            found = check_search(self.env_config, version, released)
+        except Exception as exc:  # anything short of suggestions (from the new version) fails safe
             return {
                 **event,
                 "verdict": "rollback",
                 "rule": "search",
-                "service": "ai-discovery",
+                "service": searched[0],
                 "version": version,
                 "reason": str(exc) or type(exc).__name__,
             }
-        self.log.info("The widget's search through the gateway: %s suggestions from %s", found["suggestions"], version)
+        self.log.info(
+            "The widget's search through the gateway: %s suggestions from %s", found["suggestions"], found["version"]
+        )
         return {**event, "search": found}
