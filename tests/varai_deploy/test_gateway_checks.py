@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import ssl
 import threading
 from collections.abc import Iterator
@@ -55,10 +56,8 @@ def test_a_search_answered_by_another_version_fails_naming_both(sandbox_env: San
 
 
 @contextmanager
-def gateway_without_policy(home: Path) -> Iterator[int]:
-    """The sandbox's gateway routing the same revisions, with its edge left out: what a gateway that lost its
-    CORS, key and rate-limit configuration does."""
-    server = Server("127.0.0.1", 0, make_handler(RouteTable(home / "routes.json")))
+def serving(server: ThreadingHTTPServer) -> Iterator[int]:
+    """``server`` answering in a thread; its port."""
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield server.server_address[1]
@@ -67,12 +66,18 @@ def gateway_without_policy(home: Path) -> Iterator[int]:
         server.server_close()
 
 
+def gateway_without_policy(home: Path):
+    """The sandbox's gateway routing the same revisions, with its edge left out: what a gateway that lost its
+    CORS, key and rate-limit configuration does."""
+    return serving(Server("127.0.0.1", 0, make_handler(RouteTable(home / "routes.json"))))
+
+
 def test_a_gateway_that_lost_its_policy_fails_naming_every_check_it_fails(
     sandbox_env: Sandbox, env, monkeypatch
 ) -> None:
     deploy(sandbox_env, "ai-discovery", "v1.2.3")
     with gateway_without_policy(sandbox_env.settings.home) as port:
-        conn = json.loads(__import__("os").environ["AIRFLOW_CONN_VARAI_GATEWAY"])
+        conn = json.loads(os.environ["AIRFLOW_CONN_VARAI_GATEWAY"])
         monkeypatch.setenv("AIRFLOW_CONN_VARAI_GATEWAY", json.dumps({**conn, "port": port}))
         with pytest.raises(GatewayCheckError) as failed:
             check_security(env)
@@ -136,19 +141,13 @@ def certificate(tmp_path_factory) -> tuple[Path, Path]:
     return directory / "cert.pem", directory / "key.pem"
 
 
-@contextmanager
-def tls_server(certificate: tuple[Path, Path], newest: ssl.TLSVersion) -> Iterator[int]:
+def tls_server(certificate: tuple[Path, Path], newest: ssl.TLSVersion):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*certificate)
     context.maximum_version = newest
     server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    return serving(server)
 
 
 @pytest.mark.parametrize(

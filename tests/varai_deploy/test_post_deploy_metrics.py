@@ -47,20 +47,22 @@ def test_a_good_release_meets_the_key_metrics_on_what_prometheus_measured(sandbo
     assert 0 < row["latency_p95_seconds"] < env.post_deploy.latency_p95_seconds
 
 
-def test_errors_above_one_percent_fail_naming_the_service_and_the_rate(sandbox_env: Sandbox, env) -> None:
-    sandbox_env.register_fault("v1.2.4", "errors", ["recommendation"], rate=0.3)
-    deploy(sandbox_env, "recommendation", "v1.2.4")
+@pytest.mark.parametrize(
+    ("version", "fault", "message"),
+    [
+        ("v1.2.4", {"mode": "errors", "rate": 0.3}, r"recommendation: error rate (2\d|3\d)\.\d\d% > 1\.00%"),
+        ("v1.2.5", {"mode": "slow", "latency_seconds": 2.5}, r"recommendation: p95 \d\.\d+ s > 2 s"),
+    ],
+    ids=["errors", "slow"],
+)
+def test_a_release_missing_a_key_metric_fails_naming_the_service_and_the_value(
+    sandbox_env: Sandbox, env, version, fault, message
+) -> None:
+    sandbox_env.register_fault(version, fault.pop("mode"), ["recommendation"], **fault)
+    deploy(sandbox_env, "recommendation", version)
     time.sleep(env.post_deploy.window_seconds)
-    with pytest.raises(PostDeployMetricsError, match=r"recommendation: error rate (2\d|3\d)\.\d\d% > 1\.00%"):
-        wait_for(lambda: _performance_or_none(env, "v1.2.4", "recommendation"), timeout=15, interval=1, what="data")
-
-
-def test_a_slow_release_fails_on_its_p95(sandbox_env: Sandbox, env) -> None:
-    sandbox_env.register_fault("v1.2.5", "slow", ["recommendation"], latency_seconds=2.5)
-    deploy(sandbox_env, "recommendation", "v1.2.5")
-    time.sleep(env.post_deploy.window_seconds)
-    with pytest.raises(PostDeployMetricsError, match=r"recommendation: p95 \d\.\d+ s > 2 s"):
-        wait_for(lambda: _performance_or_none(env, "v1.2.5", "recommendation"), timeout=15, interval=1, what="data")
+    with pytest.raises(PostDeployMetricsError, match=message):
+        wait_for(lambda: _performance_or_none(env, version, "recommendation"), timeout=15, interval=1, what="data")
 
 
 def test_too_little_traffic_cannot_validate_and_fails_safe(sandbox_env: Sandbox, env) -> None:
