@@ -18,6 +18,9 @@ SANDBOX := $(VENV)/bin/varai-sandbox
 AIRFLOW_HOME ?= .airflow
 VERDACCIO := include/sandbox/verdaccio
 NODE_TOOLS := $(VERDACCIO)/node_modules/.package-lock.json
+# Phase 1's Terraform misconfiguration check, pinned by requirements-checkov.txt, in a venv of its own.
+CHECKOV_VENV := .tools/checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
 .PHONY: help setup demo test lint airflow sandbox-up sandbox-down sandbox-status lock bench clean fresh-check
 
@@ -30,7 +33,7 @@ help:
 	@echo "make bench                  run the benchmarks in benchmarks/ (release, rollback, widgets, notifications, backups)"
 	@echo "make fresh-check            (root) make setup, demo and test on a fresh debootstrapped Debian 12 root, timed"
 
-setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/project $(NODE_TOOLS) $(STAMP)/airflow-db
+setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/project $(NODE_TOOLS) $(CHECKOV) $(STAMP)/airflow-db
 
 # Debian packages the sandbox runs: Prometheus and its Pushgateway, and the widget channels' real servers
 # and clients (svnserve/svn, composer with PHP's zip extension), PostgreSQL for the release ledger (the sandbox
@@ -105,6 +108,15 @@ $(STAMP)/project: pyproject.toml $(if $(wildcard $(VENV)/bin/varai-sandbox),,FOR
 		echo "Installing the project into $(VENV) (editable) ..."; $(PROJECT_INSTALL); fi
 	@touch $@
 
+# checkov pins much of what Airflow pins differently (boto3, jsonschema, ...): its own venv, made and synced
+# by the project's uv from the venv's Python; the release finds it there (security_scan.checkov overrides).
+$(CHECKOV): requirements-checkov.txt | $(STAMP)/venv
+	@echo "Installing checkov into $(CHECKOV_VENV) ..."
+	@{ test -x $(CHECKOV_VENV)/bin/python || $(UV) venv --quiet --python $(PY) $(CHECKOV_VENV); } \
+		&& $(UV) pip sync --quiet --python $(CHECKOV_VENV)/bin/python --compile-bytecode requirements-checkov.txt \
+		> $(STAMP)/checkov.log 2>&1 || { tail -20 $(STAMP)/checkov.log; exit 1; }
+	@touch $@
+
 $(STAMP)/airflow-db: $(STAMP)/venv
 	@echo "Migrating the Airflow metadata DB in $(AIRFLOW_HOME)/ ..."
 	@./airflow.sh db migrate > $(STAMP)/db-migrate.log 2>&1 || { tail -20 $(STAMP)/db-migrate.log; exit 1; }
@@ -164,6 +176,7 @@ fresh-check:
 
 lock: uv
 	$(UV) pip compile requirements.in -o requirements.txt --python-version 3.11 --no-header
+	$(UV) pip compile requirements-checkov.in -o requirements-checkov.txt --python-version 3.11 --no-header
 
 clean:
 	-@$(SANDBOX) down --purge 2>/dev/null

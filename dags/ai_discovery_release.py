@@ -117,9 +117,26 @@ def ai_discovery_release():
             env = load_environment(params["environment"])
             return check_promotion(env, params["version"], services, channels)
 
+        @task(**FAIL_FAST)
+        def security_scan(channels: list[str], params=None) -> dict:
+            """Secrets in the widget sources, in every package the release would ship and in the Terraform
+            module; the module's misconfigurations (checkov); the npm package's advisories. Offline."""
+            from varai_deploy.config import load_environment
+            from varai_deploy.security.scan import format_report, scan_release
+
+            report = scan_release(load_environment(params["environment"]), params["version"], channels)
+            print(format_report(report))
+            return report
+
         checked = request()
         channels = marketplaces()
-        checks = [prerequisites(), credentials(channels), resources(checked), promotion(checked, channels)]
+        checks = [
+            prerequisites(),
+            credentials(channels),
+            resources(checked),
+            promotion(checked, channels),
+            security_scan(channels),
+        ]
         checked >> channels >> checks
 
     @task.short_circuit(ignore_downstream_trigger_rules=True)

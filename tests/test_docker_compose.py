@@ -97,3 +97,14 @@ def test_the_image_installs_the_project_as_its_airflow_provider(project):
         assert requirements < project_install, name
         copied = {line.split()[-1] for line in lines if line.strip().startswith("COPY")}
         assert {"/tmp/varai-deploy/pyproject.toml", "/tmp/varai-deploy/plugins/varai_deploy"} <= copied, name
+
+
+def test_the_image_has_the_pinned_checkov_where_the_release_looks(project):
+    """Phase 1 runs checkov from <project>/.tools/checkov; in the image the project is /opt/airflow
+    (plugins/ is mounted there), so that is where the image's venv must be."""
+    from varai_deploy.security.terraform_scan import PINNED_CHECKOV
+
+    dockerfile = project["services"]["airflow-worker"]["build"]["dockerfile_inline"]
+    venv = Path("/opt/airflow") / PINNED_CHECKOV.relative_to(REPO_ROOT).parents[1]
+    assert f"python -m venv {venv}" in dockerfile
+    assert f"{venv}/bin/pip install --no-cache-dir -r /requirements-checkov.txt" in dockerfile

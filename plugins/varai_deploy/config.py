@@ -577,6 +577,34 @@ class PostDeployPolicy:
             raise ConfigError("post_deploy.alerts must list alert rule names, e.g. [VaraiServiceDown]")
 
 
+#: Severities of Phase 1's findings, lowest first (npm's "moderate" is medium, its "info" low).
+FINDING_SEVERITIES = ("low", "medium", "high", "critical")
+
+
+@dataclass(frozen=True)
+class SecurityScanPolicy:
+    """Phase 1's security scan (``security_scan:``): which findings fail a release before anything changes.
+    Secrets are always critical; npm audit rates its own; checkov rates checks only online (Prisma Cloud),
+    so offline a failed Terraform check counts as ``terraform_severity``. Reviewed findings that stand are
+    listed, each with why, in include/security/accepted.yaml."""
+
+    #: Findings at or above this severity fail the release.
+    fail_on: str = "high"
+    terraform_severity: str = "high"
+    #: The checkov to run; None: the project's pinned one, .tools/checkov/bin/checkov (``make setup``).
+    checkov: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("fail_on", "terraform_severity"):
+            if getattr(self, name) not in FINDING_SEVERITIES:
+                raise ConfigError(f"security_scan.{name} must be one of {', '.join(FINDING_SEVERITIES)}")
+        if self.checkov is not None and not (isinstance(self.checkov, str) and self.checkov.strip()):
+            raise ConfigError("security_scan.checkov must be a path to checkov, or left out")
+
+    def fails(self, severity: str) -> bool:
+        return FINDING_SEVERITIES.index(severity) >= FINDING_SEVERITIES.index(self.fail_on)
+
+
 @dataclass(frozen=True)
 class TerraformConfig:
     module: Path
@@ -645,6 +673,7 @@ class EnvironmentConfig:
     #: What the public gateway enforces toward the widget (CORS, API keys, rate limits, TLS).
     gateway: GatewayPolicy = field(default_factory=GatewayPolicy)
     post_deploy: PostDeployPolicy = field(default_factory=PostDeployPolicy)
+    security_scan: SecurityScanPolicy = field(default_factory=SecurityScanPolicy)
 
     @property
     def gateway_conn_id(self) -> str:
@@ -834,6 +863,13 @@ def _post_deploy(raw: dict, path: Path) -> PostDeployPolicy:
         raise ConfigError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from exc
 
 
+def _security_scan(raw: dict, path: Path) -> SecurityScanPolicy:
+    try:
+        return _build(SecurityScanPolicy, dict(_section(raw, "security_scan", path)), f"{path}: security_scan")
+    except ConfigError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from exc
+
+
 def _repo_path(value: Any) -> Path:
     path = Path(str(value))
     return path if path.is_absolute() else REPO_ROOT / path
@@ -945,4 +981,5 @@ def load_environment(name: str, directory: Path | None = None) -> EnvironmentCon
         promoted_from=_promoted_from(raw, name, path),
         gateway=GatewayPolicy.from_section(_section(raw, "gateway", path), str(path)),
         post_deploy=_post_deploy(raw, path),
+        security_scan=_security_scan(raw, path),
     )

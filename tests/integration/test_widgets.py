@@ -19,6 +19,7 @@ import urllib.request
 
 import pytest
 
+from tests.support.planted import aws_key, plant
 from tests.support.stack import gateway_versions, release
 from varai_deploy.release_cli import widget_lines
 from varai_deploy.services import SERVICE_NAMES
@@ -181,30 +182,31 @@ def test_a_missing_credential_fails_before_anything_changes(stack, sandbox, endp
     assert fetch(endpoints["cdn"] + "/widgets/html/9.0.2/js/varai-widget.min.js")[0] == 404
 
 
-def test_a_dry_run_reports_per_service_and_marketplace_and_changes_nothing(stack, sandbox, endpoints):
-    """Validated and planned, then only a report: no service, ledger entry, Terraform state or published
-    widget differs afterwards, and the environment was never locked."""
+def everything(sandbox, endpoints, plain: str) -> dict:
+    """What a release could change: services, ledger entries (the lock's too), Terraform state, published widgets."""
     from varai_deploy.config import load_environment
     from varai_deploy.ledger import Ledger
 
+    state = load_environment("sandbox").terraform.state_path
+    npm = json.loads(fetch(endpoints["npm_registry"] + "/@varai%2fwidget")[1])
+    return {
+        "services": sandbox.status()["services"],
+        "ledger": [(e["id"], e["action"]) for e in Ledger("sandbox").audit()],
+        "terraform": state.read_bytes() if state.exists() else None,
+        "cdn": fetch(f"{endpoints['cdn']}/widgets/html/{plain}/js/varai-widget.min.js")[0],
+        "npm": sorted(npm["versions"]),
+    }
+
+
+def test_a_dry_run_reports_per_service_and_marketplace_and_changes_nothing(stack, sandbox, endpoints):
+    """Validated and planned, then only a report: no service, ledger entry, Terraform state or published
+    widget differs afterwards, and the environment was never locked."""
     version, plain = "v9.5.0", "9.5.0"
-    ledger, state = Ledger("sandbox"), load_environment("sandbox").terraform.state_path
-
-    def everything() -> dict:
-        npm = json.loads(fetch(endpoints["npm_registry"] + "/@varai%2fwidget")[1])
-        return {
-            "services": sandbox.status()["services"],
-            "ledger": [(e["id"], e["action"]) for e in ledger.audit()],
-            "terraform": state.read_bytes() if state.exists() else None,
-            "cdn": fetch(f"{endpoints['cdn']}/widgets/html/{plain}/js/varai-widget.min.js")[0],
-            "npm": sorted(npm["versions"]),
-        }
-
     serving = {name: answer[1] for name, answer in gateway_versions().items()}
-    before = everything()
+    before = everything(sandbox, endpoints, plain)
     run = release(stack, version, marketplaces=ALL, dry_run=True)
     assert run.succeeded, run.errors or run.log[-3000:]
-    assert everything() == before
+    assert everything(sandbox, endpoints, plain) == before
     assert before["cdn"] == 404 and plain not in before["npm"]
     assert f"Dry run of {version} to sandbox: nothing was changed. The release would:" in run.log
     for name in SERVICE_NAMES:
@@ -212,3 +214,24 @@ def test_a_dry_run_reports_per_service_and_marketplace_and_changes_nothing(stack
     for channel in ALL:
         assert f"  widgets {channel}: publish {version} once the backend passed" in run.log, channel
     assert "terraform: Plan: " in run.log
+
+
+def test_a_secret_planted_in_a_widget_source_fails_phase_1_before_anything_changes(stack, sandbox, endpoints, tmp_path):
+    """The security scan refuses the release in validate, naming the file and line (never the value); no
+    service, ledger entry, Terraform state or marketplace changed, and the environment was never locked."""
+    sources = tmp_path / "widgets"
+    shutil.copytree(WIDGETS_DIR, sources)
+    value = aws_key()
+    line = plant(sources / "src" / "varai-widget.js", value)
+    before = everything(sandbox, endpoints, "9.6.0")
+    run = release(stack, "v9.6.0", marketplaces=ALL, env={"VARAI_WIDGET_SOURCES": str(sources)})
+    assert not run.succeeded
+    assert any(e.startswith("security scan: ") for e in run.errors), run.errors
+    assert f"[critical] secrets AWS Access Key at {sources}/src/varai-widget.js:{line}" in run.log
+    assert "Task failed with exception" in run.log and "validate.security_scan" in run.log
+    assert value not in run.log
+    after = everything(sandbox, endpoints, "9.6.0")
+    earlier = before.pop("ledger")
+    added = [action for entry, action in after.pop("ledger") if (entry, action) not in earlier]
+    assert after == before
+    assert added == ["task_failed"]  # the audit trail records the refusal; no lock was ever taken

@@ -121,6 +121,10 @@ def test_minimal_config_gets_safe_production_defaults(tmp_path):
             r"rate_limit must be \{requests: N, per_seconds: S\}",
         ),
         (BASE + "gateway: {require_tls: maybe}\n", "require_tls must be true or false"),
+        (BASE + "security_scan: {fail_on: severe}\n", "security_scan.fail_on must be one of low, medium, high"),
+        (BASE + "security_scan: {terraform_severity: HIGH}\n", "security_scan.terraform_severity must be one of"),
+        (BASE + "security_scan: {checkov: ''}\n", "security_scan.checkov must be a path to checkov"),
+        (BASE + "security_scan: {fail_at: high}\n", "unexpected keyword argument 'fail_at'"),
     ],
 )
 def test_bad_config_says_what_to_fix(tmp_path, text, message):

@@ -57,6 +57,11 @@ resource "google_storage_bucket" "reports" {
   public_access_prevention    = "enforced"
   force_destroy               = false
 
+  # A drill report is evidence: a mistaken overwrite or delete keeps the earlier version.
+  versioning {
+    enabled = true
+  }
+
   depends_on = [google_project_service.apis]
 }
 

@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -182,6 +183,27 @@ class NpmRegistryHook(BaseHook):
             code, summary = _npm_error(proc)
             raise self._error(f"`npm pack {spec}` failed against {self.registry_url}: {code or ''} {summary}")
         return json.loads(proc.stdout)[0]
+
+    def audit(self, package_json: str | os.PathLike[str]) -> dict[str, Any]:
+        """``npm audit --json`` of a package's dependencies as this registry resolves them (a lockfile made
+        with ``--package-lock-only``: nothing is installed, no script runs). Its report, or
+        ``{"error": {"code", "summary"}}`` when the registry does not answer audits."""
+        with tempfile.TemporaryDirectory(prefix="varai-npm-audit-") as tmp:
+            shutil.copyfile(package_json, Path(tmp, "package.json"))
+            locked = self._npm("install", "--prefix", tmp, "--package-lock-only", timeout=READ_TIMEOUT)
+            if locked.returncode != 0:
+                code, summary = _npm_error(locked)
+                raise self._error(f"cannot resolve the dependencies of {package_json}: {code or ''} {summary}")
+            proc = self._npm("audit", "--prefix", tmp, "--audit-level", "none", timeout=READ_TIMEOUT)
+        try:
+            report = json.loads(proc.stdout)
+        except ValueError:
+            report = None
+        if isinstance(report, dict) and proc.returncode == 0 and "error" not in report:
+            return report
+        code, summary = _npm_error(proc)
+        warned = [line.removeprefix("npm warn audit ") for line in proc.stderr.splitlines() if "warn audit" in line]
+        return {"error": {"code": code, "summary": " ".join(warned) or summary}}
 
     # -- publishing ---------------------------------------------------------------------------
     def publish(self, package_dir: str | os.PathLike[str], *, tag: str) -> None:

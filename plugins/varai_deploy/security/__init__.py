@@ -1,0 +1,1 @@
+"""Phase 1's security scan: secrets, Terraform misconfigurations and npm advisories, offline, before any change."""
