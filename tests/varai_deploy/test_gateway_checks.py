@@ -7,9 +7,6 @@ import datetime
 import json
 import os
 import ssl
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.sandbox import deploy
+from tests.support.threaded_http import serving
 from varai_deploy.config import load_environment
 from varai_deploy.gateway_checks import GatewayCheckError, _tls, check_search, check_security, storefront_origin
 from varai_deploy.sandbox import Sandbox
@@ -53,17 +51,6 @@ def test_a_search_answered_by_another_version_fails_naming_both(sandbox_env: San
     ):
         check_search(env, "v1.3.0", ["ai-discovery"])
     assert check_search(env, "v1.3.0", ["analytics"])["version"] == "v1.2.3"  # ai-discovery was not released
-
-
-@contextmanager
-def serving(server: ThreadingHTTPServer) -> Iterator[int]:
-    """``server`` answering in a thread; its port."""
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def gateway_without_policy(home: Path):

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.support.npm_stack import NpmStack, npm_stack
+from tests.support.threaded_http import serving
 from varai_deploy.hooks.npm import NpmRegistryHook
 from varai_deploy.security.npm_audit import audit_package
 from varai_deploy.widgets import build_release
@@ -30,8 +36,9 @@ def test_a_registry_that_does_not_answer_audits_is_reported_not_taken_for_clean(
     registry: NpmStack, tmp_path: Path, monkeypatch
 ):
     monkeypatch.setenv("AIRFLOW_CONN_VARAI_NPM", registry.connection_env())
-    build_release("v1.2.3", tmp_path / "build")
-    NpmRegistryHook("varai_npm").publish(tmp_path / "build" / "html", tag="latest")
+    if not NpmRegistryHook("varai_npm").published("@varai/widget", "1.2.3"):
+        build_release("v1.2.3", tmp_path / "build")
+        NpmRegistryHook("varai_npm").publish(tmp_path / "build" / "html", tag="latest")
     shop = tmp_path / "shop" / "package.json"
     shop.parent.mkdir()
     shop.write_text(json.dumps({"name": "shop", "version": "1.0.0", "dependencies": {"@varai/widget": "1.2.3"}}))
@@ -39,3 +46,79 @@ def test_a_registry_that_does_not_answer_audits_is_reported_not_taken_for_clean(
     assert findings == []
     assert summary["audited"] is False and summary["dependencies"] == 1
     assert "404" in summary["why"] and "/-/npm/v1/security/" in summary["why"]
+
+
+ADVISORY = {
+    "id": 1100001,
+    "url": "https://github.com/advisories/GHSA-0000-0000-0000",
+    "title": "Cross-site scripting in the suggestion list",
+    "severity": "moderate",
+    "vulnerable_versions": "<=1.2.3",
+    "cwe": ["CWE-79"],
+    "cvss": {"score": 6.1, "vectorString": "CVSS:3.1/AV:N/AC:L/PR:N/UI:R/S:C/C:L/I:L/A:N"},
+}
+
+
+@contextmanager
+def answering_audits(registry: NpmStack, asked: list[dict]) -> Iterator[str]:
+    """The registry as npmjs.org is: the real Verdaccio for packages, and the audit service (which cannot run
+    here) answering npm's bulk advisory request, in the format npm's own client reads, for @varai/widget."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            assert self.path == "/-/npm/v1/security/advisories/bulk", self.path
+            asked.append(json.loads(body))  # {package: [versions]}
+            answer = json.dumps({"@varai/widget": [ADVISORY]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def do_GET(self) -> None:
+            try:
+                with urllib.request.urlopen(registry.url.rstrip("/") + self.path, timeout=10) as resp:
+                    status, answer, ctype = resp.status, resp.read(), resp.headers["Content-Type"]
+            except urllib.error.HTTPError as exc:
+                status, answer, ctype = exc.code, exc.read(), "application/json"
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as port:
+        yield f"http://127.0.0.1:{port}/"
+
+
+def test_an_advisory_on_a_dependency_is_a_finding_at_the_registrys_severity(
+    registry: NpmStack, tmp_path: Path, monkeypatch
+):
+    monkeypatch.setenv("AIRFLOW_CONN_VARAI_NPM", registry.connection_env())
+    if not NpmRegistryHook("varai_npm").published("@varai/widget", "1.2.3"):
+        build_release("v1.2.3", tmp_path / "build")
+        NpmRegistryHook("varai_npm").publish(tmp_path / "build" / "html", tag="latest")
+    asked: list[dict] = []
+    with answering_audits(registry, asked) as url:
+        monkeypatch.setenv("AIRFLOW_CONN_VARAI_NPM", registry.connection_env(host=url))
+        shop = tmp_path / "shop" / "package.json"
+        shop.parent.mkdir()
+        shop.write_text(json.dumps({"name": "shop", "version": "1.0.0", "dependencies": {"@varai/widget": "1.2.3"}}))
+        findings, summary = audit_package(shop, "varai_npm")
+    assert asked == [{"@varai/widget": ["1.2.3"]}]
+    assert summary == {"dependencies": 1, "audited": True}
+    assert [(f.scanner, f.severity, f.rule, f.where, f.detail) for f in findings] == [
+        (
+            "npm-audit",
+            "medium",
+            ADVISORY["title"],
+            "shop -> @varai/widget",
+            f"direct dependency; vulnerable: <=1.2.3 {ADVISORY['url']}",
+        )
+    ]

@@ -6,7 +6,6 @@ foreign origin is refused by the browser (CORS); a bad key and a burst past the 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.support import threaded_http
 from tests.support.browser import chromium, eventually, sees
 from tests.support.sandbox import deploy
 from varai_deploy.sandbox import Sandbox, api_keys
@@ -44,13 +44,8 @@ def serving(host: str, answer) -> Iterator[str]:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer((host, 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://{host}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with threaded_http.serving(ThreadingHTTPServer((host, 0), Handler)) as port:
+        yield f"http://{host}:{port}"
 
 
 @pytest.fixture
