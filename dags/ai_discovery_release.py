@@ -42,6 +42,7 @@ from varai_deploy.operators.terraform import TerraformApplyOperator, TerraformPl
 from varai_deploy.operators.widgets import (
     BuildWidgetsOperator,
     PublishWidgetOperator,
+    StorefrontCheckOperator,
     VerifyWidgetOperator,
     WidgetSummaryOperator,
 )
@@ -215,12 +216,24 @@ def ai_discovery_release():
 
         build = BuildWidgetsOperator(task_id="build")
 
-        @task_group(group_id="marketplace", tooltip="Publish one channel, then check it from the consumer side")
-        def marketplace(channel: str, manifest: dict):
+        @task_group(
+            group_id="marketplace",
+            tooltip="Publish one channel, check it from the consumer side, then on a storefront in a browser",
+        )
+        def marketplace(channel: str, manifest: dict, services: list[str]):
             publish = PublishWidgetOperator(task_id="publish", channel=channel, manifest=manifest)
-            VerifyWidgetOperator(task_id="verify", channel=channel, manifest=manifest, publications=publish.output)
+            verify = VerifyWidgetOperator(
+                task_id="verify", channel=channel, manifest=manifest, publications=publish.output
+            )
+            verify >> StorefrontCheckOperator(
+                task_id="storefront",
+                channel=channel,
+                manifest=manifest,
+                publications=publish.output,
+                services=services,
+            )
 
-        published = marketplace.partial(manifest=build.output).expand(channel=channels)
+        published = marketplace.partial(manifest=build.output, services=checked).expand(channel=channels)
         summary = WidgetSummaryOperator(
             task_id="summary",
             channels=channels,

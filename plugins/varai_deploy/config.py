@@ -659,6 +659,10 @@ class EnvironmentConfig:
     #: How long a widget's verify task waits for the CDN to serve the published bytes; at least the
     #: ``latest`` alias's cache lifetime where a caching CDN sits in front of the bucket.
     cdn_check_timeout_seconds: float = 120.0
+    #: Phase 4: a storefront loads the widget this many times (cache off, as a first visit) and its load
+    #: time's p95 must stay under the guide's key metric.
+    storefront_loads: int = 5
+    load_time_p95_seconds: float = 3.0
     #: None: this environment has no maintenance window (the maintenance DAGs refuse it).
     maintenance: MaintenancePolicy | None = None
     #: None: nothing is backed up here (database_backup refuses it).
@@ -959,10 +963,17 @@ def load_environment(name: str, directory: Path | None = None) -> EnvironmentCon
     cdn_check_timeout = widgets.get("cdn_check_timeout_seconds", 120)
     if not isinstance(cdn_check_timeout, int | float) or cdn_check_timeout <= 0:
         raise ConfigError(f"{path}: widgets.cdn_check_timeout_seconds must be a positive number of seconds")
+    loads, p95 = widgets.get("storefront_loads", 5), widgets.get("load_time_p95_seconds", 3)
+    if isinstance(loads, bool) or not isinstance(loads, int) or not 1 <= loads <= 50:
+        raise ConfigError(f"{path}: widgets.storefront_loads must be a whole number from 1 to 50")
+    if isinstance(p95, bool) or not isinstance(p95, int | float) or p95 <= 0:
+        raise ConfigError(f"{path}: widgets.load_time_p95_seconds must be a positive number of seconds")
     return EnvironmentConfig(
         name=name,
         marketplaces=marketplaces,
         cdn_check_timeout_seconds=float(cdn_check_timeout),
+        storefront_loads=loads,
+        load_time_p95_seconds=float(p95),
         platform=platform,
         services=services,
         connections={str(k): str(v) for k, v in connections.items()},

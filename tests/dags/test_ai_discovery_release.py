@@ -179,15 +179,18 @@ def test_widgets_go_out_only_after_the_backend_passed(dag):
     assert "widgets.build" in gate.downstream_task_ids
 
 
-def test_each_marketplace_is_published_then_verified_on_its_own(dag):
+def test_each_marketplace_is_published_then_verified_then_opened_on_a_storefront_on_its_own(dag):
     publish = dag.get_task("widgets.marketplace.publish")
     verify = dag.get_task("widgets.marketplace.verify")
+    storefront = dag.get_task("widgets.marketplace.storefront")
     assert type(publish.task_group).__name__ == "MappedTaskGroup" and verify.task_group is publish.task_group
+    assert storefront.task_group is publish.task_group and storefront.map_index_template == "{{ task.channel }}"
     assert "widgets.marketplace.publish" in verify.upstream_task_ids
+    assert "widgets.marketplace.verify" in storefront.upstream_task_ids
     # The summary runs whatever each channel did, so it can say which are live.
     summary = dag.get_task("widgets.summary")
     assert summary.trigger_rule == "all_done"
-    assert "widgets.marketplace.verify" in summary.upstream_task_ids
+    assert "widgets.marketplace.storefront" in summary.upstream_task_ids
 
 
 def test_post_deploy_checks_wait_for_the_backend_too(dag):

@@ -79,12 +79,17 @@ def svn_tag_file(endpoints, path: str) -> bytes:
 
 
 def rows(run) -> dict[str, list[tuple[str, str]]]:
-    """channel -> [(destination, outcome)] from the summary the run printed."""
+    """channel -> [(destination, outcome)] from the summary the run printed (its storefront checks aside)."""
     out: dict[str, list[tuple[str, str]]] = {}
     for line in widget_lines(run.log):
         channel, destination, outcome, *_ = line.split()
-        out.setdefault(channel, []).append((destination, outcome))
+        if destination != "storefront":
+            out.setdefault(channel, []).append((destination, outcome))
     return out
+
+
+def storefront_lines(run) -> list[str]:
+    return [line.split(None, 3)[3] for line in widget_lines(run.log) if line.split()[1] == "storefront"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -124,6 +129,11 @@ def test_a_full_release_publishes_every_marketplace_and_verifies_it(full_release
     assert f"Stable tag: {PLAIN}" in full_release["trunk_readme"]
     # The verify tasks ran the consumer-side checks (npm pack, svn export, composer require).
     assert run.log.count("verified:") >= 4
+    # Phase 4 in a browser: a storefront per HTML delivery loaded the widget from where it was published
+    # (the CDN's script with its SRI, the npm package's file) and a shopper's search came from v9.0.0.
+    shops = storefront_lines(run)
+    assert [line.split(":")[0] for line in shops] == ["cdn script tag", "npm package"], shops
+    assert all(line.endswith(f"search 3 frames from {VERSION}") for line in shops), shops
 
 
 def test_publishing_the_same_version_again_changes_nothing(stack, sandbox, endpoints):

@@ -11,37 +11,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-
 
 @contextmanager
 def chromium(shots: Path) -> Iterator:
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never fetch a driver: Debian's is given
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    """The project's headless Chromium (varai_deploy.widgets.browser), waiting up to 10 s for elements, with
+    ``driver.shoot(name)`` and a last screenshot however the block ends."""
+    from varai_deploy.widgets.browser import headless_chromium
 
-    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "make setup installs chromium and chromium-driver"
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.implicitly_wait(10)
-    shots = Path(os.environ.get("VARAI_SCREENSHOTS", shots))
-    shots.mkdir(parents=True, exist_ok=True)
-    driver.shoot = lambda name: driver.save_screenshot(str(shots / f"{name}.png"))
-    try:
-        yield driver
-    finally:
-        driver.shoot("last")
-        driver.quit()
+    with headless_chromium() as driver:
+        driver.implicitly_wait(10)
+        shots = Path(os.environ.get("VARAI_SCREENSHOTS", shots))
+        shots.mkdir(parents=True, exist_ok=True)
+        driver.shoot = lambda name: driver.save_screenshot(str(shots / f"{name}.png"))
+        try:
+            yield driver
+        finally:
+            driver.shoot("last")
 
 
 def eventually(check: Callable[[], bool], what: str, timeout: float = 20) -> None:

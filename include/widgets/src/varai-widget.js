@@ -167,14 +167,18 @@
         window.clearTimeout(timer);
       }
     }
+    var served = null;
     return window.fetch(url, request).then(function (response) {
       if (!response.ok) {
         throw failure(response);
       }
+      served = response.headers && response.headers.get ? response.headers.get('X-Served-Version') : null;
       return response.json();
     }).then(function (body) {
       done();
-      return normaliseResults(body);
+      var results = normaliseResults(body);
+      results.servedVersion = served; // which API release answered (the gateway exposes X-Served-Version)
+      return results;
     }, function (error) {
       done();
       throw error;
@@ -261,6 +265,9 @@
     this.lastError = null;
     return discover(query, this.options).then(function (results) {
       self.render(results);
+      if (results.servedVersion) {
+        self.root.setAttribute('data-varai-served-version', results.servedVersion);
+      }
       return results;
     }, function (error) {
       self.lastError = error;

@@ -160,6 +160,44 @@ class VerifyWidgetOperator(ChannelOperator):
         return {"channel": self.channel, "checks": checks}
 
 
+class StorefrontCheckOperator(ChannelOperator):
+    """Phase 4: storefront pages with the widget as the channel delivers it, in headless Chromium: load time
+    p95 against the guide's 3 s, and a shopper's search answered by the release (``widgets.storefront``)."""
+
+    template_fields = (*ChannelOperator.template_fields, "publications", "services")
+
+    def __init__(self, *, publications: Any, services: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.publications = publications
+        self.services = services
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from varai_deploy.widgets import storefront
+
+        if self.channel not in storefront.CHANNELS:
+            raise AirflowSkipException(f"{self.channel}: no storefront page reproduces this channel's markup yet")
+        try:
+            with self.channel_context() as ctx:
+                found = storefront.deliveries(ctx, self.publications)
+                report = storefront.check(self.env_config, ctx.version, found, list(self.services))
+        except Exception as exc:
+            context["ti"].xcom_push(key="error", value=f"storefront: {exc}")
+            raise
+        for delivery, row in report.items():
+            search = row["search"]
+            self.log.info(
+                "%s %s: load p95 %.2f s over %d visits; search: %s",
+                self.channel,
+                delivery,
+                row["load_p95_seconds"],
+                row["loads"],
+                search,
+            )
+        return report
+
+
 class WidgetSummaryOperator(BaseOperator):
     """Which marketplaces are live and where; fails the run when any channel failed (after all of them ran)."""
 
@@ -186,11 +224,19 @@ class WidgetSummaryOperator(BaseOperator):
         for index, channel in enumerate(channels):
             published = ti.xcom_pull(task_ids=f"{self.group_id}.publish", map_indexes=index) or []
             verified = ti.xcom_pull(task_ids=f"{self.group_id}.verify", map_indexes=index)
-            error = ti.xcom_pull(task_ids=f"{self.group_id}.verify", map_indexes=index, key="error") or ti.xcom_pull(
-                task_ids=f"{self.group_id}.publish", map_indexes=index, key="error"
-            )
-            live = verified is not None
-            summary[channel] = {"live": live, "publications": published, "error": None if live else error}
+            shop = ti.xcom_pull(task_ids=f"{self.group_id}.storefront", map_indexes=index)
+            errors = [
+                ti.xcom_pull(task_ids=f"{self.group_id}.{step}", map_indexes=index, key="error")
+                for step in ("storefront", "verify", "publish")
+            ]
+            error = next((e for e in errors if e), None)
+            live = verified is not None and not errors[0]
+            summary[channel] = {
+                "live": live,
+                "publications": published,
+                "storefront": shop,
+                "error": None if live else error,
+            }
         lines = []
         for channel, row in summary.items():
             if row["live"]:
@@ -198,6 +244,11 @@ class WidgetSummaryOperator(BaseOperator):
                     detail = f"  ({pub['detail']})" if pub.get("detail") else ""
                     lines.append(
                         f"{SUMMARY_PREFIX} {channel} {pub['destination']} {pub['outcome']} {pub['location']}{detail}"
+                    )
+                for delivery, page in (row["storefront"] or {}).items():
+                    lines.append(
+                        f"{SUMMARY_PREFIX} {channel} storefront checked {delivery}: load p95 "
+                        f"{page['load_p95_seconds']:.2f} s over {page['loads']} visits; search {page['search']}"
                     )
             else:
                 lines.append(f"{SUMMARY_PREFIX} {channel} FAILED {row['error'] or 'did not complete'}")

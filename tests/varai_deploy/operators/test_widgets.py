@@ -84,3 +84,20 @@ def test_a_channel_published_but_not_verified_is_not_live(capsys):
 def test_a_backend_only_release_says_so(capsys):
     assert summary([]).execute({"ti": released()}) == {}
     assert "no marketplace was selected" in capsys.readouterr().out
+
+
+def test_the_storefront_figures_are_in_the_summary_and_a_failed_storefront_is_not_live(capsys):
+    verified = {(f"{GROUP}.publish", 0, "return_value"): [HTML_CDN], (f"{GROUP}.verify", 0, "return_value"): {}}
+    shop = {"cdn script tag": {"load_p95_seconds": 0.071, "loads": 5, "search": "3 frames from v1.0.0"}}
+    summary(["html"]).execute({"ti": released({**verified, (f"{GROUP}.storefront", 0, "return_value"): shop})})
+    line = "VARAI-WIDGET html storefront checked cdn script tag: load p95 0.07 s over 5 visits; search 3 frames"
+    assert f"{line} from v1.0.0" in capsys.readouterr().out
+    broken = {
+        **verified,
+        (f"{GROUP}.storefront", 0, "error"): "storefront: npm package: the search was answered by v0.9",
+    }
+    with pytest.raises(AirflowException, match="failed for html"):
+        summary(["html"]).execute({"ti": released(broken)})
+    assert (
+        "VARAI-WIDGET html FAILED storefront: npm package: the search was answered by v0.9" in capsys.readouterr().out
+    )

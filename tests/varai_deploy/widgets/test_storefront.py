@@ -1,0 +1,98 @@
+"""Phase 4's storefront check (varai_deploy.widgets.storefront) in Debian's headless Chromium against a real
+sandbox gateway: the widget as each delivery brings it, its load time, and a shopper's search."""
+
+from __future__ import annotations
+
+import dataclasses
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.support.sandbox import deploy
+from tests.support.threaded_http import serving
+from varai_deploy.config import load_environment
+from varai_deploy.sandbox import Sandbox
+from varai_deploy.widgets import build_release
+from varai_deploy.widgets.storefront import Delivery, StorefrontCheckError, check
+
+SCRIPT = "html/dist/varai-widget.min.js"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("storefront") / "build"
+    return build_release("v1.2.3", out), (out / SCRIPT).read_bytes()
+
+
+def cdn_serving(script: bytes):
+    """A CDN for the widget's file (cross-origin readable, as the sandbox's and Cloud CDN's are)."""
+
+    class Cdn(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/javascript")
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.send_header("Content-Length", str(len(script)))
+            self.end_headers()
+            self.wfile.write(script)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    return serving(ThreadingHTTPServer(("127.0.0.1", 0), Cdn))
+
+
+def test_both_deliveries_load_fast_and_the_search_comes_from_the_release(sandbox_env: Sandbox, built):
+    manifest, script = built
+    deploy(sandbox_env, "ai-discovery", "v1.2.3")
+    with cdn_serving(script) as port:
+        found = [
+            Delivery(
+                "cdn script tag",
+                f"http://127.0.0.1:{port}/widgets/html/1.2.3/js/varai-widget.min.js",
+                manifest.widget_sri,
+            ),
+            Delivery("npm package", None, None, script),
+        ]
+        report = check(load_environment("sandbox"), "v1.2.3", found, ["ai-discovery"])
+    assert set(report) == {"cdn script tag", "npm package"}
+    for row in report.values():
+        assert row["loads"] == 5 and 0 < row["load_p95_seconds"] < 3
+        assert row["search"] == "3 frames from v1.2.3"
+
+
+def test_bytes_that_do_not_match_the_sri_never_run_and_the_check_says_so(sandbox_env: Sandbox, built):
+    manifest, script = built
+    with cdn_serving(script + b"\n// changed on the way") as port:
+        tampered = Delivery("cdn script tag", f"http://127.0.0.1:{port}/w.js", manifest.widget_sri)
+        with pytest.raises(StorefrontCheckError, match=r"did not appear within 20 s.*(integrity|digest)"):
+            check(load_environment("sandbox"), "v1.2.3", [tampered], ["ai-discovery"])
+
+
+def test_a_search_answered_by_another_version_fails_naming_both(sandbox_env: Sandbox, built):
+    _, script = built
+    deploy(sandbox_env, "ai-discovery", "v1.2.3")
+    with pytest.raises(StorefrontCheckError, match=r"npm package .*answered by v1\.2\.3, not v1\.3\.0"):
+        check(load_environment("sandbox"), "v1.3.0", [Delivery("npm package", None, None, script)], ["ai-discovery"])
+
+
+def test_a_load_time_over_the_key_metric_fails_with_the_figure(sandbox_env: Sandbox, built):
+    _, script = built
+    deploy(sandbox_env, "ai-discovery", "v1.2.3")
+    strict = dataclasses.replace(load_environment("sandbox"), load_time_p95_seconds=0.000001, storefront_loads=2)
+    with pytest.raises(StorefrontCheckError, match=r"load time p95 is \d+\.\d\d s over 2 first visits, above 1e-06 s"):
+        check(strict, "v1.2.3", [Delivery("npm package", None, None, script)], ["ai-discovery"])
+
+
+def test_where_no_loopback_storefront_may_call_the_api_the_search_is_left_to_phase_5(sandbox_env: Sandbox, built):
+    _, script = built
+    env = load_environment("sandbox")
+    https_only = dataclasses.replace(env, gateway=dataclasses.replace(env.gateway, allowed_origins=("https://*",)))
+    report = check(https_only, "v1.2.3", [Delivery("npm package", None, None, script)], ["ai-discovery"])
+    assert report["npm package"]["search"].startswith("skipped: gateway.allowed_origins of sandbox lets no loopback")
+
+
+def test_the_check_key_must_be_there(sandbox_env: Sandbox, built, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_VARAI_GATEWAY", '{"conn_type": "http", "host": "127.0.0.1"}')
+    with pytest.raises(StorefrontCheckError, match="varai_gateway has no password"):
+        check(load_environment("sandbox"), "v1.2.3", [], ["ai-discovery"])
