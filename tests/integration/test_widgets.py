@@ -129,10 +129,16 @@ def test_a_full_release_publishes_every_marketplace_and_verifies_it(full_release
     assert f"Stable tag: {PLAIN}" in full_release["trunk_readme"]
     # The verify tasks ran the consumer-side checks (npm pack, svn export, composer require).
     assert run.log.count("verified:") >= 4
-    # Phase 4 in a browser: a storefront per HTML delivery loaded the widget from where it was published
-    # (the CDN's script with its SRI, the npm package's file) and a shopper's search came from v9.0.0.
+    # Phase 4 in a browser: a storefront per delivery loaded the widget from where it was published (the
+    # CDN's script with its SRI, the npm package's file, the plugin's SVN tag rendered by its own PHP, the
+    # module's Composer zip rendered by its own block) and a shopper's search came from v9.0.0.
     shops = storefront_lines(run)
-    assert [line.split(":")[0] for line in shops] == ["cdn script tag", "npm package"], shops
+    assert sorted(line.split(":")[0] for line in shops) == [
+        "Magento module",
+        "WordPress plugin",
+        "cdn script tag",
+        "npm package",
+    ], shops
     assert all(line.endswith(f"search 3 frames from {VERSION}") for line in shops), shops
 
 

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import html
 import statistics
-import tarfile
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from varai_deploy.config import EnvironmentConfig
-    from varai_deploy.widgets.publishing import ChannelContext
+    from varai_deploy.widgets.storefront_pages import Delivery
 
 #: Set by the page when the widget has rendered (data-varai-ready), in ms since navigation start.
 READY_PROBE = """<script>
@@ -38,29 +36,6 @@ PAGE_TIMEOUT_SECONDS = 20.0
 
 class StorefrontCheckError(RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One way shoppers get the widget: the script's address on the page, and what checks its bytes."""
-
-    name: str
-    script_url: str | None  # None: the storefront serves ``asset`` itself, as a bundler ships a package
-    integrity: str | None = None
-    asset: bytes | None = None
-
-
-#: Channels whose storefront markup is reproduced here. The Shopify block, the WordPress plugin and the
-#: Magento module render their own markup, not yet reproduced.
-CHANNELS = frozenset({"html"})
-
-
-def deliveries(ctx: ChannelContext, publications: list[dict[str, Any]]) -> list[Delivery]:
-    """The HTML channel's two: the CDN script tag with its SRI, and the npm package's file."""
-    versioned = [p["location"] for p in publications if p["destination"] == "cdn" and "/latest/" not in p["location"]]
-    found = [Delivery("cdn script tag", url, ctx.manifest.widget_sri) for url in versioned[:1]]
-    found.append(Delivery("npm package", None, None, _npm_widget(ctx)))
-    return found
 
 
 def check(env: EnvironmentConfig, version: str, found: list[Delivery], released: list[str]) -> dict[str, Any]:
@@ -86,7 +61,7 @@ def check(env: EnvironmentConfig, version: str, found: list[Delivery], released:
 def _check_page(driver, page, delivery, env, version, released, searchable) -> dict[str, Any]:
     seconds = [_load(driver, page, delivery) for _ in range(env.storefront_loads)]
     p95 = _p95(seconds)
-    where = f"{delivery.name} ({delivery.script_url or 'served by the storefront'})"
+    where = f"{delivery.name} ({delivery.source or 'served by the storefront'})"
     if p95 > env.load_time_p95_seconds:
         raise StorefrontCheckError(
             f"{where}: the widget's load time p95 is {p95:.2f} s over {len(seconds)} first visits, "
@@ -114,7 +89,7 @@ def _load(driver, page: str, delivery: Delivery) -> float:
     console = " ".join(e["message"] for e in driver.get_log("browser"))[-600:]
     raise StorefrontCheckError(
         f"{delivery.name}: the widget did not appear within {PAGE_TIMEOUT_SECONDS:g} s on a storefront "
-        f"loading {delivery.script_url or 'the package'}; the browser said: {console or 'nothing'}"
+        f"loading {delivery.source or 'the package'}; the browser said: {console or 'nothing'}"
     )
 
 
@@ -145,51 +120,39 @@ def _p95(values: list[float]) -> float:
 @contextmanager
 def storefront(delivery: Delivery, key: str, api_base: str) -> Iterator[str]:
     """A shop's page on loopback with the widget as ``delivery`` brings it; the page's address."""
-    src = delivery.script_url or "/assets/varai-widget.min.js"
-    integrity = f' integrity="{html.escape(delivery.integrity)}" crossorigin="anonymous"' if delivery.integrity else ""
-    page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Release check: {html.escape(delivery.name)}"
-        f'</title>{READY_PROBE}</head><body><h1>Frames &amp; Co</h1>\n<script src="{html.escape(src)}"{integrity}'
-        f' data-varai-api-key="{html.escape(key)}" data-varai-api-base="{html.escape(api_base)}" defer></script>'
-        "</body></html>"
-    ).encode()
+    served: dict[str, tuple[bytes, str]] = {}
 
     class Page(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body, ctype = {
-                "/": (page, "text/html; charset=utf-8"),
-                "/assets/varai-widget.min.js": (delivery.asset, "application/javascript"),
-            }.get(self.path, (None, None))
-            self.send_response(200 if body else 404)
+            body, ctype = served.get(self.path.split("?", 1)[0], (b"", ""))
+            self.send_response(200 if ctype else 404)
             self.send_header("Content-Type", ctype or "text/plain")
             self.send_header("Cache-Control", "no-store")
-            self.send_header("Content-Length", str(len(body or b"")))
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body or b"")
+            self.wfile.write(body)
 
-        def log_message(self, *args) -> None:  # the page's URL carries nothing secret, but keep logs quiet
+        def log_message(self, *args) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()  # answers 404 until the page is made
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
+        origin = f"http://127.0.0.1:{server.server_address[1]}"
+        page = (
+            "<!doctype html><html><head><meta charset='utf-8'>"
+            f"<title>Release check: {html.escape(delivery.name)}</title>{READY_PROBE}</head>"
+            f"<body><h1>Frames &amp; Co</h1>\n{delivery.body(key, api_base, origin)}\n</body></html>"
+        )
+        served["/"] = (page.encode(), "text/html; charset=utf-8")
+        served |= {path: (data, _content_type(path)) for path, data in delivery.files.items()}
+        yield origin + "/"
     finally:
         server.shutdown()
         server.server_close()
 
 
-def _npm_widget(ctx: ChannelContext) -> bytes:
-    """The widget as ``npm install @varai/widget@<version>`` gets it: the registry's tarball, its file."""
-    from varai_deploy.hooks.npm import NpmRegistryHook
-    from varai_deploy.widgets.build import HTML_WIDGET
-    from varai_deploy.widgets.channels.html_npm import PACKAGE, ROLE
-
-    hook = NpmRegistryHook(ctx.connection(ROLE), channel="html")
-    with tempfile.TemporaryDirectory(dir=ctx.scratch_dir) as scratch:
-        tarball = hook.pack(f"{PACKAGE}@{ctx.manifest.package_version}", scratch)
-        with tarfile.open(tarball, "r:gz") as archive:
-            handle = archive.extractfile(f"package/{HTML_WIDGET}")
-            if handle is None:
-                raise StorefrontCheckError(f"{tarball.name} has no {HTML_WIDGET}")
-            return handle.read()
+def _content_type(path: str) -> str:
+    return {".js": "application/javascript", ".css": "text/css", ".php": "text/plain; charset=utf-8"}.get(
+        Path(path).suffix, "application/octet-stream"
+    )

@@ -4,7 +4,9 @@ sandbox gateway: the widget as each delivery brings it, its load time, and a sho
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -12,16 +14,29 @@ from tests.support.sandbox import deploy
 from tests.support.threaded_http import serving
 from varai_deploy.config import load_environment
 from varai_deploy.sandbox import Sandbox
-from varai_deploy.widgets import build_release
-from varai_deploy.widgets.storefront import Delivery, StorefrontCheckError, check
+from varai_deploy.widgets import Manifest, build_release
+from varai_deploy.widgets.build import WOOCOMMERCE_SLUG, magento_zip_name
+from varai_deploy.widgets.storefront import StorefrontCheckError, check
+from varai_deploy.widgets.storefront_pages import magento_module, script_tag, wordpress_plugin
 
 SCRIPT = "html/dist/varai-widget.min.js"
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def out(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("storefront") / "build"
-    return build_release("v1.2.3", out), (out / SCRIPT).read_bytes()
+    build_release("v1.2.3", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def built(out: Path):
+    return Manifest.load(out / "manifest.json"), (out / SCRIPT).read_bytes()
+
+
+def bundled(script: bytes):
+    """The npm package's file, served by the storefront itself as a bundler ships it."""
+    return script_tag("npm package", "/assets/w.js", files={"/assets/w.js": script})
 
 
 def cdn_serving(script: bytes):
@@ -47,12 +62,12 @@ def test_both_deliveries_load_fast_and_the_search_comes_from_the_release(sandbox
     deploy(sandbox_env, "ai-discovery", "v1.2.3")
     with cdn_serving(script) as port:
         found = [
-            Delivery(
+            script_tag(
                 "cdn script tag",
                 f"http://127.0.0.1:{port}/widgets/html/1.2.3/js/varai-widget.min.js",
                 manifest.widget_sri,
             ),
-            Delivery("npm package", None, None, script),
+            bundled(script),
         ]
         report = check(load_environment("sandbox"), "v1.2.3", found, ["ai-discovery"])
     assert set(report) == {"cdn script tag", "npm package"}
@@ -64,7 +79,7 @@ def test_both_deliveries_load_fast_and_the_search_comes_from_the_release(sandbox
 def test_bytes_that_do_not_match_the_sri_never_run_and_the_check_says_so(sandbox_env: Sandbox, built):
     manifest, script = built
     with cdn_serving(script + b"\n// changed on the way") as port:
-        tampered = Delivery("cdn script tag", f"http://127.0.0.1:{port}/w.js", manifest.widget_sri)
+        tampered = script_tag("cdn script tag", f"http://127.0.0.1:{port}/w.js", manifest.widget_sri)
         with pytest.raises(StorefrontCheckError, match=r"did not appear within 20 s.*(integrity|digest)"):
             check(load_environment("sandbox"), "v1.2.3", [tampered], ["ai-discovery"])
 
@@ -73,7 +88,7 @@ def test_a_search_answered_by_another_version_fails_naming_both(sandbox_env: San
     _, script = built
     deploy(sandbox_env, "ai-discovery", "v1.2.3")
     with pytest.raises(StorefrontCheckError, match=r"npm package .*answered by v1\.2\.3, not v1\.3\.0"):
-        check(load_environment("sandbox"), "v1.3.0", [Delivery("npm package", None, None, script)], ["ai-discovery"])
+        check(load_environment("sandbox"), "v1.3.0", [bundled(script)], ["ai-discovery"])
 
 
 def test_a_load_time_over_the_key_metric_fails_with_the_figure(sandbox_env: Sandbox, built):
@@ -81,14 +96,14 @@ def test_a_load_time_over_the_key_metric_fails_with_the_figure(sandbox_env: Sand
     deploy(sandbox_env, "ai-discovery", "v1.2.3")
     strict = dataclasses.replace(load_environment("sandbox"), load_time_p95_seconds=0.000001, storefront_loads=2)
     with pytest.raises(StorefrontCheckError, match=r"load time p95 is \d+\.\d\d s over 2 first visits, above 1e-06 s"):
-        check(strict, "v1.2.3", [Delivery("npm package", None, None, script)], ["ai-discovery"])
+        check(strict, "v1.2.3", [bundled(script)], ["ai-discovery"])
 
 
 def test_where_no_loopback_storefront_may_call_the_api_the_search_is_left_to_phase_5(sandbox_env: Sandbox, built):
     _, script = built
     env = load_environment("sandbox")
     https_only = dataclasses.replace(env, gateway=dataclasses.replace(env.gateway, allowed_origins=("https://*",)))
-    report = check(https_only, "v1.2.3", [Delivery("npm package", None, None, script)], ["ai-discovery"])
+    report = check(https_only, "v1.2.3", [bundled(script)], ["ai-discovery"])
     assert report["npm package"]["search"].startswith("skipped: gateway.allowed_origins of sandbox lets no loopback")
 
 
@@ -96,3 +111,24 @@ def test_the_check_key_must_be_there(sandbox_env: Sandbox, built, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_VARAI_GATEWAY", '{"conn_type": "http", "host": "127.0.0.1"}')
     with pytest.raises(StorefrontCheckError, match="varai_gateway has no password"):
         check(load_environment("sandbox"), "v1.2.3", [], ["ai-discovery"])
+
+
+def test_the_wordpress_plugin_and_the_magento_module_render_a_widget_that_searches(sandbox_env: Sandbox, out, tmp_path):
+    """The plugin's and the module's own PHP render their markup (the key and the API's address from their
+    settings); the page loads the widget from where each platform serves a plugin's or a module's files."""
+    deploy(sandbox_env, "ai-discovery", "v1.2.3")
+    module = tmp_path / "module"
+    with zipfile.ZipFile(out / "magento" / magento_zip_name("1.2.3")) as archive:
+        archive.extractall(module)
+    found = [wordpress_plugin(out / "woocommerce" / WOOCOMMERCE_SLUG), magento_module(module)]
+    report = check(load_environment("sandbox"), "v1.2.3", found, ["ai-discovery"])
+    assert {name: row["search"] for name, row in report.items()} == {
+        "WordPress plugin": "3 frames from v1.2.3",
+        "Magento module": "3 frames from v1.2.3",
+    }
+
+
+def test_the_plugins_markup_is_its_own_with_the_settings_escaped(out):
+    page = wordpress_plugin(out / "woocommerce" / WOOCOMMERCE_SLUG).body('k"<1', "http://api.test", "http://shop")
+    assert '<div class="varai-discovery" data-varai-widget data-varai-api-key="k&quot;&lt;1"' in page
+    assert 'src="http://shop/wp-content/plugins/varai-ai-discovery/assets/js/varai-widget.min.js?ver=1.2.3"' in page
