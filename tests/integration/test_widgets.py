@@ -88,8 +88,8 @@ def rows(run) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def storefront_lines(run) -> list[str]:
-    return [line.split(None, 3)[3] for line in widget_lines(run.log) if line.split()[1] == "storefront"]
+def storefront_lines(run, outcome: str = "checked") -> list[str]:
+    return [line.split(None, 3)[3] for line in widget_lines(run.log) if line.split()[1:3] == ["storefront", outcome]]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -140,6 +140,9 @@ def test_a_full_release_publishes_every_marketplace_and_verifies_it(full_release
         "npm package",
     ], shops
     assert all(line.endswith(f"search 3 frames from {VERSION}") for line in shops), shops
+    assert storefront_lines(run, "skipped") == [
+        "its block has no setting for the API's address: no storefront page outside production"
+    ]
 
 
 def test_publishing_the_same_version_again_changes_nothing(stack, sandbox, endpoints):

@@ -62,6 +62,7 @@ def test_live_channels_are_listed_and_a_failed_one_fails_the_run_by_name(capsys)
         {
             (f"{GROUP}.publish", 0, "return_value"): [HTML_CDN],
             (f"{GROUP}.verify", 0, "return_value"): {"channel": "html", "checks": ["..."]},
+            (f"{GROUP}.storefront", 0, "return_value"): {"pages": {}},
             (f"{GROUP}.publish", 1, "error"): "magento -> marketplace: refused the key of 'varai_magento_marketplace'",
         }
     )
@@ -88,7 +89,7 @@ def test_a_backend_only_release_says_so(capsys):
 
 def test_the_storefront_figures_are_in_the_summary_and_a_failed_storefront_is_not_live(capsys):
     verified = {(f"{GROUP}.publish", 0, "return_value"): [HTML_CDN], (f"{GROUP}.verify", 0, "return_value"): {}}
-    shop = {"cdn script tag": {"load_p95_seconds": 0.071, "loads": 5, "search": "3 frames from v1.0.0"}}
+    shop = {"pages": {"cdn script tag": {"load_p95_seconds": 0.071, "loads": 5, "search": "3 frames from v1.0.0"}}}
     summary(["html"]).execute({"ti": released({**verified, (f"{GROUP}.storefront", 0, "return_value"): shop})})
     line = "VARAI-WIDGET html storefront checked cdn script tag: load p95 0.07 s over 5 visits; search 3 frames"
     assert f"{line} from v1.0.0" in capsys.readouterr().out
@@ -101,3 +102,15 @@ def test_the_storefront_figures_are_in_the_summary_and_a_failed_storefront_is_no
     assert (
         "VARAI-WIDGET html FAILED storefront: npm package: the search was answered by v0.9" in capsys.readouterr().out
     )
+
+
+def test_a_storefront_task_that_left_nothing_is_not_live_and_a_skipped_one_says_why(capsys):
+    """A storefront task always returns a value: none means it crashed before saying why."""
+    verified = {(f"{GROUP}.publish", i, "return_value"): [HTML_CDN] for i in (0, 1)}
+    verified |= {(f"{GROUP}.verify", i, "return_value"): {} for i in (0, 1)}
+    skipped = {(f"{GROUP}.storefront", 1, "return_value"): {"skipped": "its block has no setting for the API"}}
+    with pytest.raises(AirflowException, match=r"failed for html \(live: shopify\)"):
+        summary(["html", "shopify"]).execute({"ti": released({**verified, **skipped})})
+    out = capsys.readouterr().out
+    assert "VARAI-WIDGET html FAILED storefront: did not complete (see its log)" in out
+    assert "VARAI-WIDGET shopify storefront skipped its block has no setting for the API" in out
