@@ -26,15 +26,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NpmStack]:
         yield stack
 
 
-def test_a_package_without_dependencies_has_nothing_to_ask(tmp_path: Path, monkeypatch):
-    monkeypatch.delenv("AIRFLOW_CONN_VARAI_NPM", raising=False)  # asking would fail: no connection
-    package = build_release("v1.2.3", tmp_path / "build") and tmp_path / "build" / "html" / "package.json"
-    assert audit_package(package, "varai_npm") == ([], {"dependencies": 0, "audited": True})
-
-
-def test_a_registry_that_does_not_answer_audits_is_reported_not_taken_for_clean(
-    registry: NpmStack, tmp_path: Path, monkeypatch
-):
+def shop_depending_on_the_widget(registry: NpmStack, tmp_path: Path, monkeypatch) -> Path:
+    """A shop's package.json depending on @varai/widget 1.2.3, published to the registry if it is not yet."""
     monkeypatch.setenv("AIRFLOW_CONN_VARAI_NPM", registry.connection_env())
     if not NpmRegistryHook("varai_npm").published("@varai/widget", "1.2.3"):
         build_release("v1.2.3", tmp_path / "build")
@@ -42,6 +35,22 @@ def test_a_registry_that_does_not_answer_audits_is_reported_not_taken_for_clean(
     shop = tmp_path / "shop" / "package.json"
     shop.parent.mkdir()
     shop.write_text(json.dumps({"name": "shop", "version": "1.0.0", "dependencies": {"@varai/widget": "1.2.3"}}))
+    return shop
+
+
+def test_a_package_without_dependencies_has_nothing_to_ask(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_VARAI_NPM", raising=False)  # asking would fail: no connection
+    build_release("v1.2.3", tmp_path / "build")
+    assert audit_package(tmp_path / "build" / "html" / "package.json", "varai_npm") == (
+        [],
+        {"dependencies": 0, "audited": True},
+    )
+
+
+def test_a_registry_that_does_not_answer_audits_is_reported_not_taken_for_clean(
+    registry: NpmStack, tmp_path: Path, monkeypatch
+):
+    shop = shop_depending_on_the_widget(registry, tmp_path, monkeypatch)
     findings, summary = audit_package(shop, "varai_npm")
     assert findings == []
     assert summary["audited"] is False and summary["dependencies"] == 1
@@ -100,16 +109,10 @@ def answering_audits(registry: NpmStack, asked: list[dict]) -> Iterator[str]:
 def test_an_advisory_on_a_dependency_is_a_finding_at_the_registrys_severity(
     registry: NpmStack, tmp_path: Path, monkeypatch
 ):
-    monkeypatch.setenv("AIRFLOW_CONN_VARAI_NPM", registry.connection_env())
-    if not NpmRegistryHook("varai_npm").published("@varai/widget", "1.2.3"):
-        build_release("v1.2.3", tmp_path / "build")
-        NpmRegistryHook("varai_npm").publish(tmp_path / "build" / "html", tag="latest")
+    shop = shop_depending_on_the_widget(registry, tmp_path, monkeypatch)
     asked: list[dict] = []
     with answering_audits(registry, asked) as url:
         monkeypatch.setenv("AIRFLOW_CONN_VARAI_NPM", registry.connection_env(host=url))
-        shop = tmp_path / "shop" / "package.json"
-        shop.parent.mkdir()
-        shop.write_text(json.dumps({"name": "shop", "version": "1.0.0", "dependencies": {"@varai/widget": "1.2.3"}}))
         findings, summary = audit_package(shop, "varai_npm")
     assert asked == [{"@varai/widget": ["1.2.3"]}]
     assert summary == {"dependencies": 1, "audited": True}
