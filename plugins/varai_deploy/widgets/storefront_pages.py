@@ -17,7 +17,6 @@ import io
 import json
 import shutil
 import subprocess
-import tarfile
 import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Callable, Mapping
@@ -63,18 +62,6 @@ def script_tag(name: str, src: str, integrity: str | None = None, files: Mapping
     return Delivery(name, body, dict(files or {}), src if "://" in src else None)
 
 
-CHANNELS: dict[str, Callable[[ChannelContext, list[dict[str, Any]]], list[Delivery]]] = {}
-
-
-def channel(name: str):
-    def register(build):
-        CHANNELS[name] = build
-        return build
-
-    return register
-
-
-@channel("html")
 def html_deliveries(ctx: ChannelContext, publications: list[dict[str, Any]]) -> list[Delivery]:
     versioned = [p["location"] for p in publications if p["destination"] == "cdn" and "/latest/" not in p["location"]]
     found = [script_tag("cdn script tag", url, ctx.manifest.widget_sri) for url in versioned[:1]]
@@ -83,7 +70,6 @@ def html_deliveries(ctx: ChannelContext, publications: list[dict[str, Any]]) -> 
     return found
 
 
-@channel("woocommerce")
 def woocommerce_deliveries(ctx: ChannelContext, publications: list[dict[str, Any]]) -> list[Delivery]:
     """The plugin as WordPress installs it: the published SVN tag."""
     from varai_deploy.hooks.wordpress_svn import WordPressSvnHook
@@ -111,7 +97,6 @@ def wordpress_plugin(plugin: Path, source: str | None = None) -> Delivery:
     return Delivery("WordPress plugin", body, files, source)
 
 
-@channel("magento")
 def magento_deliveries(ctx: ChannelContext, publications: list[dict[str, Any]]) -> list[Delivery]:
     """The module as Composer installs it: the repository's dist zip."""
     import requests
@@ -125,7 +110,7 @@ def magento_deliveries(ctx: ChannelContext, publications: list[dict[str, Any]]) 
         raise StorefrontPageError(f"the Composer package {url} answered HTTP {answer.status_code}")
     module = ctx.scratch_dir / "magento-module"
     with zipfile.ZipFile(io.BytesIO(answer.content)) as archive:
-        archive.extractall(module)  # noqa: S202 - zipfile keeps members inside module; the release's own package
+        archive.extractall(module)
     return [magento_module(module, url)]
 
 
@@ -148,6 +133,14 @@ def magento_module(module: Path, source: str | None = None) -> Delivery:
         return "\n".join(head) + f"\n<main>Frames</main>\n{block}"
 
     return Delivery("Magento module", body, files, source)
+
+
+#: The channels with storefront pages, and how each delivers the widget.
+CHANNELS: dict[str, Callable[[ChannelContext, list[dict[str, Any]]], list[Delivery]]] = {
+    "html": html_deliveries,
+    "woocommerce": woocommerce_deliveries,
+    "magento": magento_deliveries,
+}
 
 
 def deliveries(channel_name: str, ctx: ChannelContext, publications: list[dict[str, Any]]) -> list[Delivery]:
@@ -178,12 +171,11 @@ def _npm_widget(ctx: ChannelContext) -> bytes:
     """The widget as ``npm install @varai/widget@<version>`` gets it: the registry's tarball, its file."""
     from varai_deploy.hooks.npm import NpmRegistryHook
     from varai_deploy.widgets.build import HTML_WIDGET
-    from varai_deploy.widgets.channels.html_npm import PACKAGE, ROLE
+    from varai_deploy.widgets.channels.html_npm import PACKAGE, ROLE, tarball_files
 
     hook = NpmRegistryHook(ctx.connection(ROLE), channel="html")
     tarball = hook.pack(f"{PACKAGE}@{ctx.manifest.package_version}", ctx.scratch_dir / "npm-pack")
-    with tarfile.open(tarball, "r:gz") as archive:
-        handle = archive.extractfile(f"package/{HTML_WIDGET}")
-        if handle is None:
-            raise StorefrontPageError(f"{tarball.name} has no {HTML_WIDGET}")
-        return handle.read()
+    files = tarball_files(tarball)
+    if HTML_WIDGET not in files:
+        raise StorefrontPageError(f"{tarball.name} has no {HTML_WIDGET}")
+    return files[HTML_WIDGET]

@@ -59,7 +59,7 @@ def publish(ctx: ChannelContext) -> list[Publication]:
     if ours["integrity"] == theirs.get("integrity"):
         return [Publication(CHANNEL, DESTINATION, "unchanged", location, f"dist.integrity {ours['integrity']}")]
     with tempfile.TemporaryDirectory(dir=ctx.scratch_dir) as scratch:
-        registry_files = _tarball_files(hook.pack(spec, scratch))
+        registry_files = tarball_files(hook.pack(spec, scratch))
     local_files = {f["path"]: (package_dir / f["path"]).read_bytes() for f in ours["files"]}
     differing = sorted(
         p for p in registry_files.keys() | local_files.keys() if registry_files.get(p) != local_files.get(p)
@@ -94,7 +94,7 @@ def verify(ctx: ChannelContext) -> list[str]:
         tarball = hook.pack(spec, scratch)
         if _integrity(tarball.read_bytes()) != integrity:
             raise _failed(f"{where}: the tarball npm downloaded does not match the registry's dist.integrity")
-        files = _tarball_files(tarball)
+        files = tarball_files(tarball)
 
     expected = {artifact.path for artifact in ctx.manifest.files(CHANNEL)}
     missing, extra = sorted(expected - files.keys()), sorted(files.keys() - expected)
@@ -122,7 +122,7 @@ def verify(ctx: ChannelContext) -> list[str]:
     return checks
 
 
-def _tarball_files(tarball: Path) -> dict[str, bytes]:
+def tarball_files(tarball: Path) -> dict[str, bytes]:
     """The package's regular files by their path in the package (``dist/varai-widget.min.js``)."""
     files: dict[str, bytes] = {}
     with tarfile.open(tarball, "r:gz") as archive:
