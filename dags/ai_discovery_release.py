@@ -15,7 +15,8 @@ on real metrics (health checks, error rate, p95 latency); a broken rule puts eve
 service back on the revision it replaced and fails the run with the rule and the measured value.
 Widgets are published only once the backend release passed; one marketplace failing does not stop
 the others, the summary says which are live, and clearing that marketplace's failed task retries
-only it. A version already published with other bytes is refused, never overwritten. The start, the
+only it. A shopper's search that fails on every storefront (Phase 4) rolls the backend back too. A
+version already published with other bytes is refused, never overwritten. The start, the
 approval request and its answer, and the outcome (with a rollback's rule, value and threshold) go to
 Slack and the email endpoint as the environment routes each severity. A dry run (``dry_run``)
 validates and plans, reports per service and marketplace what would change, and changes nothing.
@@ -38,11 +39,13 @@ from varai_deploy.dag_params import (
 )
 from varai_deploy.operators.approval import ReleaseApprovalOperator
 from varai_deploy.operators.environment import FinishOperationOperator, LockEnvironmentOperator
+from varai_deploy.operators.rollback import RollbackOnFailureOperator
 from varai_deploy.operators.terraform import TerraformApplyOperator, TerraformPlanOperator
 from varai_deploy.operators.widgets import (
     BuildWidgetsOperator,
     PublishWidgetOperator,
     StorefrontCheckOperator,
+    StorefrontVerdictOperator,
     VerifyWidgetOperator,
     WidgetSummaryOperator,
 )
@@ -243,6 +246,18 @@ def ai_discovery_release():
         )
         backend_released(checked) >> build
         published >> summary
+        # A search that failed on every storefront is the backend's: it goes back as a failed analysis would.
+        verdict = StorefrontVerdictOperator(task_id="search_verdict", services=checked)
+        (
+            published
+            >> verdict
+            >> RollbackOnFailureOperator(
+                task_id="rollback_on_failure",
+                trigger_rule="all_done",
+                services=verdict.output,
+                analysis_task_id="backend.analysis",
+            )
+        )
 
     with TaskGroup(
         "post_deploy", tooltip="Phase 5: health, the widget's search, security, performance and monitoring"

@@ -114,7 +114,7 @@ def test_the_environment_is_locked_around_everything_that_changes_it(dag):
     assert lock.is_setup and finish.is_teardown and lock.retries >= 1
     assert "validate.credentials" in lock.get_flat_relative_ids(upstream=True)
     changing = ["infrastructure.apply", "backend.traffic.switch_traffic", "backend.rollback_on_failure"]
-    changing += ["widgets.marketplace.publish", "post_deploy.health_checks"]
+    changing += ["widgets.marketplace.publish", "widgets.rollback_on_failure", "post_deploy.health_checks"]
     for task_id in changing:
         assert task_id in lock.get_flat_relative_ids(upstream=False), task_id
         assert task_id in finish.get_flat_relative_ids(upstream=True), task_id
@@ -191,11 +191,16 @@ def test_each_marketplace_is_published_then_verified_then_opened_on_a_storefront
     summary = dag.get_task("widgets.summary")
     assert summary.trigger_rule == "all_done"
     assert "widgets.marketplace.storefront" in summary.upstream_task_ids
+    # Phase 4's verdict on the backend runs whatever the storefronts did; its rollback whatever it did.
+    verdict, rollback = dag.get_task("widgets.search_verdict"), dag.get_task("widgets.rollback_on_failure")
+    assert verdict.trigger_rule == rollback.trigger_rule == "all_done"
+    assert "widgets.marketplace.storefront" in verdict.upstream_task_ids
+    assert verdict.task_id in rollback.upstream_task_ids
 
 
 def test_post_deploy_checks_wait_for_the_backend_too(dag):
     upstream = dag.get_task("post_deploy.health_checks").get_flat_relative_ids(upstream=True)
-    assert {"backend.rollback_on_failure", "widgets.summary"} <= upstream
+    assert {"backend.rollback_on_failure", "widgets.summary", "widgets.rollback_on_failure"} <= upstream
 
 
 def test_every_mapped_backend_task_is_labelled_by_its_service(dag):

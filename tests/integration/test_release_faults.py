@@ -399,3 +399,28 @@ def test_a_revoked_check_key_fails_phase_5_naming_the_check_and_frees_the_enviro
     outcome = cluster.xcom(RELEASE, run_id, "finish")
     assert outcome["outcome"] == "failed" and "post_deploy.integration" in outcome["failed_tasks"]
     assert set(outcome["checks"]) == {"performance", "monitoring"}
+
+
+def test_a_search_that_fails_in_every_shoppers_browser_rolls_the_release_back_after_phase_4(cluster, sandbox):
+    """Its analysis passes (health, metrics and the scripted search see nothing wrong with a version that
+    refuses browsers); the shopper's search on each channel's storefront, in headless Chromium, fails, so
+    the backend goes back to what served before and the run fails saying what the browsers saw."""
+    services = ["ai-discovery", "api-gateway"]
+    good = good_release(cluster, services)
+    version = next_version()
+    sandbox.register_fault(version, "browser_refused", services=["ai-discovery"])
+    run_id, state = release(cluster, version, services, marketplaces=["html", "woocommerce"])
+    assert state == "failed", cluster.describe_run(RELEASE, run_id)
+    seen = states(cluster, RELEASE, run_id)
+    assert (seen["backend.analysis"], seen["backend.rollback_on_failure"]) == ("success", "skipped")
+    assert seen["widgets.marketplace.storefront[0]"] == seen["widgets.marketplace.storefront[1]"] == "failed"
+    assert (seen["widgets.search_verdict"], seen["widgets.rollback_on_failure"]) == ("success", "failed")
+    assert seen["post_deploy.health_checks"] == "upstream_failed"
+    for service in services:
+        assert served(service) == good and verdict(service, version) == ROLLED_BACK, service
+    log = cluster.task_log(RELEASE, run_id, "widgets.marketplace.storefront", try_number=1, map_index=0)
+    assert "search for 'round' showed 'Frame suggestions are not available on this shop yet.'" in log, log[-2000:]
+    (rolled,) = Ledger("sandbox").run_audit(run_id, ("release_rolled_back",))
+    assert rolled["detail"]["reason"].startswith("Phase 4: the widget's search failed on every storefront: html: ")
+    assert "ai-discovery -> " + good in rolled["detail"]["services"]["ai-discovery"]
+    assert_lock_free()

@@ -71,6 +71,8 @@ class RollbackOnFailureOperator(EnvironmentOperator):
             if live and live["version"] == version:
                 if record and record.verdict == PASSED:
                     continue
+                if not failed_verdict and record and record.verdict == FAILED and record.reason:
+                    reason = record.reason  # judged after its analysis passed, e.g. by Phase 4
                 target = self._target(service)
                 if target is None:
                     self.ledger.record_verdict(actor, service, version, FAILED, f"{reason}; nothing to roll back to")
@@ -156,8 +158,8 @@ class RollbackOnFailureOperator(EnvironmentOperator):
 
         if not outcome:
             if not self.services:
-                raise AirflowSkipException("no service was changed: nothing to roll back")
-            raise AirflowSkipException("every service of this release passed its analysis: nothing to roll back")
+                raise AirflowSkipException("no service to roll back")
+            raise AirflowSkipException("every service of this release passed: nothing to roll back")
         lines = [text if text.startswith(f"{s} -> ") else f"{s}: {text}" for s, text in sorted(outcome.items())]
         payload = {"version": self._described(), "reason": reason, "verdict": verdict, "services": outcome}
         context["ti"].xcom_push(key="rollback", value=payload)

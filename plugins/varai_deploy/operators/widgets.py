@@ -172,21 +172,27 @@ class StorefrontCheckOperator(ChannelOperator):
         self.services = services
 
     def execute(self, context: Any) -> dict[str, Any]:
-        """``{"pages": {delivery: figures}}``, or ``{"skipped": why}`` for a channel without storefront pages:
-        always a value, so the summary takes a storefront task that left none for one that did not finish."""
+        """``{"pages": {delivery: figures}}``: always a value, so the summary takes a storefront task that left
+        none for one that did not finish."""
+        from airflow.sdk.exceptions import AirflowFailException
+
         from varai_deploy.widgets import storefront, storefront_pages
 
-        if self.channel not in storefront_pages.CHANNELS:
-            why = "its block has no setting for the API's address: no storefront page outside production"
-            self.log.info("%s: storefront skipped, %s", self.channel, why)
-            return {"skipped": why}
         try:
             with self.channel_context() as ctx:
                 found = storefront_pages.deliveries(self.channel, ctx, self.publications)
                 pages = storefront.check(self.env_config, ctx.version, found, list(self.services))
+        except storefront.StorefrontSearchError as exc:
+            # Recorded before failing: whether the backend goes back is decided from the ledger.
+            self._record_search(context, "failed", str(exc))
+            context["ti"].xcom_push(key="error", value=f"storefront: {exc}")
+            raise AirflowFailException(str(exc)) from exc
         except Exception as exc:
             context["ti"].xcom_push(key="error", value=f"storefront: {exc}")
             raise
+        searched = [d for d, row in pages.items() if not str(row["search"]).startswith("skipped")]
+        if searched:
+            self._record_search(context, "passed", ", ".join(searched))
         for delivery, row in pages.items():
             self.log.info(
                 "%s %s: load p95 %.2f s over %d visits; search: %s",
@@ -197,6 +203,60 @@ class StorefrontCheckOperator(ChannelOperator):
                 row["search"],
             )
         return {"pages": pages}
+
+    def _record_search(self, context: Any, outcome: str, detail: str) -> None:
+        from varai_deploy.ledger import STOREFRONT_SEARCH, Actor
+
+        self.ledger.record(
+            Actor.from_context(context),
+            STOREFRONT_SEARCH,
+            None,
+            context["params"]["version"],
+            {"channel": self.channel, "outcome": outcome, "detail": detail},
+        )
+
+
+class StorefrontVerdictOperator(EnvironmentOperator):
+    """Phase 4's verdict on the backend. When a shopper's search failed on every storefront that ran one,
+    the services this run put live are marked failed with what the browsers saw, and the rollback after
+    it puts them back. A search failing on some storefronts only is those channels' own failure (the
+    summary says so); no search at all judges nothing. Read from the ledger, so a storefront task that
+    crashed counts by what it recorded, and a retried one by what it recorded last."""
+
+    template_fields = ("environment", "services", "version")
+
+    def __init__(self, *, services: Any, version: str = "{{ params.version }}", **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(**kwargs)
+        self.services = services
+        self.version = version
+
+    def execute(self, context: Any) -> list[str]:
+        """The services to roll back (marked failed in the ledger), or none."""
+        from varai_deploy.ledger import FAILED, PASSED, STOREFRONT_SEARCH, Actor
+
+        actor = Actor.from_context(context)
+        entries = self.ledger.run_audit(actor.run_id, (STOREFRONT_SEARCH,))
+        latest = {e["detail"]["channel"]: e["detail"] for e in entries}
+        failed = sorted(c for c, d in latest.items() if d["outcome"] == "failed")
+        if not failed or len(failed) < len(latest):
+            passed = sorted(set(latest) - set(failed))
+            self.log.info("The search worked on %s; the backend stays", ", ".join(passed) or "no storefront")
+            return []
+        reason = "Phase 4: the widget's search failed on every storefront: " + "; ".join(
+            f"{c}: {latest[c]['detail']}" for c in failed
+        )
+        judged = []
+        for service in list(self.services or []):
+            record = self.ledger.revision(service, self.version)
+            live = self.platform.current_revision(service)
+            if not record or record.run_id != actor.run_id or not live or live["version"] != self.version:
+                continue  # not put live by this run, or already back
+            if record.verdict == PASSED:
+                self.ledger.record_verdict(actor, service, self.version, FAILED, reason)
+            judged.append(service)
+        self.log.warning("%s: %s goes back", reason, ", ".join(judged) or "no service of this run")
+        return judged
 
 
 class WidgetSummaryOperator(BaseOperator):
@@ -248,13 +308,11 @@ class WidgetSummaryOperator(BaseOperator):
                     lines.append(
                         f"{SUMMARY_PREFIX} {channel} {pub['destination']} {pub['outcome']} {pub['location']}{detail}"
                     )
-                for delivery, page in row["storefront"].get("pages", {}).items():
+                for delivery, page in row["storefront"]["pages"].items():
                     lines.append(
                         f"{SUMMARY_PREFIX} {channel} storefront checked {delivery}: load p95 "
                         f"{page['load_p95_seconds']:.2f} s over {page['loads']} visits; search {page['search']}"
                     )
-                if row["storefront"].get("skipped"):
-                    lines.append(f"{SUMMARY_PREFIX} {channel} storefront skipped {row['storefront']['skipped']}")
             else:
                 lines.append(f"{SUMMARY_PREFIX} {channel} FAILED {row['error'] or 'did not complete'}")
         print("\n".join(lines) if lines else f"{SUMMARY_PREFIX} none: no marketplace was selected")

@@ -52,6 +52,11 @@ MODES: dict[str, str | None] = {
     # the search finds nothing: /ai/discover answers 200 with no suggestions (health, errors and latency
     # look fine; only the widget's search shows it)
     "no_results": None,
+    # the release refuses browsers: a working endpoint answers 403 to a request whose Sec-Fetch-Site is
+    # same-site or cross-site (a Fetch Metadata isolation policy meant for a dashboard, shipped to the API).
+    # Health checks, the analysis's search and the load generator send no such header and see nothing
+    # wrong; only a shopper's browser on a storefront (Phase 4) does
+    "browser_refused": None,
 }
 CRASH_EXIT_CODE = 3
 CRASH_MESSAGE = "fault injected: crash at start"
@@ -213,6 +218,7 @@ class ActiveFaults:
     #: ...once this many seconds after start have passed (healthy until then).
     flap_after_seconds: float = 0.0
     no_results: bool = False
+    browser_refused: bool = False
 
     @classmethod
     def for_process(cls, faults_file: Path, version: str, service: str) -> ActiveFaults:
@@ -238,6 +244,8 @@ class ActiveFaults:
                 active["flap_after_seconds"] = float(fault.after_seconds or 0)
             elif fault.mode == "no_results":
                 active["no_results"] = True
+            elif fault.mode == "browser_refused":
+                active["browser_refused"] = True
         return cls(**active)
 
     def describe(self) -> list[str]:
@@ -254,6 +262,8 @@ class ActiveFaults:
             out.append(f"flap(period={self.flap_period_seconds:g}s{after})")
         if self.no_results:
             out.append("no_results")
+        if self.browser_refused:
+            out.append("browser_refused")
         return out
 
     def flap_unhealthy(self, elapsed: float) -> bool:

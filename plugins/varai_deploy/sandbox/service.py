@@ -135,7 +135,9 @@ class ServiceApp:
     def identity(self) -> dict[str, str]:
         return {"service": self.service.name, "version": self.version, "colour": self.colour}
 
-    def handle(self, method: str, target: str, body: bytes) -> tuple[int, Any, str]:
+    def handle(
+        self, method: str, target: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any, str]:
         """Answer one request: (status, JSON payload, path group for metrics)."""
         self.reload_faults()
         url = urlsplit(target)
@@ -155,6 +157,9 @@ class ServiceApp:
             return 405, {"error": f"{method} not allowed on {path}; use {want_method}"}, group
         if self._inject_error():
             return 500, {"error": "fault injected: internal error", **self.identity()}, group
+        site = {k.lower(): v for k, v in (headers or {}).items()}.get("sec-fetch-site", "none")
+        if self.faults.browser_refused and site not in ("same-origin", "none"):
+            return 403, {"error": f"fault injected: {site} request refused", **self.identity()}, group
         status, payload, row = func(query, body)
         if row is not None and self.writer is not None:
             try:
@@ -292,7 +297,7 @@ def make_handler(app: ServiceApp) -> type[QuietHandler]:
             # health endpoints are, so it passes the health gate and the latency rule must catch it.
             if app.faults.latency_seconds and path not in ("/health", app.service.health_path):
                 time.sleep(app.faults.latency_seconds)
-            status, payload, group = app.handle(self.command, self.path, self.read_body())
+            status, payload, group = app.handle(self.command, self.path, self.read_body(), dict(self.headers.items()))
             self.send_json(status, payload, app.headers)
             app.metrics.observe(status, group, time.perf_counter() - started)
 

@@ -104,13 +104,11 @@ def test_the_storefront_figures_are_in_the_summary_and_a_failed_storefront_is_no
     )
 
 
-def test_a_storefront_task_that_left_nothing_is_not_live_and_a_skipped_one_says_why(capsys):
+def test_a_storefront_task_that_left_nothing_is_not_live(capsys):
     """A storefront task always returns a value: none means it crashed before saying why."""
     verified = {(f"{GROUP}.publish", i, "return_value"): [HTML_CDN] for i in (0, 1)}
     verified |= {(f"{GROUP}.verify", i, "return_value"): {} for i in (0, 1)}
-    skipped = {(f"{GROUP}.storefront", 1, "return_value"): {"skipped": "its block has no setting for the API"}}
+    checked = {(f"{GROUP}.storefront", 1, "return_value"): {"pages": {}}}
     with pytest.raises(AirflowException, match=r"failed for html \(live: shopify\)"):
-        summary(["html", "shopify"]).execute({"ti": released({**verified, **skipped})})
-    out = capsys.readouterr().out
-    assert "VARAI-WIDGET html FAILED storefront: did not complete (see its log)" in out
-    assert "VARAI-WIDGET shopify storefront skipped its block has no setting for the API" in out
+        summary(["html", "shopify"]).execute({"ti": released({**verified, **checked})})
+    assert "VARAI-WIDGET html FAILED storefront: did not complete (see its log)" in capsys.readouterr().out

@@ -98,6 +98,21 @@ def test_a_version_whose_search_finds_nothing_looks_healthy_to_everything_but_a_
     assert (status, body["suggestions"]) == (200, [])
 
 
+def test_a_version_that_refuses_browsers_answers_every_scripted_caller(sandbox: Sandbox) -> None:
+    from tests.support.sandbox import request, wait_listening
+
+    sandbox.register_fault("v4.0.2", "browser_refused", ["ai-discovery"])
+    candidate = sandbox.start_candidate("ai-discovery", "v4.0.2")
+    wait_listening(candidate["url"])
+    status, _, body = request(candidate["url"], "/ai/discover?q=round+frames")
+    assert status == 200 and body["suggestions"], "a client that sends no Fetch Metadata gets answers"
+    assert request(candidate["url"], "/ai/discover?q=round", headers={"Sec-Fetch-Site": "same-origin"})[0] == 200
+    for site in ("same-site", "cross-site"):
+        status, _, body = request(candidate["url"], "/ai/discover?q=round", headers={"Sec-Fetch-Site": site})
+        assert status == 403 and site in body["error"]
+    assert request(candidate["url"], "/ai/health", headers={"Sec-Fetch-Site": "cross-site"})[0] == 200
+
+
 # -- flap: health comes and goes by the clock ---------------------------------------------------
 def test_flap_is_registered_with_its_period(sb: Sandbox) -> None:
     sb.register_fault("v2.0.0", "flap", ["analytics"], period_seconds=1.5)
