@@ -38,7 +38,8 @@ setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/project $(NODE_TOOLS) $(CHECKOV) $(ST
 # Debian packages the sandbox runs: Prometheus and its Pushgateway, and the widget channels' real servers
 # and clients (svnserve/svn, composer with PHP's zip extension), PostgreSQL for the release ledger (the sandbox
 # runs its own cluster; any Debian PostgreSQL version will do), procps (pkill), and headless Chromium
-# with its WebDriver for the browser test of the Airflow UI; python3-venv only while there is no venv
+# with its WebDriver for the browser tests (the Airflow UI, Phase 4's storefronts), Ruby with Shopify's Liquid
+# (ruby-liquid) to render the Shopify block's markup in Phase 4; python3-venv only while there is no venv
 # yet and python3 cannot make one. Node.js and npm come from PyPI (the venv),
 # not from apt. Every name resolves on Debian 12 and 13. Only what is missing is installed (and then
 # re-checked even if the stamp exists); sudo only if not root. Where systemd runs, the prometheus and
@@ -47,7 +48,8 @@ setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/project $(NODE_TOOLS) $(CHECKOV) $(ST
 APT_NEEDS := /usr/bin/prometheus:prometheus /usr/bin/prometheus-pushgateway:prometheus-pushgateway \
 	/usr/bin/svnserve:subversion /usr/bin/composer:composer \
 	/usr/bin/php:php-cli /usr/lib/postgresql/*/bin/initdb:postgresql /usr/bin/pkill:procps \
-	/usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver
+	/usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver /usr/bin/ruby:ruby \
+	/usr/share/rubygems-integration/all/gems/liquid-*/lib/liquid.rb:ruby-liquid
 APT_MISSING = $(strip $(foreach need,$(APT_NEEDS),$(if $(wildcard $(firstword $(subst :, ,$(need)))),,$(lastword $(subst :, ,$(need))))) \
 	$(if $(wildcard /usr/bin/php),$(if $(shell php -m 2>/dev/null | grep -x zip),,php-zip),php-zip) \
 	$(if $(wildcard $(PY)),,$(if $(shell python3 -m ensurepip --version 2>/dev/null),,python3-venv)))

@@ -77,7 +77,8 @@ def test_secrets_must_come_from_the_environment():
 def test_the_worker_image_has_the_clients_the_tasks_run(project):
     dockerfile = project["services"]["airflow-worker"]["build"]["dockerfile_inline"]
     install = dockerfile[dockerfile.index("apt-get install") :].split("&&")[0]
-    for package in ("subversion", "composer", "php-cli", "php-zip", "postgresql-client", "chromium", "chromium-driver"):
+    clients = "subversion composer php-cli php-zip postgresql-client chromium chromium-driver ruby ruby-liquid"
+    for package in clients.split():
         assert package in install.split(), package
     # Node.js and npm are the pinned wheel's, as on a developer's machine: never Debian's (Node 18).
     assert not {"npm", "nodejs"} & set(install.split()), install

@@ -3,7 +3,6 @@ and against real TLS servers (1.2 and 1.3) for the TLS rule."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import ssl
@@ -15,6 +14,7 @@ import pytest
 
 from tests.support.sandbox import deploy
 from tests.support.threaded_http import serving
+from varai_deploy import self_signed
 from varai_deploy.config import load_environment
 from varai_deploy.gateway_checks import GatewayCheckError, _tls, check_search, check_security, storefront_origin
 from varai_deploy.sandbox import Sandbox
@@ -100,31 +100,10 @@ def test_no_allowed_origin_means_the_widget_works_nowhere(env, monkeypatch) -> N
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory) -> tuple[Path, Path]:
     """A self-signed certificate for localhost, trusted through SSL_CERT_FILE."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    made = self_signed.certificate("localhost", ca=True)
     directory = tmp_path_factory.mktemp("tls")
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    (directory / "cert.pem").write_bytes(made.cert_pem)
+    (directory / "key.pem").write_bytes(made.key_pem)
     return directory / "cert.pem", directory / "key.pem"
 
 

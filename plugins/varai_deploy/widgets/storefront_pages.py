@@ -4,10 +4,9 @@
 - woocommerce: the WordPress plugin from its SVN tag, its footer scripts and its [varai_discovery] shortcode
   rendered by the plugin's own PHP (php/wordpress_storefront.php gives it the WordPress functions it calls);
 - magento: the module from the Composer repository's dist zip, its layout's head script and its block
-  rendered by the module's own PHP (php/magento_storefront.php gives it the Magento classes it uses).
-
-The Shopify block is not here: it has no setting for the API's address, so on a sandbox or staging shop it
-would call production's API.
+  rendered by the module's own PHP (php/magento_storefront.php gives it the Magento classes it uses);
+- shopify: the theme app extension's block, as the app version holds it (its digest checked by verify),
+  rendered by Shopify's Liquid (ruby/shopify_storefront.rb) with its script where the release published it.
 """
 
 from __future__ import annotations
@@ -28,7 +27,8 @@ if TYPE_CHECKING:
     from varai_deploy.widgets.publishing import ChannelContext
 
 PHP_DIR = Path(__file__).parent / "php"
-PHP_TIMEOUT_SECONDS = 30
+RUBY_DIR = Path(__file__).parent / "ruby"
+RENDER_TIMEOUT_SECONDS = 30
 WORDPRESS_PLUGINS = "/wp-content/plugins"
 #: Where a Magento store serves a module's view/frontend/web files (theme and locale as the Luma default).
 MAGENTO_STATIC = "/static/frontend/Magento/luma/en_US"
@@ -91,7 +91,9 @@ def wordpress_plugin(plugin: Path, source: str | None = None) -> Delivery:
     def body(key: str, api_base: str, origin: str) -> str:
         settings = {"api_key": key, "api_base": api_base, "floating": "1"}
         main = plugin / f"{WOOCOMMERCE_SLUG}.php"
-        rendered = json.loads(_php("wordpress_storefront.php", [str(main), origin + folder], settings))
+        rendered = json.loads(
+            _render("php", PHP_DIR / "wordpress_storefront.php", [str(main), origin + folder], settings)
+        )
         return f"<main>{rendered['shortcode']}</main>\n{rendered['footer']}"
 
     return Delivery("WordPress plugin", body, files, source)
@@ -129,15 +131,44 @@ def magento_module(module: Path, source: str | None = None) -> Delivery:
     def body(key: str, api_base: str, origin: str) -> str:
         settings = {"enabled": "1", "api_key": key, "api_base": api_base}
         template = module / "view" / "frontend" / "templates" / "widget.phtml"
-        block = _php("magento_storefront.php", [str(module / "Block" / "Widget.php"), str(template)], settings)
+        block = _render(
+            "php", PHP_DIR / "magento_storefront.php", [str(module / "Block" / "Widget.php"), str(template)], settings
+        )
         return "\n".join(head) + f"\n<main>Frames</main>\n{block}"
 
     return Delivery("Magento module", body, files, source)
 
 
+def shopify_deliveries(ctx: ChannelContext, publications: list[dict[str, Any]]) -> list[Delivery]:
+    """The app block of the extension the app version holds, its widget.js from the CDN's pinned copy (the
+    same bytes Shopify serves for the extension's asset: verify checked both)."""
+    from varai_deploy.widgets.channels.shopify import CHANNEL
+
+    pinned = [p["location"] for p in publications if p["destination"] == "cdn" and "/latest/" not in p["location"]]
+    if not pinned:
+        raise StorefrontPageError(f"{CHANNEL}: no pinned CDN copy of the widget among {publications}")
+    layout = ctx.manifest.channels[CHANNEL]
+    extension = ctx.build_dir / layout.root
+    return [shopify_app_block(extension, {Path(layout.widget).name: pinned[0]}, pinned[0])]
+
+
+def shopify_app_block(extension: Path, assets: Mapping[str, str], source: str | None = None) -> Delivery:
+    """A Shopify product page with the app block added in the theme editor, the merchant's key (and, off
+    production, the API's address) in its settings; wrapped as Shopify wraps an app block."""
+    block = extension / "blocks" / "varai_discovery.liquid"
+
+    def body(key: str, api_base: str, origin: str) -> str:
+        given = {"settings": {"api_key": key, "api_base": api_base}, "assets": dict(assets)}
+        rendered = _render("ruby", RUBY_DIR / "shopify_storefront.rb", [str(block)], given)
+        return f'<main>Frames</main>\n<div id="shopify-block-varai" class="shopify-app-block">{rendered}</div>'
+
+    return Delivery("Shopify app block", body, {}, source)
+
+
 #: The channels with storefront pages, and how each delivers the widget.
 CHANNELS: dict[str, Callable[[ChannelContext, list[dict[str, Any]]], list[Delivery]]] = {
     "html": html_deliveries,
+    "shopify": shopify_deliveries,
     "woocommerce": woocommerce_deliveries,
     "magento": magento_deliveries,
 }
@@ -147,23 +178,24 @@ def deliveries(channel_name: str, ctx: ChannelContext, publications: list[dict[s
     return CHANNELS[channel_name](ctx, publications)
 
 
-def _php(script: str, args: list[str], settings: dict[str, str]) -> str:
-    """Runs one of php/'s renderers; the settings (the API key among them) go through stdin."""
-    php = shutil.which("php")
-    if not php:
-        raise StorefrontPageError(
-            "php is needed to render the plugin's and the module's markup: `make setup` installs php-cli"
-        )
+def _render(program: str, script: Path, args: list[str], given: dict[str, Any]) -> str:
+    """Runs a platform's own renderer (php-cli, Ruby's liquid); what it is given (the API key among it) goes
+    through stdin, never the command line."""
+    found = shutil.which(program)
+    if not found:
+        raise StorefrontPageError(f"{program} is needed to render {script.stem}'s markup: `make setup` installs it")
     done = subprocess.run(
-        [php, str(PHP_DIR / script), *args],
-        input=json.dumps(settings),
+        [found, str(script), *args],
+        input=json.dumps(given),
         capture_output=True,
         text=True,
-        timeout=PHP_TIMEOUT_SECONDS,
+        timeout=RENDER_TIMEOUT_SECONDS,
         check=False,
     )
     if done.returncode != 0:
-        raise StorefrontPageError(f"{script} failed (exit {done.returncode}): {(done.stderr or done.stdout)[-600:]}")
+        raise StorefrontPageError(
+            f"{script.name} failed (exit {done.returncode}): {(done.stderr or done.stdout)[-600:]}"
+        )
     return done.stdout
 
 

@@ -16,8 +16,14 @@ from varai_deploy.config import load_environment
 from varai_deploy.sandbox import Sandbox
 from varai_deploy.widgets import Manifest, build_release
 from varai_deploy.widgets.build import WOOCOMMERCE_SLUG, magento_zip_name
-from varai_deploy.widgets.storefront import StorefrontCheckError, check
-from varai_deploy.widgets.storefront_pages import magento_module, script_tag, wordpress_plugin
+from varai_deploy.widgets.storefront import StorefrontCheckError, StorefrontSearchError, check
+from varai_deploy.widgets.storefront_pages import (
+    StorefrontPageError,
+    magento_module,
+    script_tag,
+    shopify_app_block,
+    wordpress_plugin,
+)
 
 SCRIPT = "html/dist/varai-widget.min.js"
 
@@ -80,15 +86,25 @@ def test_bytes_that_do_not_match_the_sri_never_run_and_the_check_says_so(sandbox
     manifest, script = built
     with cdn_serving(script + b"\n// changed on the way") as port:
         tampered = script_tag("cdn script tag", f"http://127.0.0.1:{port}/w.js", manifest.widget_sri)
-        with pytest.raises(StorefrontCheckError, match=r"did not appear within 20 s.*(integrity|digest)"):
+        with pytest.raises(StorefrontCheckError, match=r"did not appear within 20 s.*(integrity|digest)") as failed:
             check(load_environment("sandbox"), "v1.2.3", [tampered], ["ai-discovery"])
+    assert not isinstance(failed.value, StorefrontSearchError), "a channel's delivery, not the backend's search"
 
 
 def test_a_search_answered_by_another_version_fails_naming_both(sandbox_env: Sandbox, built):
     _, script = built
     deploy(sandbox_env, "ai-discovery", "v1.2.3")
-    with pytest.raises(StorefrontCheckError, match=r"npm package .*answered by v1\.2\.3, not v1\.3\.0"):
+    with pytest.raises(StorefrontSearchError, match=r"npm package .*answered by v1\.2\.3, not v1\.3\.0"):
         check(load_environment("sandbox"), "v1.3.0", [bundled(script)], ["ai-discovery"])
+
+
+def test_a_version_that_refuses_browsers_fails_the_search_as_the_shopper_sees_it(sandbox_env: Sandbox, built):
+    """Health, the analysis's scripted search and the load generator see nothing wrong with it; a browser does."""
+    _, script = built
+    sandbox_env.register_fault("v1.2.4", "browser_refused", ["ai-discovery"])
+    deploy(sandbox_env, "ai-discovery", "v1.2.4")
+    with pytest.raises(StorefrontSearchError, match=r"search for 'round' showed 'Frame suggestions are not available"):
+        check(load_environment("sandbox"), "v1.2.4", [bundled(script)], ["ai-discovery"])
 
 
 def test_a_load_time_over_the_key_metric_fails_with_the_figure(sandbox_env: Sandbox, built):
@@ -99,12 +115,39 @@ def test_a_load_time_over_the_key_metric_fails_with_the_figure(sandbox_env: Sand
         check(strict, "v1.2.3", [bundled(script)], ["ai-discovery"])
 
 
-def test_where_no_loopback_storefront_may_call_the_api_the_search_is_left_to_phase_5(sandbox_env: Sandbox, built):
+@pytest.fixture
+def https_storefronts_only(sandbox_env: Sandbox):
+    """The environment and its gateway letting only https storefronts call the API, as staging and production do."""
+    from varai_deploy.sandbox.edge import write_policy
+    from varai_deploy.sandbox.gateway import gateway_dir
+
+    env = load_environment("sandbox")
+    https_only = dataclasses.replace(env.gateway, allowed_origins=("https://*",))
+    write_policy(gateway_dir(sandbox_env.settings.home), https_only)
+    try:
+        yield dataclasses.replace(env, gateway=https_only)
+    finally:
+        write_policy(gateway_dir(sandbox_env.settings.home), env.gateway)
+
+
+def test_where_only_https_storefronts_may_call_the_api_the_shop_is_served_over_tls(
+    sandbox_env: Sandbox, built, https_storefronts_only
+):
+    _, script = built
+    deploy(sandbox_env, "ai-discovery", "v1.2.3")
+    report = check(https_storefronts_only, "v1.2.3", [bundled(script)], ["ai-discovery"])
+    assert report["npm package"]["origin"] == "https://storefront.varai-release-check.test"
+    assert report["npm package"]["search"] == "3 frames from v1.2.3"
+
+
+def test_where_no_storefront_of_the_check_may_call_the_api_the_search_is_left_to_phase_5(sandbox_env: Sandbox, built):
     _, script = built
     env = load_environment("sandbox")
-    https_only = dataclasses.replace(env, gateway=dataclasses.replace(env.gateway, allowed_origins=("https://*",)))
-    report = check(https_only, "v1.2.3", [bundled(script)], ["ai-discovery"])
-    assert report["npm package"]["search"].startswith("skipped: gateway.allowed_origins of sandbox lets no loopback")
+    one_shop = dataclasses.replace(
+        env, gateway=dataclasses.replace(env.gateway, allowed_origins=("https://shop.test",))
+    )
+    report = check(one_shop, "v1.2.3", [bundled(script)], ["ai-discovery"])
+    assert report["npm package"]["search"].startswith("skipped: gateway.allowed_origins of sandbox lets no storefront")
 
 
 def test_the_check_key_must_be_there(sandbox_env: Sandbox, built, monkeypatch):
@@ -132,3 +175,36 @@ def test_the_plugins_markup_is_its_own_with_the_settings_escaped(out):
     page = wordpress_plugin(out / "woocommerce" / WOOCOMMERCE_SLUG).body('k"<1', "http://api.test", "http://shop")
     assert '<div class="varai-discovery" data-varai-widget data-varai-api-key="k&quot;&lt;1"' in page
     assert 'src="http://shop/wp-content/plugins/varai-ai-discovery/assets/js/varai-widget.min.js?ver=1.2.3"' in page
+
+
+def test_the_shopify_app_block_rendered_by_liquid_loads_the_widget_from_the_cdn_and_searches(
+    sandbox_env: Sandbox, built, out
+):
+    """The block's Liquid, as a live storefront renders it, with its asset where the release published it."""
+    _, script = built
+    deploy(sandbox_env, "ai-discovery", "v1.2.3")
+    with cdn_serving(script) as port:
+        url = f"http://127.0.0.1:{port}/widgets/shopify/1.2.3/widget.js"
+        block = shopify_app_block(out / "shopify", {"widget.js": url}, url)
+        report = check(load_environment("sandbox"), "v1.2.3", [block], ["ai-discovery"])
+    assert report["Shopify app block"]["search"] == "3 frames from v1.2.3"
+
+
+def test_the_shopify_blocks_markup_is_its_own_settings_escaped_and_production_needs_no_address(out):
+    block = shopify_app_block(out / "shopify", {"widget.js": "https://cdn.test/w.js"})
+    page = block.body('k"<1', "http://api.test", "http://shop")
+    assert '<script src="https://cdn.test/w.js" defer="defer"></script>' in page
+    assert 'data-varai-api-key="k&quot;&lt;1"' in page and 'data-varai-api-base="http://api.test"' in page
+    assert 'data-varai-label="Find your frames"' in page, "a setting left alone has its schema default"
+    assert "schema" not in page and '"settings"' not in page
+    # A production shop leaves the address blank: the widget calls its default, https://api.varai.ai.
+    assert "data-varai-api-base" not in block.body("k", "", "http://shop")
+
+
+def test_a_block_asking_for_an_asset_nobody_published_fails_the_render_naming_it(out, tmp_path):
+    extension = tmp_path / "shopify"
+    (extension / "blocks").mkdir(parents=True)
+    liquid = (out / "shopify" / "blocks" / "varai_discovery.liquid").read_text()
+    (extension / "blocks" / "varai_discovery.liquid").write_text(liquid.replace("'widget.js'", "'widget-v2.js'"))
+    with pytest.raises(StorefrontPageError, match="asset_url: widget-v2.js is not an asset this release published"):
+        shopify_app_block(extension, {"widget.js": "https://cdn.test/w.js"}).body("k", "", "http://shop")
