@@ -175,7 +175,7 @@ def test_shopify_extension(out_dir: Path) -> None:
     assert "{{ 'widget.js' | asset_url }}" in block
     schema = json.loads(block.split("{% schema %}", 1)[1].split("{% endschema %}", 1)[0])
     assert schema["target"] == "section"
-    assert {s["id"] for s in schema["settings"]} == {"api_key", "label"}
+    assert {s["id"] for s in schema["settings"]} == {"api_key", "api_base", "label"}
     assert sorted(p.name for p in (out_dir / "shopify/assets").iterdir()) == ["widget.js"]
 
 
