@@ -39,13 +39,12 @@ from varai_deploy.dag_params import (
 )
 from varai_deploy.operators.approval import ReleaseApprovalOperator
 from varai_deploy.operators.environment import FinishOperationOperator, LockEnvironmentOperator
-from varai_deploy.operators.rollback import RollbackOnFailureOperator
 from varai_deploy.operators.terraform import TerraformApplyOperator, TerraformPlanOperator
 from varai_deploy.operators.widgets import (
     BuildWidgetsOperator,
     PublishWidgetOperator,
     StorefrontCheckOperator,
-    StorefrontVerdictOperator,
+    StorefrontRollbackOperator,
     VerifyWidgetOperator,
     WidgetSummaryOperator,
 )
@@ -247,16 +246,8 @@ def ai_discovery_release():
         backend_released(checked) >> build
         published >> summary
         # A search that failed on every storefront is the backend's: it goes back as a failed analysis would.
-        verdict = StorefrontVerdictOperator(task_id="search_verdict", services=checked)
-        (
-            published
-            >> verdict
-            >> RollbackOnFailureOperator(
-                task_id="rollback_on_failure",
-                trigger_rule="all_done",
-                services=verdict.output,
-                analysis_task_id="backend.analysis",
-            )
+        published >> StorefrontRollbackOperator(
+            task_id="rollback_on_failure", services=checked, analysis_task_id="backend.analysis"
         )
 
     with TaskGroup(

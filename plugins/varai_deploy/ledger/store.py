@@ -22,7 +22,7 @@ PENDING, PASSED, FAILED, ROLLED_BACK = VERDICTS
 #: The audit action of a widget build (detail: its manifest's digest), which a promotion checks.
 WIDGETS_BUILT = "widgets_built"
 #: The audit action of a Phase 4 storefront search (detail: channel, outcome passed | failed, what it saw),
-#: from which ``widgets.search_verdict`` judges the backend.
+#: from which ``widgets.rollback_on_failure`` judges the backend.
 STOREFRONT_SEARCH = "storefront_search"
 #: The databases (host:port/name) whose tables this process has already made sure of.
 _schema_ready: set[str] = set()

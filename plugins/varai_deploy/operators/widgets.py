@@ -18,10 +18,14 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from varai_deploy.operators.base import EnvironmentOperator
+from varai_deploy.operators.rollback import RollbackOnFailureOperator
 
 CDN_POLL_INTERVAL = 1.0
 #: Marks the lines of the summary that ``release_cli`` and ``make demo`` print.
 SUMMARY_PREFIX = "VARAI-WIDGET"
+
+
+PHASE_4_REASON = "Phase 4: the widget's search failed on every storefront: "
 
 
 class BuildWidgetsOperator(EnvironmentOperator):
@@ -216,24 +220,31 @@ class StorefrontCheckOperator(ChannelOperator):
         )
 
 
-class StorefrontVerdictOperator(EnvironmentOperator):
-    """Phase 4's verdict on the backend. When a shopper's search failed on every storefront that ran one,
-    the services this run put live are marked failed with what the browsers saw, and the rollback after
-    it puts them back. A search failing on some storefronts only is those channels' own failure (the
-    summary says so); no search at all judges nothing. Read from the ledger, so a storefront task that
-    crashed counts by what it recorded, and a retried one by what it recorded last."""
+class StorefrontRollbackOperator(RollbackOnFailureOperator):
+    """Phase 4's verdict on the backend, and its undoing, in one task (it sits on every release's way to
+    post_deploy). When a shopper's search failed on every storefront that ran one, the services this run
+    put live are marked failed with what the browsers saw, then put back as after a failed analysis. A search
+    failing on some storefronts only is those channels' own failure (the summary says so); no search at all
+    judges nothing. Read from the ledger: a storefront task that crashed counts by what it recorded, a retried
+    one by what it recorded last, and a retry of this task finds what an earlier try judged by its reason."""
 
-    template_fields = ("environment", "services", "version")
-
-    def __init__(self, *, services: Any, version: str = "{{ params.version }}", **kwargs: Any) -> None:
+    def __init__(self, *, services: Any, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
-        super().__init__(**kwargs)
-        self.services = services
-        self.version = version
+        super().__init__(services=services, **kwargs)
 
-    def execute(self, context: Any) -> list[str]:
-        """The services to roll back (marked failed in the ledger), or none."""
-        from varai_deploy.ledger import FAILED, PASSED, STOREFRONT_SEARCH, Actor
+    def execute(self, context: Any) -> None:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        judged = self.judge(context)
+        if not judged:
+            raise AirflowSkipException("no storefront's search failed for the backend: it stays")
+        self.services = judged
+        super().execute(context)
+
+    def judge(self, context: Any) -> list[str]:
+        """The services to roll back, marked failed in the ledger (or by an earlier try), or none."""
+        from varai_deploy.ledger import FAILED, PASSED, ROLLED_BACK, STOREFRONT_SEARCH, Actor
+        from varai_deploy.operators.analysis import as_list
 
         actor = Actor.from_context(context)
         entries = self.ledger.run_audit(actor.run_id, (STOREFRONT_SEARCH,))
@@ -243,18 +254,19 @@ class StorefrontVerdictOperator(EnvironmentOperator):
             passed = sorted(set(latest) - set(failed))
             self.log.info("The search worked on %s; the backend stays", ", ".join(passed) or "no storefront")
             return []
-        reason = "Phase 4: the widget's search failed on every storefront: " + "; ".join(
-            f"{c}: {latest[c]['detail']}" for c in failed
-        )
+        reason = PHASE_4_REASON + "; ".join(f"{c}: {latest[c]['detail']}" for c in failed)
         judged = []
-        for service in list(self.services or []):
-            record = self.ledger.revision(service, self.version)
+        for service in as_list(self.services):
+            version = self._version(service)
+            record = self.ledger.revision(service, version)
+            if not record or record.run_id != actor.run_id:
+                continue  # not put live by this run
             live = self.platform.current_revision(service)
-            if not record or record.run_id != actor.run_id or not live or live["version"] != self.version:
-                continue  # not put live by this run, or already back
-            if record.verdict == PASSED:
-                self.ledger.record_verdict(actor, service, self.version, FAILED, reason)
-            judged.append(service)
+            if live and live["version"] == version and record.verdict == PASSED:
+                self.ledger.record_verdict(actor, service, version, FAILED, reason)
+                judged.append(service)
+            elif record.verdict in (FAILED, ROLLED_BACK) and (record.reason or "").startswith(PHASE_4_REASON):
+                judged.append(service)  # judged by an earlier try of this task
         self.log.warning("%s: %s goes back", reason, ", ".join(judged) or "no service of this run")
         return judged
 

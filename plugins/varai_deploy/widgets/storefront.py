@@ -43,7 +43,7 @@ class StorefrontCheckError(RuntimeError):
 
 class StorefrontSearchError(StorefrontCheckError):
     """The widget loaded but a shopper's search did not work (or was not answered by the release):
-    the backend's fault when it happens on every storefront (``widgets.search_verdict``)."""
+    the backend's fault when it happens on every storefront (``widgets.rollback_on_failure``)."""
 
 
 def check(env: EnvironmentConfig, version: str, found: list[Delivery], released: list[str]) -> dict[str, Any]:

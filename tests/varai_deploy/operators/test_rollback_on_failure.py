@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, T
 from tests.support.sandbox import request, wait_for, wait_listening
 from varai_deploy.ledger import FAILED, PASSED, PENDING, ROLLED_BACK, STOREFRONT_SEARCH, Actor, Ledger
 from varai_deploy.operators.rollback import RollbackOnFailureOperator
-from varai_deploy.operators.widgets import StorefrontVerdictOperator
+from varai_deploy.operators.widgets import StorefrontRollbackOperator
 from varai_deploy.platforms.local import LocalPlatform
 
 SERVICES = ["analytics", "recommendation"]
@@ -50,9 +50,9 @@ def go_live(ctx, service, version, verdict=None):
     return candidate
 
 
-def rollback(ctx, version="v2.0.0", services=SERVICES):
+def rollback(ctx, version="v2.0.0", services=SERVICES, operator=RollbackOnFailureOperator):
     """Runs the operator as Airflow would: execute, then (when it deferred) the trigger and resume."""
-    op = RollbackOnFailureOperator(
+    op = operator(
         task_id="rollback_on_failure",
         environment="sandbox",
         services=services,
@@ -177,19 +177,15 @@ def searched(ctx, channel, outcome, detail="html (cdn): a shopper's search for '
     Ledger("sandbox").record(Actor.from_context(ctx), STOREFRONT_SEARCH, None, "v2.0.0", detail)
 
 
-def judge(ctx, services=SERVICES):
-    return StorefrontVerdictOperator(
-        task_id="search_verdict", environment="sandbox", services=services, version="v2.0.0"
-    ).execute(ctx)
+def after_phase_4(ctx, services=SERVICES, version="v2.0.0"):
+    return rollback(ctx, version=version, services=services, operator=StorefrontRollbackOperator)
 
 
 def test_a_search_failing_on_every_storefront_rolls_the_passed_backend_back(sandbox_env, passed_release):
     searched(passed_release, "html", "failed")
     searched(passed_release, "magento", "failed")
-    assert judge(passed_release) == SERVICES
-    assert Ledger("sandbox").revision("analytics", "v2.0.0").verdict == FAILED
     with pytest.raises(AirflowFailException) as failed:
-        rollback(passed_release)
+        after_phase_4(passed_release)
     message = str(failed.value)
     reason = "Phase 4: the widget's search failed on every storefront: html: html (cdn): a shopper's search for "
     assert f"release v2.0.0 rolled back ({reason}" in message and "; magento: html (cdn)" in message
@@ -197,39 +193,40 @@ def test_a_search_failing_on_every_storefront_rolls_the_passed_backend_back(sand
     for service in SERVICES:  # the retired revisions were started again before traffic went back
         assert served(sandbox_env, service) == "v1.0.0"
         assert Ledger("sandbox").revision(service, "v2.0.0").verdict == ROLLED_BACK
-    # A retried verdict finds nothing of this run live any more: nothing more to undo.
-    assert judge(passed_release) == []
+    # A retry finds what it judged by its reason: it fails the run again and moves nothing.
+    with pytest.raises(AirflowFailException, match=r"analytics -> v1\.0\.0"):
+        after_phase_4(passed_release)
+    assert served(sandbox_env, "analytics") == "v1.0.0"
 
 
 def test_a_search_failing_on_some_storefronts_is_their_channels_fault(sandbox_env, passed_release):
     searched(passed_release, "html", "failed")
     searched(passed_release, "woocommerce", "passed", "2 deliveries")
-    assert judge(passed_release) == []
+    with pytest.raises(AirflowSkipException, match="failed for the backend: it stays"):
+        after_phase_4(passed_release)
     assert Ledger("sandbox").revision("analytics", "v2.0.0").verdict == PASSED
-    with pytest.raises(AirflowSkipException, match="no service to roll back"):
-        rollback(passed_release, services=[])
     assert served(sandbox_env, "analytics") == "v2.0.0"
 
 
 def test_a_storefront_retried_into_success_counts_by_its_last_search(sandbox_env, passed_release):
     searched(passed_release, "html", "failed")
     searched(passed_release, "html", "passed", "2 deliveries")
-    assert judge(passed_release) == []
+    with pytest.raises(AirflowSkipException):
+        after_phase_4(passed_release)
+    assert served(sandbox_env, "analytics") == "v2.0.0"
 
 
 def test_no_search_at_all_judges_nothing(sandbox_env, passed_release):
-    assert judge(passed_release) == []
+    with pytest.raises(AirflowSkipException):
+        after_phase_4(passed_release)
     assert Ledger("sandbox").revision("recommendation", "v2.0.0").verdict == PASSED
 
 
 def test_a_service_this_run_did_not_put_live_is_not_judged(sandbox_env, passed_release):
     """A service whose version was already live from an earlier run is that run's, not this one's."""
-    ledger = Ledger("sandbox")
     run = vars(passed_release["dag_run"]) | {"run_id": "manual__earlier"}
     go_live({**passed_release, "dag_run": SimpleNamespace(**run)}, "analytics", "v2.0.1", PASSED)
     searched(passed_release, "html", "failed")
-    op = StorefrontVerdictOperator(
-        task_id="search_verdict", environment="sandbox", services=["analytics"], version="v2.0.1"
-    )
-    assert op.execute(passed_release) == []
-    assert ledger.revision("analytics", "v2.0.1").verdict == PASSED
+    with pytest.raises(AirflowSkipException):
+        after_phase_4(passed_release, services=["analytics"], version="v2.0.1")
+    assert Ledger("sandbox").revision("analytics", "v2.0.1").verdict == PASSED
