@@ -63,8 +63,7 @@ def script_tag(name: str, src: str, integrity: str | None = None, files: Mapping
 
 
 def html_deliveries(ctx: ChannelContext, publications: list[dict[str, Any]]) -> list[Delivery]:
-    versioned = [p["location"] for p in publications if p["destination"] == "cdn" and "/latest/" not in p["location"]]
-    found = [script_tag("cdn script tag", url, ctx.manifest.widget_sri) for url in versioned[:1]]
+    found = [script_tag("cdn script tag", url, ctx.manifest.widget_sri) for url in _pinned_cdn(publications)[:1]]
     bundled = "/assets/varai-widget.min.js"
     found.append(script_tag("npm package", bundled, files={bundled: _npm_widget(ctx)}))
     return found
@@ -144,7 +143,7 @@ def shopify_deliveries(ctx: ChannelContext, publications: list[dict[str, Any]]) 
     same bytes Shopify serves for the extension's asset: verify checked both)."""
     from varai_deploy.widgets.channels.shopify import CHANNEL
 
-    pinned = [p["location"] for p in publications if p["destination"] == "cdn" and "/latest/" not in p["location"]]
+    pinned = _pinned_cdn(publications)
     if not pinned:
         raise StorefrontPageError(f"{CHANNEL}: no pinned CDN copy of the widget among {publications}")
     layout = ctx.manifest.channels[CHANNEL]
@@ -163,6 +162,11 @@ def shopify_app_block(extension: Path, assets: Mapping[str, str], source: str | 
         return f'<main>Frames</main>\n<div id="shopify-block-varai" class="shopify-app-block">{rendered}</div>'
 
     return Delivery("Shopify app block", body, {}, source)
+
+
+def _pinned_cdn(publications: list[dict[str, Any]]) -> list[str]:
+    """The channel's versioned CDN URLs (not the ``latest`` alias)."""
+    return [p["location"] for p in publications if p["destination"] == "cdn" and "/latest/" not in p["location"]]
 
 
 #: The channels with storefront pages, and how each delivers the widget.
