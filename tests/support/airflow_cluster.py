@@ -230,14 +230,19 @@ class AirflowApi:
         self.token = token
 
     def call(self, method: str, path: str, body: Any = None, *, auth: str | None = None) -> tuple[int, Any]:
-        """One request; a GET the API server was too busy to answer within its timeout (a loaded
-        2-core machine) is asked twice more, since asking again changes nothing."""
+        """One request; a GET the API server was too busy to answer (a timeout on a loaded 2-core
+        machine, or a 5xx such as SQLite's "database is locked") is asked twice more, since asking
+        again changes nothing."""
         for attempt in range(3):
             try:
-                return api_call(self.base_url, method, path, token=self.token, body=body, auth=auth)
+                status, answer = api_call(self.base_url, method, path, token=self.token, body=body, auth=auth)
             except TimeoutError:
                 if method != "GET" or attempt == 2:
                     raise
+                continue
+            if method != "GET" or status < 500 or attempt == 2:
+                return status, answer
+            time.sleep(1)
         raise AssertionError("unreachable")
 
     def _get(self, path: str) -> Any:
@@ -399,6 +404,7 @@ class AirflowApi:
             "GET",
             f"{self._ti_path(dag_id, run_id, task_id)}/xcomEntries/return_value?map_index={map_index}&deserialize=true",
         )
+        assert status in (200, 404), f"the return value of {task_id}[{map_index}]: {status} {body}"
         return body.get("value") if status == 200 else None
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:

@@ -2,7 +2,7 @@
 services' own data (see app_data.py).
 
 A cluster of its own under ``<home>/postgres/data`` (``initdb`` on first ``up``), password
-(SCRAM) authentication only, TCP on the sandbox host and a Unix socket under the home. The
+(SCRAM) authentication only, TCP on the sandbox host and a Unix socket under the home (where its path fits). The
 databases are created while a new cluster is still offline (single-user mode), so they are
 there before anything can connect; a cluster made before one of them existed gets it once the
 server answers, on every ``up``. Staging and production point the same ``varai_ledger`` and
@@ -73,6 +73,17 @@ def socket_dir(settings: SandboxSettings) -> Path:
     return home_dir(settings) / "run"
 
 
+#: The longest path of a Unix socket (sun_path less its NUL); PostgreSQL will not start with a longer one.
+MAX_SOCKET_PATH = 107
+
+
+def socket_dir_flag(settings: SandboxSettings, port: int) -> str:
+    """The ``-k`` directory; none (TCP only, which is all anything here uses) when the home lies so
+    deep that the socket's path would be too long, as under a test's temp dir."""
+    directory = socket_dir(settings)
+    return str(directory) if len(str(directory / f".s.PGSQL.{port}")) <= MAX_SOCKET_PATH else ""
+
+
 def _as_root() -> bool:
     return os.geteuid() == 0
 
@@ -129,7 +140,7 @@ def marker(settings: SandboxSettings, port: int) -> Marker:
         ("-D", str(data_dir(settings))),
         ("-p", str(port)),
         ("-h", settings.host),
-        ("-k", str(socket_dir(settings))),
+        ("-k", socket_dir_flag(settings, port)),
     )
     try:
         program = str(bindir() / "postgres")

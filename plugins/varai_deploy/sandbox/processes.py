@@ -100,7 +100,8 @@ def _cmdline(pid: int) -> list[str]:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+    # NUL-terminated arguments; an empty one (postgres's ``-k ""``) is an argument too.
+    return [part.decode(errors="replace") for part in raw.removesuffix(b"\0").split(b"\0")] if raw else []
 
 
 def starttime(pid: int) -> int | None:

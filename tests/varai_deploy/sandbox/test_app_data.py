@@ -301,3 +301,27 @@ def test_the_steady_synthetic_traffic_keeps_every_table_growing(
     finally:
         app_sandbox.stop_traffic()
     assert app_sandbox.traffic_report(since=started)["failed"] == 0
+
+
+def test_a_home_too_deep_for_a_unix_socket_still_gets_its_postgresql_on_tcp(app_settings: SandboxSettings) -> None:
+    """A socket path over 107 bytes stops PostgreSQL from starting at all: such a home (a test's temp
+    dir under a deep checkout) gets a TCP-only server, found again by its command line on the next up."""
+    deep = dataclasses.replace(app_settings, home=app_settings.home / ("d" * 60) / "sandbox")
+    port = deep.component_port("postgres")
+    assert postgres.socket_dir_flag(app_settings, port) == str(postgres.socket_dir(app_settings))
+    assert postgres.socket_dir_flag(deep, port) == "", "this home's socket path fits: the test needs a deeper one"
+    box = Sandbox(deep)
+    try:
+        box.up()
+        running = processes.find_ours(deep.home)
+        assert running, "PostgreSQL is not running, or not recognised as the sandbox's"
+        box.up()  # finds the running server by its command line, its empty -k included: starts nothing
+        assert processes.find_ours(deep.home) == running
+        conn = app_data.connect(deep)
+        with conn.cursor() as cur:
+            cur.execute("SHOW unix_socket_directories")
+            assert cur.fetchone() == ("",)
+        conn.close()
+    finally:
+        box.down()
+    assert not processes.find_ours(deep.home)
