@@ -11,6 +11,7 @@ import stat
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -306,10 +307,11 @@ def test_the_steady_synthetic_traffic_keeps_every_table_growing(
 def test_a_home_too_deep_for_a_unix_socket_still_gets_its_postgresql_on_tcp(app_settings: SandboxSettings) -> None:
     """A socket path over 107 bytes stops PostgreSQL from starting at all: such a home (a test's temp
     dir under a deep checkout) gets a TCP-only server, found again by its command line on the next up."""
-    deep = dataclasses.replace(app_settings, home=app_settings.home / ("d" * 60) / "sandbox")
+    deep = dataclasses.replace(app_settings, home=app_settings.home / ("d" * 100) / "sandbox")
     port = deep.component_port("postgres")
-    assert postgres.socket_dir_flag(app_settings, port) == str(postgres.socket_dir(app_settings))
-    assert postgres.socket_dir_flag(deep, port) == "", "this home's socket path fits: the test needs a deeper one"
+    shallow = dataclasses.replace(app_settings, home=Path("/srv/varai/sandbox"))
+    assert postgres.socket_dir_flag(shallow, port) == "/srv/varai/sandbox/postgres/run"
+    assert postgres.socket_dir_flag(deep, port) == ""
     box = Sandbox(deep)
     try:
         box.up()
