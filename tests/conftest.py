@@ -15,24 +15,27 @@ import os
 
 import pytest
 
-#: Seconds each integration module takes on the 2-core machine beside another (the "seconds per module"
-#: a full ``make test`` prints at its end);
-#: a module not listed counts as a heavy one, so a new module starts early rather than last.
+#: Weights for handing out the integration modules, heaviest first; a module not listed counts as a heavy
+#: one, so a new module starts early rather than last. They are old figures (the UI browser module now
+#: takes ~450 s, the faults module ~1300): handed out by today's figures, test_dr_drill followed
+#: test_release_faults on one worker and inherited a live revision left failing on purpose, which
+#: its steady fixture now heals. The order below is the one the last green CI runs used; re-weight
+#: from the "seconds per module" a full run prints, then run the whole suite before landing it.
 INTEGRATION_MODULE_SECONDS = {
-    "test_release_faults": 1300,
-    "test_maintenance": 900,
-    "test_cloud_run_release": 750,
-    "test_dr_drill": 720,
-    "test_rollback": 660,
-    "test_release_dag": 650,
-    "test_rest_api": 600,
-    "test_ui_browser": 500,
-    "test_widgets": 500,
-    "test_release_people": 500,
-    "test_airflow_cluster": 330,
-    "test_backups": 120,
+    "test_maintenance": 730,
+    "test_release_faults": 470,
+    "test_cloud_run_release": 400,
+    "test_dr_drill": 410,
+    "test_release_dag": 230,
+    "test_rollback": 225,
+    "test_release_people": 195,
+    "test_airflow_cluster": 190,
+    "test_widgets": 175,
+    "test_rest_api": 155,
+    "test_ui_browser": 85,
+    "test_backups": 80,
     "test_executor": 85,
-    "test_backups_cloud_sql": 50,
+    "test_backups_cloud_sql": 45,
     "test_local_airflow": 30,
 }
 UNLISTED_MODULE_SECONDS = 300
