@@ -392,18 +392,20 @@ def test_an_answer_that_breaks_the_contract_goes_out_as_a_500_naming_the_problem
 # -- the control plane ------------------------------------------------------------------------------------
 def test_up_starts_it_with_its_connection_and_down_stops_it(tmp_path: Path):
     gateway, prom = free_port(), free_port()
-    base = free_port()
-    if base + COMPONENT.offset > 65535:
-        base -= COMPONENT.offset
-    s = SandboxSettings(
-        home=tmp_path / "sandbox",
-        gateway_port=gateway,
-        service_port_base=65000,
-        prometheus_port=prom,
-        component_port_base=base,
-        components=("storage", "postgres", "cloudsql"),
-        traffic_rps=0,
-    )
+    # The components above the kernel's ephemeral ports (32768-60999), where no client connection's
+    # own port can land between this check and their start; each of the three checked free.
+    for base in range(61000, 64900, 20):
+        s = SandboxSettings(
+            home=tmp_path / "sandbox",
+            gateway_port=gateway,
+            service_port_base=65000,
+            prometheus_port=prom,
+            component_port_base=base,
+            components=("storage", "postgres", "cloudsql"),
+            traffic_rps=0,
+        )
+        if all(processes.port_is_free("127.0.0.1", s.component_port(name)) for name in s.components):
+            break
     box = Sandbox(s)
     port = s.component_port("cloudsql")
     try:
