@@ -286,7 +286,7 @@ def test_a_worker_killed_mid_recreation_is_retried_and_the_retry_finishes_it(clu
     good = record_live_as_good(sandbox)
     run_id = drill(cluster, "complete_outage")
     # The first pass of the recovery runs Terraform (seconds): the worker dies in the middle of it.
-    cluster.wait_for_task(DAG, run_id, "recover", states=("running",), timeout=120)
+    cluster.wait_for_task(DAG, run_id, "recover", states=("running",), timeout=120, poll=0.2)
     assert cluster.kill_task(DAG, run_id, "recover")
     assert cluster.wait_for_run(DAG, run_id, timeout=240) == "success", cluster.describe_run(DAG, run_id)
     tis = cluster.task_instances(DAG, run_id)

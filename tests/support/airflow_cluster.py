@@ -91,10 +91,10 @@ TUNING = {
     # by default, heartbeat every 5 s): 15 s, so a triggerer crash does not outlast the sandbox's
     # short health and analysis deadlines. A stopped (SIGTERM) triggerer hands over at once.
     "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
-    # One parsing process, and the (unchanging) DAG files re-parsed every 60 s instead of 30 s: DAG
+    # One parsing process, and the (unchanging) DAG files re-parsed every 10 min instead of 30 s: DAG
     # parsing competes with the tasks for the two cores and the tests never edit a DAG mid-run.
     "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
+    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
     # One API server process (uvicorn): the tests send a few requests a second at most.
     "AIRFLOW__API__WORKERS": "1",
     # A database error's cause in its 500 answer (the tests retry a trigger on "database is locked").
@@ -371,7 +371,7 @@ class AirflowApi:
         states: Iterable[str],
         map_index: int = -1,
         timeout: float = 240,
-        poll: float = 0.2,
+        poll: float = 0.5,
     ) -> dict:
         """Until the TI is in one of ``states``: the TI. Fails early when it reached another state it
         cannot leave by itself (success, failed, skipped, upstream_failed, removed). A poll the API

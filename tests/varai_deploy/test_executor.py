@@ -4,13 +4,18 @@ through a real scheduler and triggerer, is tests/integration/test_executor.py)."
 from __future__ import annotations
 
 import ctypes
+import json
+import logging
 import multiprocessing
+import subprocess
+import sys
 from queue import SimpleQueue
 from types import SimpleNamespace
 
 import pytest
 
-from varai_deploy.executor import LocalExecutor
+from varai_deploy import executor as executor_module
+from varai_deploy.executor import LocalExecutor, preload_task_imports
 
 KEY = ("dag", "task", "run", 1, -1)
 
@@ -65,3 +70,34 @@ def test_one_dispatch_reports_as_airflows_executor_does(executor):
     assert reported(executor) == "success" and not executor._outstanding
     executor.change_state(KEY, "failed")  # a result nobody dispatched here (a scheduler's own fail()) passes
     assert reported(executor) == "failed"
+
+
+def test_the_scheduler_imports_what_the_tasks_use_before_forking_its_workers():
+    """In a fresh interpreter, as the scheduler starts: the modules a release's tasks import lazily
+    (the local platform, the ledger, the hooks, the task decorators) are there once it has run."""
+    wanted = [
+        "varai_deploy.platforms.local",
+        "varai_deploy.ledger",
+        "varai_deploy.hooks.gateway",
+        "airflow.providers.postgres.hooks.postgres",
+        "airflow.sdk.definitions.decorators",
+    ]
+    probe = (
+        "import json, sys\n"
+        "from varai_deploy.executor import preload_task_imports\n"
+        f"wanted = {wanted!r}\n"
+        "before = [name for name in wanted if name in sys.modules]\n"
+        "failed = preload_task_imports()\n"
+        "print(json.dumps([before, failed, [name for name in wanted if name in sys.modules]]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, failed, after = json.loads(done.stdout.splitlines()[-1])
+    assert before == [] and failed == [] and after == wanted
+
+
+def test_a_module_that_cannot_be_preloaded_is_logged_and_the_scheduler_goes_on(monkeypatch, caplog):
+    monkeypatch.setattr(executor_module, "TASK_IMPORTS", ("varai_deploy_no_such_module",))
+    with caplog.at_level(logging.WARNING, logger="varai_deploy.executor"):
+        assert preload_task_imports() == ["varai_deploy_no_such_module"]
+    assert "Could not preload varai_deploy_no_such_module" in caplog.text

@@ -1,9 +1,15 @@
 """Debian's headless Chromium through its chromium-driver (``make setup`` installs both): the browser Phase 4
-opens storefronts in, and the tests look at pages with. Selenium never fetches a driver (SE_OFFLINE)."""
+opens storefronts in, and the tests look at pages with. Selenium never fetches a driver (SE_OFFLINE).
+
+Each session gets a scratch directory of its own, removed when it ends: its profile, and the temp dir
+(TMPDIR) Chromium makes its singleton socket directory in. Chromium does not remove that one when the
+driver quits, so every storefront check used to leave an ``org.chromium.Chromium.*`` directory in /tmp.
+"""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,8 +44,11 @@ def headless_chromium(*extra_args: str) -> Iterator:
     for arg in extra_args:
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    with tempfile.TemporaryDirectory(prefix="varai-browser-", ignore_cleanup_errors=True) as scratch:
+        options.add_argument(f"--user-data-dir={scratch}/profile")
+        service = Service(str(CHROMEDRIVER), env={**os.environ, "TMPDIR": scratch})
+        driver = webdriver.Chrome(service=service, options=options)
+        try:
+            yield driver
+        finally:
+            driver.quit()
