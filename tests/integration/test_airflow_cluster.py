@@ -15,7 +15,7 @@ from urllib.parse import quote
 import psutil
 import pytest
 
-from tests.support.airflow_cluster import session_processes
+from tests.support.airflow_cluster import local_executor_workers, session_processes
 from tests.support.stack import gateway_versions
 from varai_deploy.services import SERVICE_NAMES
 
@@ -61,9 +61,9 @@ def live_platform(airflow_cluster):
 def test_a_release_runs_through_scheduler_executor_and_triggerer(airflow_cluster, live_platform):
     cluster = airflow_cluster
     run_id = release(cluster, "v7.1.0")
-    # While it runs, the scheduler's session holds its LocalExecutor workers (what stop() must reap).
-    workers = [p for p in cluster.processes("scheduler") if "LocalExecutor" in " ".join(p.cmdline())]
-    assert workers, [p.cmdline() for p in cluster.processes("scheduler")]
+    # While it runs, the scheduler's session holds its LocalExecutor workers (what stop() must reap),
+    # forked once the scheduler has imported what the tasks use (seconds after it reports healthy).
+    assert local_executor_workers({cluster.pid("scheduler")}), [p.cmdline() for p in cluster.processes("scheduler")]
     tis = assert_succeeded(cluster, run_id)
     assert gateway_versions()["analytics"][1] == "v7.1.0"
     analysis = tis[("backend.analysis", -1)]
@@ -181,7 +181,7 @@ def test_kill_task_with_its_worker_is_failed_over_by_the_heartbeat_timeout(airfl
 def test_a_killed_scheduler_leaves_no_process_and_start_component_brings_it_back(airflow_cluster):
     cluster = airflow_cluster
     pid = cluster.pid("scheduler")
-    assert any("LocalExecutor" in " ".join(p.cmdline()) for p in cluster.processes("scheduler"))
+    assert local_executor_workers({pid}), [p.cmdline() for p in cluster.processes("scheduler")]
     cluster.kill("scheduler")
     assert cluster.pid("scheduler") is None
     assert session_processes({pid}) == []  # its LocalExecutor workers and log server went with it

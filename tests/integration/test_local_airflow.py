@@ -1,7 +1,7 @@
 """``make airflow`` (``airflow.sh local``) stops completely on Ctrl-C and on SIGTERM.
 
 Each test starts it on a scratch Airflow home and a free port, waits until every component reports
-healthy (the scheduler has forked its LocalExecutor workers by then), signals it as a terminal or
+healthy and the scheduler has forked its LocalExecutor workers, signals it as a terminal or
 a service manager would, and checks that within 15 s nothing of it is left: the components, their
 workers, their log servers.
 """
@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests.support import local_airflow
-from tests.support.airflow_cluster import free_port, session_processes, wait_until_healthy
+from tests.support.airflow_cluster import free_port, local_executor_workers, session_processes, wait_until_healthy
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def test_make_airflow_leaves_no_process_after_a_stop(tmp_path, sig):
         )
         sessions = {int(pid) for pid in re.findall(r"\(pid (\d+)\)", out.read_text())}
         assert len(sessions) == 4, out.read_text()[-3000:]
-        workers = [p for p in session_processes(sessions) if "LocalExecutor" in " ".join(p.cmdline())]
+        workers = local_executor_workers(sessions)
         assert workers, "the scheduler's LocalExecutor workers are what outlived airflow standalone"
 
         stopped_at = time.monotonic()

@@ -785,6 +785,25 @@ def session_processes(sessions: set[int]) -> list[psutil.Process]:
     return found
 
 
+def local_executor_workers(sessions: set[int], timeout: float = 60) -> list[psutil.Process]:
+    """The LocalExecutor workers in ``sessions``, once there are any (or none after ``timeout``). A
+    scheduler forks them after importing what the tasks use (varai_deploy.executor), which on a loaded
+    machine can be seconds after it reports healthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        workers = [p for p in session_processes(sessions) if "LocalExecutor" in " ".join(_cmdline(p))]
+        if workers or time.monotonic() > deadline:
+            return workers
+        time.sleep(0.5)
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return []
+
+
 def _alive(process: psutil.Process) -> bool:
     try:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
