@@ -7,6 +7,10 @@ SIGINT/SIGTERM each gets SIGTERM, and whatever of its session is left after ``GR
 (workers, task processes) gets SIGKILL. Processes a task started in a session of their own (the
 sandbox's services) are not Airflow's and stay. Run through ``airflow.sh local``, which sets the
 project's Airflow configuration.
+
+Once the api-server answers, it is asked for the execution API's health: the api-server builds that
+API (Cadwyn's versioned routes) on its first request, about 5 s of CPU, which the first task of the
+first release would otherwise wait for.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -63,6 +68,35 @@ def stop(procs: dict[str, subprocess.Popen], grace: float = GRACE_SECONDS) -> li
     return left
 
 
+def warm_execution_api(base_url: str, timeout: float = 300, poll: float = 1.0) -> float | None:
+    """GET ``<base_url>/execution/health`` until it answers 200; the seconds that took, or None if it never
+    did within ``timeout`` (nothing is lost then: the first task pays the build)."""
+    import requests
+
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        try:
+            if requests.get(f"{base_url.rstrip('/')}/execution/health", timeout=60).status_code == 200:
+                return time.monotonic() - began
+        except requests.RequestException:
+            pass
+        time.sleep(poll)
+    return None
+
+
+def _warm_in_background(base_url: str) -> None:
+    def warm() -> None:
+        took = warm_execution_api(base_url)
+        print(
+            f"local_airflow: the execution API is ready ({took:.1f} s after start)"
+            if took is not None
+            else "local_airflow: the execution API did not answer; the first task will wait for it",
+            flush=True,
+        )
+
+    threading.Thread(target=warm, name="warm-execution-api", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     airflow = Path(sys.executable).with_name("airflow")
     migrate = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True, check=False)
@@ -77,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in COMPONENTS
     }
     print(f"local_airflow: started {', '.join(f'{n} (pid {p.pid})' for n, p in procs.items())}", flush=True)
+    _warm_in_background(os.environ.get("AIRFLOW__API__BASE_URL") or "http://127.0.0.1:8080")
     exited = None
     while not stopping and exited is None:
         exited = next((name for name, proc in procs.items() if proc.poll() is not None), None)

@@ -49,6 +49,12 @@ def test_make_airflow_leaves_no_process_after_a_stop(tmp_path, sig):
         assert len(sessions) == 4, out.read_text()[-3000:]
         workers = local_executor_workers(sessions)
         assert workers, "the scheduler's LocalExecutor workers are what outlived airflow standalone"
+        # The execution API is built before any task needs it (else the first task waits ~5 s for it).
+        ready = time.monotonic() + 120
+        while "the execution API is ready" not in out.read_text() and time.monotonic() < ready:
+            alive()
+            time.sleep(0.2)
+        assert "the execution API is ready" in out.read_text(), out.read_text()[-3000:]
 
         stopped_at = time.monotonic()
         assert local_airflow.stop(proc, sig, timeout=20) == 0, out.read_text()[-3000:]

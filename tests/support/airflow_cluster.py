@@ -52,6 +52,7 @@ from typing import Any
 import psutil
 
 from varai_deploy.config import REPO_ROOT
+from varai_deploy.local_airflow import warm_execution_api
 
 #: The executor ``airflow.sh`` runs (plugins/varai_deploy/executor.py); ``LocalExecutor`` is Airflow's own.
 PROJECT_EXECUTOR = "varai_deploy.executor.LocalExecutor"
@@ -609,6 +610,8 @@ class AirflowCluster(AirflowApi):
                 what="the Airflow cluster",
             )
             self.token = login(self.base_url, admin_password(self.passwords_file))
+            # The api-server builds the execution API on its first request (~5 s): not in a test's first task.
+            warm_execution_api(self.base_url)
         except BaseException:
             self.stop(check=False)
             raise
