@@ -35,6 +35,9 @@ SEARCH_WORDS = "round"
 #: The https storefront's name where only https storefronts may call the API (``.test``: never a real host).
 TLS_HOST = "storefront.varai-release-check.test"
 PAGE_TIMEOUT_SECONDS = 20.0
+#: What Chromium logs when it refuses the widget's script (its SRI does not match the bytes, a policy
+#: forbids it): the widget will not appear however long one waits, so the check says so at once.
+REFUSED = ("has been blocked", "Refused to load the script", "Refused to execute")
 
 
 class StorefrontCheckError(RuntimeError):
@@ -87,13 +90,24 @@ def _check_page(driver, page, delivery, env, version, released, shop: Storefront
 
 def _load(driver, page: str, delivery: Delivery) -> float:
     driver.get(page)
+    said: list[str] = []  # the browser's console, read as it goes (reading it empties it)
     deadline = time.monotonic() + PAGE_TIMEOUT_SECONDS
+    look_again = time.monotonic()
     while time.monotonic() < deadline:
         ready = driver.execute_script("return window.__varaiReadyAt || null")
         if ready is not None:
             return float(ready) / 1000
+        if time.monotonic() >= look_again:
+            said += [e["message"] for e in driver.get_log("browser")]
+            if refused := [m for m in said if any(words in m for words in REFUSED)]:
+                raise StorefrontCheckError(
+                    f"{delivery.name}: the browser refused the widget's script on a storefront loading "
+                    f"{delivery.source or 'the package'}: {' '.join(refused)[-600:]}"
+                )
+            look_again = time.monotonic() + 0.5
         time.sleep(0.05)
-    console = " ".join(e["message"] for e in driver.get_log("browser"))[-600:]
+    said += [e["message"] for e in driver.get_log("browser")]
+    console = " ".join(said)[-600:]
     raise StorefrontCheckError(
         f"{delivery.name}: the widget did not appear within {PAGE_TIMEOUT_SECONDS:g} s on a storefront "
         f"loading {delivery.source or 'the package'}; the browser said: {console or 'nothing'}"
