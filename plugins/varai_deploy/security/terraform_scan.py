@@ -8,6 +8,7 @@ are those of an earlier scan reads that scan's output instead of running checkov
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -25,7 +26,7 @@ from varai_deploy.security.findings import Accepted, Finding, severity
 #: what Airflow pins differently.
 PINNED_CHECKOV = REPO_ROOT / ".tools" / "checkov" / "bin" / "checkov"
 TIMEOUT_SECONDS = 300
-#: Checkov's outputs by the hash of what decides them (``cached_output``).
+#: Checkov's reports by the hash of what decides them (``checkov_output``).
 RESULTS_DIR = REPO_ROOT / ".tools" / "checkov-results"
 #: A module block's local source: its files decide the verdict too.
 LOCAL_SOURCE = re.compile(r'^\s*source\s*=\s*"(\.{1,2}/[^"]*)"', re.MULTILINE)
@@ -82,8 +83,10 @@ def checkov_output(module: Path, checkov: str) -> str:
     args += ["--quiet", "--compact", "--output", "json", "--soft-fail"]
     key = scan_key(module, checkov, args)
     kept = RESULTS_DIR / f"{key}.json"
-    if kept.is_file():
-        return kept.read_text()
+    with contextlib.suppress(OSError, ValueError):
+        output = kept.read_text()
+        json.loads(output)  # one that is not whole (written by hand, a full disk) is scanned again
+        return output
     # No Prisma Cloud: no key, no guideline mapping download, nothing leaves the machine.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BC_", "PRISMA_", "CKV_"))}
     env |= {"BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false", "LOG_LEVEL": "WARNING"}

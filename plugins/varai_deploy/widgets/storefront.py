@@ -35,9 +35,15 @@ SEARCH_WORDS = "round"
 #: The https storefront's name where only https storefronts may call the API (``.test``: never a real host).
 TLS_HOST = "storefront.varai-release-check.test"
 PAGE_TIMEOUT_SECONDS = 20.0
-#: What Chromium logs when it refuses the widget's script (its SRI does not match the bytes, a policy
-#: forbids it): the widget will not appear however long one waits, so the check says so at once.
-REFUSED = ("has been blocked", "Refused to load the script", "Refused to execute")
+#: What Chromium logs when it refuses a script (a content security policy, a MIME type, an http script on an
+#: https page); and an SRI mismatch, which it logs as a blocked resource with an "integrity" attribute.
+SCRIPT_REFUSED = ("Refused to load the script", "Refused to execute", "requested an insecure script")
+
+
+def _refuses_script(message: str) -> bool:
+    """Whether the browser said it will not run a script: the widget cannot appear, however long one waits."""
+    sri_mismatch = "integrity" in message and "blocked" in message
+    return sri_mismatch or any(words in message for words in SCRIPT_REFUSED)
 
 
 class StorefrontCheckError(RuntimeError):
@@ -99,7 +105,7 @@ def _load(driver, page: str, delivery: Delivery) -> float:
             return float(ready) / 1000
         if time.monotonic() >= look_again:
             said += [e["message"] for e in driver.get_log("browser")]
-            if refused := [m for m in said if any(words in m for words in REFUSED)]:
+            if refused := [m for m in said if _refuses_script(m)]:
                 raise StorefrontCheckError(
                     f"{delivery.name}: the browser refused the widget's script on a storefront loading "
                     f"{delivery.source or 'the package'}: {' '.join(refused)[-600:]}"

@@ -108,3 +108,16 @@ def test_a_module_checkov_cannot_parse_is_refused_every_time(tmp_path: Path, cou
     for _attempt in (1, 2):
         with pytest.raises(ScannerError, match="could not parse 1 file"):
             scan_module(tmp_path / "broken", "broken", unrated="high", accepted=NONE_ACCEPTED, checkov=checkov)
+
+
+def test_a_kept_report_that_is_not_whole_is_scanned_again(tmp_path: Path, counted_checkov):
+    from varai_deploy.security import terraform_scan
+
+    checkov, runs = counted_checkov
+    (tmp_path / "module").mkdir()
+    (tmp_path / "module" / "main.tf").write_text(PUBLIC_BUCKET)
+    first = scan_module(tmp_path / "module", "planted", unrated="high", accepted=NONE_ACCEPTED, checkov=checkov)
+    [kept] = list(terraform_scan.RESULTS_DIR.glob("*.json"))
+    kept.write_text(kept.read_text()[:40])  # cut short
+    again = scan_module(tmp_path / "module", "planted", unrated="high", accepted=NONE_ACCEPTED, checkov=checkov)
+    assert again == first and runs_of(runs) == 2

@@ -209,3 +209,31 @@ def test_a_block_asking_for_an_asset_nobody_published_fails_the_render_naming_it
     (extension / "blocks" / "varai_discovery.liquid").write_text(liquid.replace("'widget.js'", "'widget-v2.js'"))
     with pytest.raises(StorefrontPageError, match="asset_url: widget-v2.js is not an asset this release published"):
         shopify_app_block(extension, {"widget.js": "https://cdn.test/w.js"}).body("k", "", "http://shop")
+
+
+@pytest.mark.parametrize(
+    ("message", "refused"),
+    [
+        (
+            "http://127.0.0.1:1/shop - Failed to find a valid digest in the 'integrity' attribute for resource "
+            "'http://127.0.0.1:2/w.js' with computed SHA-384 integrity 'abc'. The resource has been blocked.",
+            True,
+        ),
+        ("Refused to load the script 'http://cdn/w.js' because it violates the Content Security Policy", True),
+        (
+            "Mixed Content: The page at 'https://shop/' was loaded over HTTPS, but requested an insecure script "
+            "'http://cdn/w.js'. This request has been blocked; the content must be served over HTTPS.",
+            True,
+        ),
+        ("http://127.0.0.1:1/favicon.ico - Failed to load resource: the server responded with a status of 404", False),
+        (
+            "Mixed Content: The page at 'https://shop/' was loaded over HTTPS, but requested an insecure image "
+            "'http://cdn/frame.png'. This content should also be served over HTTPS.",
+            False,
+        ),
+    ],
+)
+def test_only_a_refused_script_ends_the_wait_for_the_widget_early(message, refused):
+    from varai_deploy.widgets.storefront import _refuses_script
+
+    assert _refuses_script(message) is refused
