@@ -6,6 +6,7 @@ rules are tested without Airflow.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,7 +61,8 @@ def check_fits(policy: MaintenancePolicy, step: str, window: Window, now: dateti
     budget = policy.budget(step)
     left = (window.end - now).total_seconds()
     if left < budget:
-        closes = "closed" if left <= 0 else f"closes in {left / 60:.1f} min"
+        # Rounded down: a window a moment short of the budget never reads as long as the budget.
+        closes = "closed" if left <= 0 else f"closes in {math.floor(left / 6) / 10:.1f} min"
         raise StepDoesNotFit(
             f"{step} needs up to {budget / 60:g} min and the window {closes} "
             f"(at {window.end:%H:%M:%S} UTC): not started"

@@ -95,8 +95,9 @@ def _check_page(driver, page, delivery, env, version, released, shop: Storefront
 
 
 def _load(driver, page: str, delivery: Delivery) -> float:
+    driver.get_log("browser")  # what an earlier page said (its search, say) is not this page's
     driver.get(page)
-    said: list[str] = []  # the browser's console, read as it goes (reading it empties it)
+    said: list[str] = []  # this page's console, read as it goes (reading it empties it)
     deadline = time.monotonic() + PAGE_TIMEOUT_SECONDS
     look_again = time.monotonic()
     while time.monotonic() < deadline:

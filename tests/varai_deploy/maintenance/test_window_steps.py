@@ -32,6 +32,9 @@ def test_a_step_starts_only_if_its_whole_budget_fits_before_the_window_closes(po
     assert "fits" in check_fits(policy, "security_updates", window, now=window.end - timedelta(seconds=budget))
     with pytest.raises(StepDoesNotFit, match=r"security_updates needs up to 1.5 min and the window closes in 1.4 min"):
         check_fits(policy, "security_updates", window, now=window.end - timedelta(seconds=budget - 6))
+    # Half a second short: 1.49 min, which reads 1.4, never as the budget's 1.5.
+    with pytest.raises(StepDoesNotFit, match=r"needs up to 1.5 min and the window closes in 1.4 min"):
+        check_fits(policy, "security_updates", window, now=window.end - timedelta(seconds=budget - 0.5))
     with pytest.raises(StepDoesNotFit, match=r"the window closed \(at 04:00:00 UTC\): not started"):
         check_fits(policy, "database", window, now=window.end + timedelta(seconds=1))
 
