@@ -41,6 +41,7 @@ def notice_task_exit_promptly() -> bool:
         return original(self, max_wait_time, raise_on_timeout=raise_on_timeout, expect_signal=expect_signal)
 
     _service_subprocess.waits_on_the_process = True
+    _service_subprocess.__wrapped__ = original  # Airflow's own, as functools.wraps would name it
     _service_subprocess.__doc__ = original.__doc__
     ActivitySubprocess._service_subprocess = _service_subprocess
     return True

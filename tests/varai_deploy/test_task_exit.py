@@ -25,8 +25,9 @@ HEARTBEAT_INTERVAL = 120
 
 @pytest.fixture
 def unpatched(monkeypatch):
-    """Airflow's supervisor as installed, restored after the test whatever the test patched."""
-    monkeypatch.setattr(ActivitySubprocess, "_service_subprocess", ActivitySubprocess._service_subprocess)
+    """Airflow's supervisor as installed (even if something patched it before this test), restored after it."""
+    installed = ActivitySubprocess._service_subprocess
+    monkeypatch.setattr(ActivitySubprocess, "_service_subprocess", getattr(installed, "__wrapped__", installed))
     monkeypatch.setattr(supervisor, "MIN_HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL)
 
 
@@ -99,6 +100,4 @@ def test_a_task_still_running_after_closing_its_sockets_is_waited_for_as_before(
 def test_patching_twice_wraps_once(unpatched):
     assert notice_task_exit_promptly() and notice_task_exit_promptly()
     assert ActivitySubprocess._service_subprocess.waits_on_the_process
-    assert not getattr(
-        ActivitySubprocess._service_subprocess.__closure__[0].cell_contents, "waits_on_the_process", False
-    )
+    assert not getattr(ActivitySubprocess._service_subprocess.__wrapped__, "waits_on_the_process", False)
