@@ -51,6 +51,10 @@ class Platform(Protocol):
     def diagnose(self, revision: Revision) -> str:
         """One line on why a candidate is not healthy (for failure messages)."""
 
+    def stopped(self, revision: Revision) -> str | None:
+        """Why a candidate can no longer become healthy (it ended, or the platform failed it), or None
+        while it still may: a health wait ends on it at once instead of at its deadline."""
+
     def switch_traffic(self, service: str, revision: Revision, expected: Revision | None) -> Revision | None:
         """Move all traffic to ``revision`` atomically, only if ``expected`` (None: nothing) still
         serves and ``revision`` is still what was health-checked; otherwise raise

@@ -277,12 +277,21 @@ class CloudRunPlatform:
         found = self._get_revision(revision["service"], revision["name"])
         if found is None:
             return f"revision {revision['name']} does not exist"
-        failing = [
-            f"{c.type_}: {c.message or c.reason or c.revision_reason}"
-            for c in found.conditions
-            if c.state.name != "CONDITION_SUCCEEDED"
-        ]
-        return "; ".join(failing) or f"revision {revision['name']} is ready but not answering healthy"
+        failing = self._conditions(found, lambda state: state != "CONDITION_SUCCEEDED")
+        return failing or f"revision {revision['name']} is ready but not answering healthy"
+
+    def stopped(self, revision: Revision) -> str | None:
+        """Cloud Run restarts a crashing container; only a revision it marked failed is given up on."""
+        found = self._get_revision(revision["service"], revision["name"])
+        if found is None:
+            return f"revision {revision['name']} does not exist"
+        return self._conditions(found, lambda state: state == "CONDITION_FAILED") or None
+
+    @staticmethod
+    def _conditions(found, which) -> str:
+        return "; ".join(
+            f"{c.type_}: {c.message or c.reason or c.revision_reason}" for c in found.conditions if which(c.state.name)
+        )
 
     def switch_traffic(self, service: str, revision: Revision, expected: Revision | None) -> Revision | None:
         svc = self._get(service)

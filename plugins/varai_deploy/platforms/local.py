@@ -71,9 +71,12 @@ class LocalPlatform:
         state = self.sandbox.process_state(revision["service"], revision["name"])
         if state["running"]:
             return f"process {state['pid']} is running but not answering healthy"
-        code = state.get("exit_code")
-        tail = " | ".join(line for line in state.get("log_tail", [])[-3:] if line.strip())
-        return f"process exited{f' with code {code}' if code is not None else ''}: {tail or 'no output'}"
+        return _ended(state)
+
+    def stopped(self, revision: Revision) -> str | None:
+        """The sandbox never restarts a candidate: one whose process ended stays down."""
+        state = self.sandbox.process_state(revision["service"], revision["name"])
+        return None if state["running"] else _ended(state)
 
     def switch_traffic(self, service: str, revision: Revision, expected: Revision | None) -> Revision | None:
         expect_live = (expected["name"], expected["version"]) if expected else None
@@ -161,3 +164,10 @@ class LocalPlatform:
     def remove_service(self, service: str) -> None:
         """Every revision of ``service`` stopped and forgotten: it serves nothing until deployed again."""
         self.sandbox.remove(service)
+
+
+def _ended(state: dict) -> str:
+    """How a candidate's process ended: its exit code and the last lines it printed."""
+    code = state.get("exit_code")
+    tail = " | ".join(line for line in state.get("log_tail", [])[-3:] if line.strip())
+    return f"process exited{f' with code {code}' if code is not None else ''}: {tail or 'no output'}"

@@ -20,6 +20,9 @@ class HealthStreakSensor(EnvironmentOperator):
     Returns the candidate once healthy, so what flows on to the traffic switch is only ever a
     revision that passed its streak.
 
+    A candidate the platform reports stopped (the sandbox's process ended) after the streak in
+    place fails then, not at the deadline; one that stops later is found at the deadline.
+
     On timeout the candidate is discarded and the task fails without a retry (a candidate that
     never got healthy will not get healthy by asking again), naming the service and why. Traffic
     was never moved, so the live revision keeps serving. The task keeps the DAG's retry for
@@ -56,7 +59,10 @@ class HealthStreakSensor(EnvironmentOperator):
         conn_id, audience = probe_conn_id(self.env_config), self.candidate.get("audience")
         first = self._streak_in_place(url, policy, deadline, ProbeIdentity(conn_id), audience)
         if first is not None:
-            return self.execute_complete(context, first)
+            if first["status"] == "healthy":
+                return self.execute_complete(context, first)
+            if self.platform.stopped(self.candidate):  # it never will be healthy: no wait for the deadline
+                return self.execute_complete(context, {**first, "status": "stopped"})
         self.defer(
             trigger=HealthStreakTrigger(
                 url=url,
@@ -75,8 +81,8 @@ class HealthStreakSensor(EnvironmentOperator):
         self, url: str, policy, deadline: float, identity: ProbeIdentity, audience: str | None
     ) -> dict[str, Any] | None:
         """The streak probed here first, when it takes at most ``INLINE_SECONDS`` (a sandbox
-        candidate is healthy within a second): its result if healthy, else None (defer for the
-        rest). Deferring costs a round trip through the triggerer and a second worker start, seconds
+        candidate is healthy within a second): its result, or None when it would take longer (defer
+        from the start). Deferring costs a round trip through the triggerer and a second worker start, seconds
         more than the streak itself; a longer wait is deferred from the start."""
         import asyncio
 
@@ -100,8 +106,7 @@ class HealthStreakSensor(EnvironmentOperator):
                     audience,
                 )
 
-        result = asyncio.run(probe())
-        return result if result["status"] == "healthy" else None
+        return asyncio.run(probe())
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict:
         service, version = self.candidate["service"], self.candidate["version"]
@@ -117,9 +122,10 @@ class HealthStreakSensor(EnvironmentOperator):
         record = self.ledger.revision(service, version)
         if record and record.verdict == PENDING:  # a candidate under judgement (not a rollback target)
             self.ledger.record_verdict(Actor.from_context(context), service, version, FAILED, f"unhealthy: {diagnosis}")
+        waited = "and stopped" if event.get("status") == "stopped" else f"within {policy.health_timeout_seconds:g}s"
         raise AirflowFailException(
-            f"{service}: candidate {version} did not become healthy within "
-            f"{policy.health_timeout_seconds:g}s (needed {policy.health_streak} consecutive healthy answers, "
+            f"{service}: candidate {version} did not become healthy {waited} "
+            f"(needed {policy.health_streak} consecutive healthy answers, "
             f"best streak {event.get('best_streak', 0)}, last answer: {event.get('last')}); {diagnosis}. "
             "Traffic was not moved: "
             f"{live['version'] + ' keeps serving' if live else 'the service has no live revision'}."

@@ -175,9 +175,11 @@ def test_a_candidate_that_cannot_start_fails_its_deploy_with_the_reason_and_a_re
     assert platform.current_revision(SERVICE)["version"] == "v1.0.0"
     assert served(service(platform).uri) == {"v1.0.0": 6}
     assert "failed to start and listen" in platform.diagnose({"service": SERVICE, "name": base})
+    assert "failed to start and listen" in platform.stopped({"service": SERVICE, "name": base})
     # Cloud Run keeps the failed revision under its name: the next try is a revision of its own.
     retried = platform.deploy_candidate(SERVICE, "v6.6.6", image("v6.6.6"))
     assert retried["name"] == f"{base}-r2" and served(retried["url"]) == {"v6.6.6": 6}
+    assert platform.stopped(retried) is None
 
     with pytest.raises(PlatformError, match="a version is built once"):
         platform.deploy_candidate(SERVICE, "v6.6.6", image("v6.6.6", "analytics"))

@@ -42,6 +42,7 @@ def test_deploying_the_same_candidate_twice_is_idempotent(platform):
     first = platform.deploy_candidate("face-analysis", "v2.0.0", "img")
     again = platform.deploy_candidate("face-analysis", "v2.0.0", "img")
     assert first == again
+    assert platform.stopped(first) is None  # running: it may still become healthy
 
 
 def test_diagnose_says_why_a_crashed_candidate_is_not_healthy(platform, sandbox):
@@ -51,6 +52,8 @@ def test_diagnose_says_why_a_crashed_candidate_is_not_healthy(platform, sandbox)
     diagnosis = platform.diagnose(candidate)
     assert "exited with code 3" in diagnosis
     assert "fault injected: crash at start" in diagnosis
+    # A candidate is never restarted: one that ended is stopped for good, and says how.
+    assert platform.stopped(candidate) == diagnosis
     platform.discard("recommendation", candidate)
     assert sandbox.status()["services"]["recommendation"]["idle"]["state"] == "failed"
 

@@ -46,26 +46,42 @@ def test_a_healthy_candidate_is_handed_on_after_its_deferred_streak(sandbox_env,
     assert op.execute_complete({}, fire(trigger)) == candidate
 
 
-def test_a_crashing_candidate_fails_naming_the_service_and_the_cause(sandbox_env, release_context):
+def live_face_analysis(sandbox_env, fault: str) -> dict:
+    """face-analysis v1.0.0 live, and a v1.0.1 candidate started with ``fault``."""
     platform = LocalPlatform()
     live = platform.deploy_candidate("face-analysis", "v1.0.0", "img")
     asyncio.run(anext(HealthStreakTrigger(live["url"] + "/health", 1, 0.1, 1e12).run()))
     platform.switch_traffic("face-analysis", live, expected=None)
-    sandbox_env.register_fault("v1.0.1", "crash", services=["face-analysis"])
-    candidate = dict(platform.deploy_candidate("face-analysis", "v1.0.1", "img"))
+    sandbox_env.register_fault("v1.0.1", fault, services=["face-analysis"])
+    return dict(platform.deploy_candidate("face-analysis", "v1.0.1", "img"))
 
-    op = sensor(candidate)
-    trigger = defer(op)
-    trigger.deadline = trigger.deadline - op.env_config.release.health_timeout_seconds + 2  # keep the test short
-    with pytest.raises(AirflowFailException) as failure:
-        op.execute_complete(release_context, fire(trigger))
+
+def assert_failed_and_v100_serves(sandbox_env, failure, *phrases: str) -> None:
     message = str(failure.value)
-    assert message.startswith("face-analysis: candidate v1.0.1 did not become healthy")
-    assert "fault injected: crash at start" in message
-    assert "v1.0.0 keeps serving" in message
+    assert message.startswith("face-analysis: candidate v1.0.1 did not become healthy"), message
+    assert all(phrase in message for phrase in [*phrases, "v1.0.0 keeps serving"]), message
     slots = sandbox_env.status()["services"]["face-analysis"]
     assert slots["live"]["version"] == "v1.0.0"
     assert slots["idle"]["state"] == "failed"
+
+
+def test_a_crashing_candidate_fails_in_place_naming_the_service_and_the_cause(sandbox_env, release_context):
+    """A candidate whose process ended will never answer: the task fails once its streak in place
+    failed, not at the health timeout after a round trip through the triggerer."""
+    op = sensor(live_face_analysis(sandbox_env, "crash"))
+    with pytest.raises(AirflowFailException) as failure:  # not TaskDeferred
+        op.execute(release_context)
+    assert_failed_and_v100_serves(sandbox_env, failure, "and stopped", "fault injected: crash at start")
+
+
+def test_a_running_but_unhealthy_candidate_is_waited_for_until_the_deadline(sandbox_env, release_context):
+    op = sensor(live_face_analysis(sandbox_env, "unhealthy"))
+    trigger = defer(op)  # its process runs: it may still get healthy
+    timeout = op.env_config.release.health_timeout_seconds
+    trigger.deadline = trigger.deadline - timeout + 2  # keep the test short
+    with pytest.raises(AirflowFailException) as failure:
+        op.execute_complete(release_context, fire(trigger))
+    assert_failed_and_v100_serves(sandbox_env, failure, f"within {timeout:g}s", "HTTP 503", "running but not")
 
 
 def test_an_already_live_version_is_not_waited_for(sandbox_env):
@@ -73,9 +89,10 @@ def test_an_already_live_version_is_not_waited_for(sandbox_env):
     assert sensor(candidate).execute({}) == candidate
 
 
-def test_a_retry_waits_for_a_fresh_streak_within_a_fresh_deadline():
+def test_a_retry_waits_for_a_fresh_streak_within_a_fresh_deadline(monkeypatch):
     """A genuine failure raises AirflowFailException (never retried, above); the DAG's retry is for
     Airflow failing a resumed deferred task on its own (apache/airflow#72716), and starts over."""
+    monkeypatch.setattr(HealthStreakSensor, "INLINE_SECONDS", 0)  # deferred from the start
     candidate = {"service": "analytics", "version": "v1.0.1", "url": "http://127.0.0.1:9/"}
     first = defer(sensor(candidate))
     time.sleep(0.01)
