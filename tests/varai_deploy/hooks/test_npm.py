@@ -96,6 +96,11 @@ def test_publish_then_read_back(conn: NpmStack, tmp_path: Path):
         "dist.integrity": entry["dist"]["integrity"],
     }
     assert hook.view("@varai/widget", "dist-tags")["latest"] == "2.0.0"
+    # The package's dist-tags come with any of its versions: one `npm view` reads both.
+    assert hook.view("@varai/widget@2.0.0", "version", "dist-tags") == {
+        "version": "2.0.0",
+        "dist-tags": {"latest": "2.0.0"},
+    }
     assert hook.view("@varai/widget@9.9.9", "version") is None
 
     tarball = hook.pack("@varai/widget@2.0.0", tmp_path / "packed")

@@ -78,14 +78,14 @@ def publish(ctx: ChannelContext) -> list[Publication]:
 
 def verify(ctx: ChannelContext) -> list[str]:
     """As a merchant gets it: ``npm view`` and ``npm pack`` from the registry, every file checked
-    against the release manifest, and the dist-tag pointing at this version."""
+    against the release manifest, and the dist-tag pointing at this version (read by the same view)."""
     from varai_deploy.hooks.npm import NpmRegistryHook
 
     hook = NpmRegistryHook(ctx.connection(ROLE), channel=CHANNEL)
     version = ctx.manifest.package_version
     spec = f"{PACKAGE}@{version}"
     where = f"{spec} on {hook.registry_url}"
-    viewed = hook.view(spec, "version", "dist.integrity")
+    viewed = hook.view(spec, "version", "dist.integrity", "dist-tags")
     if not viewed or viewed.get("version") != version or not viewed.get("dist.integrity"):
         raise _failed(f"{where} is not published (npm view answered {viewed!r}): run the publish step")
     integrity = viewed["dist.integrity"]
@@ -108,7 +108,7 @@ def verify(ctx: ChannelContext) -> list[str]:
     checks = [f"npm: {where} has dist.integrity {integrity}", f"npm: {len(expected)} files match the manifest"]
 
     tag = dist_tag(ctx)
-    tags = hook.view(PACKAGE, "dist-tags") or {}
+    tags = viewed.get("dist-tags") or {}
     current = tags.get(tag)
     if ctx.prerelease and tags.get("latest") == version:
         raise _failed(f"{where}: a pre-release must not be the 'latest' dist-tag")
