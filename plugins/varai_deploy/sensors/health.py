@@ -81,9 +81,9 @@ class HealthStreakSensor(EnvironmentOperator):
         self, url: str, policy, deadline: float, identity: ProbeIdentity, audience: str | None
     ) -> dict[str, Any] | None:
         """The streak probed here first, when it takes at most ``INLINE_SECONDS`` (a sandbox
-        candidate is healthy within a second): its result, or None when it would take longer (defer
-        from the start). Deferring costs a round trip through the triggerer and a second worker start, seconds
-        more than the streak itself; a longer wait is deferred from the start."""
+        candidate is healthy within a second): its result, or None when it would take longer (then
+        the whole wait is deferred). Deferring costs a round trip through the triggerer and a second
+        worker start, seconds more than the streak itself."""
         import asyncio
 
         import aiohttp
