@@ -61,8 +61,8 @@ class HealthStreakSensor(EnvironmentOperator):
         if first is not None:
             if first["status"] == "healthy":
                 return self.execute_complete(context, first)
-            if self.platform.stopped(self.candidate):  # it never will be healthy: no wait for the deadline
-                return self.execute_complete(context, {**first, "status": "stopped"})
+            if stopped := self.platform.stopped(self.candidate):  # it never will be healthy: no wait for the deadline
+                return self.execute_complete(context, {**first, "status": "stopped", "stopped": stopped})
         self.defer(
             trigger=HealthStreakTrigger(
                 url=url,
@@ -116,7 +116,7 @@ class HealthStreakSensor(EnvironmentOperator):
         from varai_deploy.ledger import FAILED, PENDING, Actor
 
         policy = self.env_config.release
-        diagnosis = self.platform.diagnose(self.candidate)
+        diagnosis = event.get("stopped") or self.platform.diagnose(self.candidate)
         live = self.platform.current_revision(service)
         self.platform.discard(service, self.candidate)
         record = self.ledger.revision(service, version)
